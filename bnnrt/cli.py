@@ -1,0 +1,161 @@
+"""The ``bnnrt`` command: info, predict, bench.
+
+    bnnrt info MODEL
+    bnnrt predict MODEL IMAGE... [--top-k K]
+    bnnrt bench MODEL [--batch N] [--threads N] [--runs N] [--json]
+
+MODEL is a .bnn file or a zoo model, ``zoo:blendnet20[:width]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from . import __version__, cpu_info
+from .errors import BnnrtError
+from .model import Model, load
+
+
+def open_model(spec: str, threads: int | None = None) -> Model:
+    if spec.startswith("zoo:"):
+        from . import zoo
+        parts = spec.split(":")
+        if parts[1] != "blendnet20" or len(parts) > 3:
+            raise BnnrtError(f"unknown zoo model {spec!r}; known: zoo:blendnet20[:width]")
+        width = 1
+        if len(parts) == 3:
+            if not parts[2].isdigit() or int(parts[2]) < 1:
+                raise BnnrtError(f"zoo width must be a positive integer, got {parts[2]!r}")
+            width = int(parts[2])
+        return zoo.blendnet20(width=width, threads=threads)
+    return load(spec, threads=threads)
+
+
+def _untrained(model: Model) -> bool:
+    prov = model.metadata.get("provenance", {})
+    return isinstance(prov, dict) and prov.get("trained") is False
+
+
+def cmd_info(args) -> int:
+    model = open_model(args.model, args.threads)
+    meta = model.metadata
+    print(f"bnnrt {__version__}")
+    if os.path.isfile(args.model):
+        print(f"file: {args.model} ({os.path.getsize(args.model):,} bytes)")
+    for key in ("name", "description", "architecture"):
+        if key in meta:
+            print(f"{key}: {meta[key]}")
+    if _untrained(model):
+        print("note: this model has random weights (untrained)")
+    print(f"labels: {', '.join(model.labels)}")
+    info = cpu_info()
+    print(f"cpu: {info.get('arch')} features: {', '.join(info.get('features', [])) or 'none'}")
+    print(f"kernels: {', '.join(f'{k}={v}' for k, v in model.plan.kernel_variants().items())}")
+    print()
+    model.summary()
+    return 0
+
+
+def cmd_predict(args) -> int:
+    model = open_model(args.model, args.threads)
+    if _untrained(model):
+        print("note: this model has random weights (untrained): its predictions mean nothing",
+              file=sys.stderr)
+    results = model.top_k(list(args.images), k=args.top_k)
+    for path, top in zip(args.images, results):
+        best = top[0]
+        print(f"{path}: {best[0]} ({best[1]:.1%})")
+        if args.top_k > 1:
+            for label, p in top[1:]:
+                print(f"    {label} ({p:.1%})")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    model = open_model(args.model, args.threads)
+    spec = next(iter(model.plan.input_specs.values()))
+    rng = np.random.default_rng(0)
+    batch = rng.standard_normal((args.batch,) + spec.shape).astype(spec.np_dtype)
+    for _ in range(args.warmup):
+        model.run(batch)
+    times = []
+    deadline = time.perf_counter() + args.max_seconds
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        model.run(batch)
+        times.append(time.perf_counter() - t0)
+        if time.perf_counter() > deadline:
+            break
+    median = statistics.median(times)
+    result = {
+        "model": args.model, "median_ms": median * 1e3, "images_per_s": args.batch / median,
+        "batch": args.batch, "threads": model.threads, "runs": len(times),
+        "min_ms": min(times) * 1e3, "kernel": model.plan.kernel_variants(),
+        "binary_macs": sum(r["binary_macs"] for r in model.layers()),
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{args.model}: batch {args.batch}, {model.threads} thread(s), {len(times)} runs")
+        print(f"  median {result['median_ms']:.3f} ms  (min {result['min_ms']:.3f} ms)  "
+              f"{result['images_per_s']:.1f} images/s")
+        gops = result["binary_macs"] * args.batch / median / 1e9
+        print(f"  {gops:.1f} G binary MAC/s; kernels: "
+              f"{', '.join(f'{k}={v}' for k, v in result['kernel'].items())}")
+    return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bnnrt", description="Fast CPU inference for binary neural networks.")
+    parser.add_argument("--version", action="version", version=f"bnnrt {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def model_cmd(name, help_):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("model", help="a .bnn file or zoo:blendnet20[:width]")
+        p.add_argument("--threads", type=_positive, default=None, help="threads (default: all cores)")
+        return p
+
+    p = model_cmd("info", "describe a model and the kernels it runs")
+    p.set_defaults(func=cmd_info)
+    p = model_cmd("predict", "classify images, printing the top-k labels")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--top-k", type=_positive, default=3)
+    p.set_defaults(func=cmd_predict)
+    p = model_cmd("bench", "measure latency and throughput on random inputs")
+    p.add_argument("--batch", type=_positive, default=1)
+    p.add_argument("--runs", type=_positive, default=200)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--max-seconds", type=float, default=30.0, help="stop early after this long")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except BnnrtError as e:
+        print(f"bnnrt: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"bnnrt: error: {e}", file=sys.stderr)
+        return 2

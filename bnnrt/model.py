@@ -1,0 +1,166 @@
+"""The user-facing Model: load, save, predict, run, summary."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from . import format as _format
+from .errors import GraphError, InputError
+from .graph import Graph
+from .images import Preprocessor, check_numeric
+from .plan import Plan
+
+#: Batches larger than this run in chunks, so memory stays bounded.
+MAX_CHUNK = 256
+
+
+class Model:
+    """A planned, ready-to-run model. Safe to use from several threads at once."""
+
+    def __init__(self, graph: Graph, threads: int | None = None, name: str = "<graph>",
+                 resolver: str = "kernels"):
+        self.graph = graph
+        self.name = name
+        try:
+            self.plan = Plan(graph, threads=threads, resolver=resolver)
+        except GraphError as e:
+            raise type(e)(f"{name}: {e}") from None
+        self._pre = None
+
+    # -- properties
+    @property
+    def metadata(self) -> dict:
+        return self.graph.metadata
+
+    @property
+    def threads(self) -> int:
+        return self.plan.threads
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return next(iter(self.plan.input_specs.values())).shape
+
+    @property
+    def labels(self) -> list[str]:
+        labels = self.metadata.get("labels")
+        n = self.plan.output_specs[0].shape[-1]
+        if isinstance(labels, list) and len(labels) == n:
+            return [str(v) for v in labels]
+        return [str(i) for i in range(n)]
+
+    # -- running
+    def run(self, batch):
+        """Raw graph outputs for an already preprocessed NHWC batch (no softmax).
+
+        ``batch``: one array (N, H, W, C), or a list of them for multi-input
+        graphs. Returns one array, or a list for multi-output graphs."""
+        arrays = list(batch) if isinstance(batch, (list, tuple)) else [batch]
+        specs = list(self.plan.input_specs.items())
+        if len(arrays) != len(specs):
+            raise InputError(f"{self.name} takes {len(specs)} input(s), got {len(arrays)}")
+        checked = []
+        for x, (name, spec) in zip(arrays, specs):
+            if not isinstance(x, np.ndarray):
+                raise InputError(f"input {name!r}: expected a numpy array, got {type(x).__name__}")
+            check_numeric(x, f"input {name!r}")
+            if x.shape[1:] != spec.storage_shape or x.ndim != len(spec.shape) + 1:
+                raise InputError(f"input {name!r} has shape {x.shape}; expected "
+                                 f"(N, {', '.join(map(str, spec.storage_shape))}) {spec.dtype}")
+            if not np.can_cast(x.dtype, spec.np_dtype, "same_kind"):
+                raise InputError(f"input {name!r} has dtype {x.dtype}; expected {spec.np_dtype}")
+            if x.dtype.kind == "f" and not np.isfinite(x).all():
+                raise InputError(f"input {name!r} contains NaN or infinite values")
+            checked.append(x)
+        n = checked[0].shape[0]
+        if any(x.shape[0] != n for x in checked):
+            raise InputError(f"inputs have different batch sizes {[x.shape[0] for x in checked]}")
+        if n == 0:
+            outs = [np.empty((0,) + s.storage_shape, s.np_dtype) for s in self.plan.output_specs]
+        else:
+            chunks = [self.plan.run([x[i:i + MAX_CHUNK] for x in checked]) for i in range(0, n, MAX_CHUNK)]
+            outs = [np.concatenate(parts) if len(parts) > 1 else parts[0] for parts in zip(*chunks)]
+        return outs[0] if len(outs) == 1 else outs
+
+    def _preprocessor(self) -> Preprocessor:
+        if self._pre is None:
+            if len(self.plan.input_specs) != 1 or len(self.input_shape) != 3:
+                raise InputError(f"{self.name}: predict() needs a single image input; use run()")
+            self._pre = Preprocessor(self.metadata.get("input", {}), self.input_shape)
+        return self._pre
+
+    def predict(self, x) -> np.ndarray:
+        """Class probabilities for a PIL image, an image path, an (H, W, C) array
+        of pixels, or a batch (list, or (N, H, W, C) array): shape (classes,)
+        for one image, (N, classes) for a batch."""
+        batch, single = self._preprocessor().batch(x)
+        out = self.run(batch)
+        if isinstance(out, list):
+            out = out[0]
+        out = out.reshape(out.shape[0], int(np.prod(out.shape[1:]))).astype(np.float32)
+        if self.metadata.get("output", "logits") != "probabilities" and out.shape[0]:
+            out = np.exp(out - out.max(axis=1, keepdims=True))
+            out /= out.sum(axis=1, keepdims=True)
+        return out[0] if single else out
+
+    def top_k(self, x, k: int = 5) -> list[list[tuple[str, float]]]:
+        """[(label, probability), ...] best first, for each image of ``x``."""
+        probs = self.predict(x)
+        probs = probs[None] if probs.ndim == 1 else probs
+        labels = self.labels
+        return [[(labels[i], float(p[i])) for i in np.argsort(-p, kind="stable")[:k]] for p in probs]
+
+    # -- description
+    def layers(self) -> list[dict]:
+        """One dict per step: name, op, output shape, precision, MACs, constant bytes, kernel."""
+        rows = []
+        for step in self.plan.steps:
+            out = step.outs[0]
+            macs = step.op.cost(step.node, step.ins, step.outs)
+            rows.append({
+                "name": step.node.name, "op": step.node.op, "output": out,
+                "precision": step.op.precision_of(step.ins),
+                "binary_macs": macs["binary"], "int8_macs": macs["int8"], "float_macs": macs["float"],
+                "bytes": sum(int(c.nbytes) for c in step.node.consts.values()),
+                "kernel": getattr(step.kernel, "variant", "?"),
+            })
+        return rows
+
+    def summary(self, file=None) -> None:
+        """Print a table of the layers: op, output shape, precision, MACs, bytes."""
+        file = file or sys.stdout
+        rows = self.layers()
+        print(f"Model {self.name}: input {self.input_shape}, {len(rows)} layers, "
+              f"{self.threads} thread(s)", file=file)
+        head = f"{'layer':<24} {'op':<15} {'output':<22} {'prec':<7} {'binary MACs':>12} " \
+               f"{'int8 MACs':>11} {'float MACs':>10} {'bytes':>9}  kernel"
+        print(head, file=file)
+        print("-" * len(head), file=file)
+        for r in rows:
+            print(f"{r['name'][:24]:<24} {r['op']:<15} {str(r['output']):<22} {r['precision']:<7} "
+                  f"{r['binary_macs']:>12,} {r['int8_macs']:>11,} {r['float_macs']:>10,} "
+                  f"{r['bytes']:>9,}  {r['kernel']}", file=file)
+        tot = {k: sum(r[k] for r in rows) for k in ("binary_macs", "int8_macs", "float_macs", "bytes")}
+        print("-" * len(head), file=file)
+        print(f"{'total':<24} {'':<15} {'':<22} {'':<7} {tot['binary_macs']:>12,} "
+              f"{tot['int8_macs']:>11,} {tot['float_macs']:>10,} {tot['bytes']:>9,}", file=file)
+
+    def __repr__(self) -> str:
+        return f"<bnnrt.Model {self.name} input={self.input_shape} layers={len(self.plan.steps)}>"
+
+
+def load(source, threads: int | None = None, resolver: str = "kernels") -> Model:
+    """Load a .bnn model from a path, bytes or a binary file object.
+
+    ``threads``: threads per inference (default: all cores). ``resolver="reference"``
+    runs the numpy oracle instead of the kernels (slow; for checking)."""
+    data, name = _format.read_source(source)
+    graph = _format.loads(data, name)
+    return Model(graph, threads=threads, name=name, resolver=resolver)
+
+
+def save(model, path) -> None:
+    """Write a Model (or a Graph) to a .bnn file."""
+    graph = model.graph if isinstance(model, Model) else model
+    _format.save(graph, path)

@@ -1,0 +1,529 @@
+"""The op registry: for every op, its shape rule, its reference and its kernel.
+
+Like TFLite's op resolver, this is a lookup from the op name a graph uses to
+one :class:`Op` object with four entry points:
+
+* ``infer(node, ins)``: validate attributes, constants and input specs, return
+  output specs. Runs once at load; every error names the layer.
+* ``reference(node, ins, arrays)``: the numpy oracle (``bnnrt.reference``).
+* ``kernel(node, ins)``: build the compiled kernel once (constants repacked);
+  its ``bind(*arrays, threads=)`` returns the zero-argument call the executor runs.
+* ``cost(node, ins, outs)``: MACs by precision, for ``Model.summary``.
+
+Adding an op means adding one class here and its reference function; the
+import-time check at the bottom keeps the registry and the reference in step.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+
+from . import reference as ref
+from ._kernels import _core
+from ._shapes import conv_geometry, packed_bytes
+from .errors import GraphError
+from .graph import Node, TensorSpec
+
+INT8_RANGE = (-128, 127)
+
+
+# --------------------------------------------------------------------------
+# attribute and constant checks (all errors name the layer)
+
+
+def _fail(node: Node, msg: str):
+    raise GraphError(f"{node.where()}: {msg}")
+
+
+#: Bound on every geometry attribute (kernel, stride, pad, dilation, channels):
+#: far beyond any real network, small enough for every kernel's int32 math.
+MAX_DIM = 1 << 16
+
+
+def _ints(node: Node, key: str, n: int, default=None, minimum=None) -> tuple[int, ...]:
+    value = node.attrs.get(key, default)
+    if (not isinstance(value, (list, tuple)) or len(value) != n
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        _fail(node, f"attribute {key!r} must be {n} integers, got {value!r}")
+    if minimum is not None and min(value) < minimum:
+        _fail(node, f"attribute {key!r} must be >= {minimum}, got {list(value)}")
+    if max(value) > MAX_DIM:
+        _fail(node, f"attribute {key!r} = {list(value)} exceeds {MAX_DIM}")
+    return tuple(value)
+
+
+def _int(node: Node, key: str, default=None, lo=None, hi=None) -> int:
+    value = node.attrs.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool):
+        _fail(node, f"attribute {key!r} must be an integer, got {value!r}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        _fail(node, f"attribute {key!r} = {value} is outside [{lo}, {hi}]")
+    return value
+
+
+def _choice(node: Node, key: str, choices, default=None):
+    value = node.attrs.get(key, default)
+    if value not in choices:
+        _fail(node, f"attribute {key!r} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def _clamp(node: Node) -> tuple[int, int]:
+    lo, hi = _ints(node, "clamp", 2, default=list(INT8_RANGE))
+    if not INT8_RANGE[0] <= lo <= hi <= INT8_RANGE[1]:
+        _fail(node, f"clamp {[lo, hi]} is not an int8 range")
+    return lo, hi
+
+
+def _const(node: Node, key: str, dtype, shape=None, optional=False):
+    arr = node.consts.get(key)
+    if arr is None:
+        if optional:
+            return None
+        _fail(node, f"missing constant {key!r}")
+    if arr.dtype != np.dtype(dtype):
+        _fail(node, f"constant {key!r} has dtype {arr.dtype}, expected {np.dtype(dtype)}")
+    if shape is not None and tuple(arr.shape) != tuple(shape):
+        _fail(node, f"constant {key!r} has shape {tuple(arr.shape)}, expected {tuple(shape)}")
+    return arr
+
+
+def _input(node: Node, ins, i: int, dtypes, rank=3) -> TensorSpec:
+    spec = ins[i]
+    if spec.dtype not in dtypes:
+        _fail(node, f"input {i} ({node.inputs[i]!r}) is {spec}, expected dtype {' or '.join(dtypes)}")
+    if len(spec.shape) != rank:
+        _fail(node, f"input {i} ({node.inputs[i]!r}) is {spec}, expected rank {rank} (H, W, C)")
+    return spec
+
+
+def _macs(binary=0, int8=0, float_=0):
+    return {"binary": int(binary), "int8": int(int8), "float": int(float_)}
+
+
+class Op(abc.ABC):
+    name: str = ""
+    n_inputs: tuple[int, int] = (1, 1)
+    precision = "int8"
+
+    def precision_of(self, ins: list[TensorSpec]) -> str:
+        """"binary", "int8", "float" or "none": what arithmetic the op does."""
+        return self.precision
+
+    def check_arity(self, node: Node):
+        lo, hi = self.n_inputs
+        if not lo <= len(node.inputs) <= hi:
+            _fail(node, f"takes {lo}..{hi} inputs, got {len(node.inputs)}")
+        if len(node.outputs) != 1:
+            _fail(node, f"has one output, got {len(node.outputs)}")
+
+    @abc.abstractmethod
+    def infer(self, node: Node, ins: list[TensorSpec]) -> list[TensorSpec]:
+        """Validate the node against its input specs; return the output specs."""
+
+    @abc.abstractmethod
+    def reference(self, node: Node, ins: list[TensorSpec], arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """Compute the outputs with the numpy oracle."""
+
+    @abc.abstractmethod
+    def kernel(self, node: Node, ins: list[TensorSpec]):
+        """Build the compiled kernel (constants repacked once)."""
+
+    def cost(self, node, ins, outs):
+        return _macs()
+
+
+class NumpyKernel:
+    """A kernel written with numpy ufuncs into preallocated outputs (float
+    ops and reshapes: cheap next to the convolutions)."""
+
+    variant = "numpy"
+
+    def __init__(self, fn):
+        self._fn = fn
+
+    def bind(self, *arrays, threads=1):
+        fn = self._fn
+        return lambda: fn(*arrays)
+
+    def run(self, *arrays, threads=1):
+        self._fn(*arrays)
+
+
+class ReferenceKernel:
+    """The numpy oracle behind the kernel interface (``resolver="reference"``),
+    as TFLite's reference op resolver: same graph, same plan, oracle ops."""
+
+    variant = "reference"
+
+    def __init__(self, op: "Op", node: Node, ins: list[TensorSpec]):
+        self._op, self._node, self._ins = op, node, ins
+
+    def run(self, *arrays, threads=1):
+        # kernels take (inputs..., output[, skip]); the oracle takes inputs in graph order
+        n_in = len(self._node.inputs)
+        if self._node.op in ("bconv2d", "conv2d_int8") and n_in == 2:
+            inputs, out = [arrays[0], arrays[2]], arrays[1]
+        else:
+            inputs, out = list(arrays[:n_in]), arrays[n_in]
+        out[...] = self._op.reference(self._node, self._ins, inputs)[0]
+
+    def bind(self, *arrays, threads=1):
+        return lambda: self.run(*arrays)
+
+
+# --------------------------------------------------------------------------
+# element-wise and conversion ops
+
+
+class Quantize(Op):
+    name = "quantize"
+    precision = "float"
+
+    def infer(self, node, ins):
+        spec = _input(node, ins, 0, ["float32"])
+        scale = node.attrs.get("scale")
+        if not isinstance(scale, (int, float)) or not scale > 0 or not np.isfinite(scale):
+            _fail(node, f"scale must be a positive number, got {scale!r}")
+        return [TensorSpec(spec.shape, "int8")]
+
+    def reference(self, node, ins, arrays):
+        return [ref.quantize(arrays[0], scale=node.attrs["scale"])]
+
+    def kernel(self, node, ins):
+        inv = np.float32(node.attrs["scale"])
+
+        def run(x, out):
+            tmp = np.divide(x, inv, dtype=np.float32)
+            np.rint(tmp, out=tmp)
+            np.clip(tmp, -128, 127, out=tmp)
+            out[...] = tmp
+        return NumpyKernel(run)
+
+
+class Dequantize(Op):
+    name = "dequantize"
+    precision = "float"
+
+    def infer(self, node, ins):
+        spec = _input(node, ins, 0, ["int8", "int32"])
+        c = spec.channels
+        for key in ("scale", "offset"):
+            arr = _const(node, key, np.float32, optional=(key == "offset"))
+            if arr is not None and arr.shape not in ((1,), (c,)):
+                _fail(node, f"constant {key!r} has shape {arr.shape}, expected (1,) or ({c},)")
+        return [TensorSpec(spec.shape, "float32")]
+
+    def reference(self, node, ins, arrays):
+        return [ref.dequantize(arrays[0], scale=node.consts["scale"], offset=node.consts.get("offset"))]
+
+    def kernel(self, node, ins):
+        scale, offset = node.consts["scale"], node.consts.get("offset")
+
+        def run(x, out):
+            np.multiply(x, scale, out=out, dtype=np.float32)
+            if offset is not None:
+                np.add(out, offset, out=out)
+        return NumpyKernel(run)
+
+
+class Softmax(Op):
+    name = "softmax"
+    precision = "float"
+
+    def infer(self, node, ins):
+        spec = _input(node, ins, 0, ["float32"])
+        return [spec]
+
+    def reference(self, node, ins, arrays):
+        return [ref.softmax(arrays[0])]
+
+    def kernel(self, node, ins):
+        def run(x, out):
+            np.subtract(x, x.max(axis=-1, keepdims=True), out=out)
+            np.exp(out, out=out)
+            out /= out.sum(axis=-1, keepdims=True)
+        return NumpyKernel(run)
+
+
+class Flatten(Op):
+    name = "flatten"
+    precision = "none"
+
+    def infer(self, node, ins):
+        spec = _input(node, ins, 0, ["int8", "int32", "float32", "bits"])
+        h, w, c = spec.shape
+        if spec.dtype == "bits" and c % 8 and h * w > 1:
+            _fail(node, f"cannot flatten {spec}: bit pixels of {c} channels are not whole bytes")
+        return [TensorSpec((1, 1, h * w * c), spec.dtype)]
+
+    def reference(self, node, ins, arrays):
+        return [ref.flatten(arrays[0])]
+
+    def kernel(self, node, ins):
+        def run(x, out):
+            out[...] = x.reshape(out.shape)
+        return NumpyKernel(run)
+
+
+class SignBits(Op):
+    name = "sign_bits"
+    precision = "float"
+
+    def infer(self, node, ins):
+        spec = _input(node, ins, 0, ["float32"])
+        return [TensorSpec(spec.shape, "bits")]
+
+    def reference(self, node, ins, arrays):
+        return [ref.sign_bits(arrays[0], channels=ins[0].channels)]
+
+    def kernel(self, node, ins):
+        return _core.SignBits(ins[0].channels)
+
+
+class Binarize(Op):
+    name = "binarize"
+
+    def infer(self, node, ins):
+        spec = _input(node, ins, 0, ["int8"])
+        c = spec.channels
+        _const(node, "thresholds", np.int16, (c,))
+        d = _const(node, "directions", np.int8, (c,))
+        if not np.all(np.abs(d) == 1):
+            _fail(node, "directions must be +1 or -1")
+        return [TensorSpec(spec.shape, "bits")]
+
+    def reference(self, node, ins, arrays):
+        return [ref.binarize(arrays[0], thresholds=node.consts["thresholds"],
+                             directions=node.consts["directions"])]
+
+    def kernel(self, node, ins):
+        return _core.Binarize(node.consts["thresholds"], node.consts["directions"])
+
+
+class AddInt8(Op):
+    name = "add_int8"
+    n_inputs = (2, 2)
+
+    def infer(self, node, ins):
+        a = _input(node, ins, 0, ["int8"])
+        b = _input(node, ins, 1, ["int8"])
+        if a.shape != b.shape:
+            _fail(node, f"adds {a} and {b}: shapes differ")
+        for side in "ab":
+            _int(node, f"{side}_multiplier", lo=-2**31, hi=2**31 - 1)
+            _int(node, f"{side}_shift", lo=0, hi=62)
+        _clamp(node)
+        return [a]
+
+    def _params(self, node):
+        a = node.attrs
+        return dict(a_multiplier=a["a_multiplier"], a_shift=a["a_shift"],
+                    b_multiplier=a["b_multiplier"], b_shift=a["b_shift"], clamp=_clamp(node))
+
+    def reference(self, node, ins, arrays):
+        return [ref.add_int8(arrays[0], arrays[1], **self._params(node))]
+
+    def kernel(self, node, ins):
+        return _core.AddInt8(**self._params(node))
+
+
+# --------------------------------------------------------------------------
+# windowed ops
+
+
+def _window(node: Node, spec: TensorSpec, kernel_hw):
+    strides = _ints(node, "strides", 2, default=[1, 1], minimum=1)
+    dilations = _ints(node, "dilations", 2, default=[1, 1], minimum=1)
+    pads = _ints(node, "pads", 4, default=[0, 0, 0, 0], minimum=0)
+    try:
+        oh, ow = conv_geometry(spec.shape[:2], kernel_hw, strides, dilations, pads)
+    except GraphError as e:
+        _fail(node, f"{e} (input {spec})")
+    return strides, dilations, pads, oh, ow
+
+
+def _epilogue(node: Node, cout: int, output: str, n_inputs: int, int32_bias: bool):
+    """Validate the per-channel epilogue constants; returns kernel kwargs.
+    ``int32_bias``: the int32 output adds a bias (int8 convs) or not (binary)."""
+    kw = {"output": output}
+    if output == "bits":
+        kw["thresholds"] = _const(node, "thresholds", np.int32, (cout,))
+    if output == "int8" or (output == "int32" and int32_bias):
+        kw["bias"] = _const(node, "bias", np.int32, (cout,))
+    if output == "int8":
+        kw["multiplier"] = _const(node, "multiplier", np.int32, (cout,))
+        shift = kw["shift"] = _const(node, "shift", np.int8, (cout,))
+        if shift.size and (shift.min() < 0 or shift.max() > 62):
+            _fail(node, "shift must lie in [0, 62]")
+        kw["clamp"] = _clamp(node)
+        if n_inputs == 2:
+            kw["skip_multiplier"] = _int(node, "skip_multiplier", lo=-2**31, hi=2**31 - 1)
+            kw["skip_shift"] = _int(node, "skip_shift", lo=0, hi=62)
+    elif n_inputs == 2:
+        _fail(node, "a skip input needs output 'int8'")
+    return kw
+
+
+class BConv2D(Op):
+    name = "bconv2d"
+    n_inputs = (1, 2)
+    precision = "binary"
+
+    def infer(self, node, ins):
+        spec = _input(node, ins, 0, ["bits"])
+        cin = _int(node, "cin", lo=1, hi=MAX_DIM)
+        if cin != spec.channels:
+            _fail(node, f"attribute cin={cin} but the input has {spec.channels} channels")
+        w = node.consts.get("weights")
+        if w is None or w.dtype != np.uint8 or w.ndim != 4 or w.shape[3] != packed_bytes(cin):
+            _fail(node, f"weights must be uint8 (Cout, kh, kw, {packed_bytes(cin)}), got "
+                  f"{None if w is None else (w.dtype, w.shape)}")
+        cout, kh, kw_ = (int(d) for d in w.shape[:3])
+        _choice(node, "pad_value", (0, 1), default=1)
+        output = _choice(node, "output", ("int32", "bits", "int8"))
+        _, _, _, oh, ow = _window(node, spec, (kh, kw_))
+        _epilogue(node, cout, output, len(node.inputs), int32_bias=False)
+        out_dtype = {"int32": "int32", "bits": "bits", "int8": "int8"}[output]
+        out = TensorSpec((oh, ow, cout), out_dtype)
+        if len(node.inputs) == 2:
+            skip = _input(node, ins, 1, ["int8"])
+            if skip.shape != out.shape:
+                _fail(node, f"skip input {skip} does not match the output {out}")
+        return [out]
+
+    def _params(self, node, ins):
+        w = node.consts["weights"]
+        strides, dilations, pads, _, _ = _window(node, ins[0], w.shape[1:3])
+        kw = _epilogue(node, w.shape[0], node.attrs["output"], len(node.inputs), int32_bias=False)
+        kw.update(cin=node.attrs["cin"], strides=strides, dilations=dilations, pads=pads,
+                  pad_value=node.attrs.get("pad_value", 1))
+        return kw
+
+    def reference(self, node, ins, arrays):
+        kw = self._params(node, ins)
+        skip = arrays[1] if len(arrays) > 1 else None
+        return [ref.bconv2d(arrays[0], node.consts["weights"], skip=skip, **kw)]
+
+    def kernel(self, node, ins):
+        kw = self._params(node, ins)
+        return _core.BConv2D(node.consts["weights"], in_hw=ins[0].shape[:2],
+                             has_skip=len(node.inputs) == 2, **kw)
+
+    def cost(self, node, ins, outs):
+        w = node.consts["weights"]
+        oh, ow, cout = outs[0].shape
+        return _macs(binary=oh * ow * cout * w.shape[1] * w.shape[2] * node.attrs["cin"])
+
+
+class Conv2DInt8(Op):
+    name = "conv2d_int8"
+    n_inputs = (1, 2)
+
+    def infer(self, node, ins):
+        spec = _input(node, ins, 0, ["int8"])
+        w = node.consts.get("weights")
+        if w is None or w.dtype != np.int8 or w.ndim != 4 or w.shape[3] != spec.channels:
+            _fail(node, f"weights must be int8 (Cout, kh, kw, {spec.channels}), got "
+                  f"{None if w is None else (w.dtype, w.shape)}")
+        cout, kh, kw_ = (int(d) for d in w.shape[:3])
+        output = _choice(node, "output", ("int32", "int8"))
+        _, _, _, oh, ow = _window(node, spec, (kh, kw_))
+        _epilogue(node, cout, output, len(node.inputs), int32_bias=True)
+        out = TensorSpec((oh, ow, cout), output)
+        if len(node.inputs) == 2:
+            skip = _input(node, ins, 1, ["int8"])
+            if skip.shape != out.shape:
+                _fail(node, f"skip input {skip} does not match the output {out}")
+        return [out]
+
+    def _params(self, node, ins):
+        w = node.consts["weights"]
+        strides, dilations, pads, _, _ = _window(node, ins[0], w.shape[1:3])
+        kw = _epilogue(node, w.shape[0], node.attrs["output"], len(node.inputs), int32_bias=True)
+        kw.update(strides=strides, dilations=dilations, pads=pads)
+        return kw
+
+    def reference(self, node, ins, arrays):
+        kw = self._params(node, ins)
+        skip = arrays[1] if len(arrays) > 1 else None
+        return [ref.conv2d_int8(arrays[0], node.consts["weights"], skip=skip, **kw)]
+
+    def kernel(self, node, ins):
+        kw = self._params(node, ins)
+        return _core.Conv2DInt8(node.consts["weights"], in_hw=ins[0].shape[:2],
+                                has_skip=len(node.inputs) == 2, **kw)
+
+    def cost(self, node, ins, outs):
+        w = node.consts["weights"]
+        oh, ow, cout = outs[0].shape
+        return _macs(int8=oh * ow * cout * w.shape[1] * w.shape[2] * w.shape[3])
+
+
+class MaxPool(Op):
+    name = "maxpool"
+
+    def precision_of(self, ins):
+        return "binary" if ins[0].dtype == "bits" else "int8"
+
+    def infer(self, node, ins):
+        spec = _input(node, ins, 0, ["int8", "bits"])
+        kernel = _ints(node, "kernel", 2, minimum=1)
+        _, _, _, oh, ow = _window(node, spec, kernel)
+        return [TensorSpec((oh, ow, spec.channels), spec.dtype)]
+
+    def _params(self, node, ins):
+        kernel = _ints(node, "kernel", 2, minimum=1)
+        strides, _, pads, _, _ = _window(node, ins[0], kernel)
+        channels = ins[0].channels if ins[0].dtype == "bits" else None
+        return dict(kernel=kernel, strides=strides, pads=pads, channels=channels)
+
+    def reference(self, node, ins, arrays):
+        return [ref.maxpool(arrays[0], **self._params(node, ins))]
+
+    def kernel(self, node, ins):
+        return _core.MaxPool(in_hw=ins[0].shape[:2], **self._params(node, ins))
+
+
+class GlobalAvgPool(Op):
+    name = "global_avgpool"
+
+    def infer(self, node, ins):
+        spec = _input(node, ins, 0, ["int8"])
+        _int(node, "multiplier", lo=-2**31, hi=2**31 - 1)
+        _int(node, "shift", lo=0, hi=62)
+        _clamp(node)
+        return [TensorSpec((1, 1, spec.channels), "int8")]
+
+    def _params(self, node):
+        return dict(multiplier=node.attrs["multiplier"], shift=node.attrs["shift"], clamp=_clamp(node))
+
+    def reference(self, node, ins, arrays):
+        return [ref.global_avgpool(arrays[0], **self._params(node))]
+
+    def kernel(self, node, ins):
+        return _core.GlobalAvgPool(**self._params(node))
+
+
+#: op name -> Op. The one table the planner, the file reader and the
+#: converters consult.
+OPS: dict[str, Op] = {op.name: op for op in (
+    Quantize(), Dequantize(), Softmax(), Flatten(), SignBits(), Binarize(), AddInt8(),
+    BConv2D(), Conv2DInt8(), MaxPool(), GlobalAvgPool(),
+)}
+
+# Every op has its reference definition, under the same name (style.md, 5: the
+# op table and the oracle cannot drift apart).
+assert all(callable(getattr(ref, name, None)) for name in OPS), \
+    sorted(n for n in OPS if not callable(getattr(ref, n, None)))
+
+
+def get_op(node: Node) -> Op:
+    op = OPS.get(node.op)
+    if op is None:
+        from .errors import UnsupportedOpError
+        raise UnsupportedOpError(f"{node.where()}: unknown op {node.op!r}; bnnrt knows {sorted(OPS)}")
+    op.check_arity(node)
+    return op

@@ -1,0 +1,247 @@
+"""Plan once, run many times: the executor.
+
+:class:`Plan` is made once per model at load time. It orders the nodes,
+infers and checks every tensor's shape and dtype (errors name the layer),
+and builds each node's kernel (constants repacked once). It knows nothing of
+the batch size.
+
+:class:`Context` is a plan bound to one batch size: one 64-byte aligned arena
+holds every intermediate tensor, placed by liveness (TFLite's arena planner:
+largest first, best fit among tensors whose lifetimes overlap), and every
+step is bound to its arena views. ``Context.run`` is then a loop of
+zero-argument calls into C, each releasing the GIL. A context is used by one
+thread at a time; the :class:`Plan` keeps a pool of them so that one model can
+serve several Python threads at once.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import GraphError, InputError
+from .graph import Graph, Node, TensorSpec
+from .ops import Op, ReferenceKernel, get_op
+
+ALIGN = 64
+#: Largest arena a context may allocate (per batch); beyond this a model or a
+#: batch is refused with a clear error instead of a huge allocation.
+MAX_ARENA_BYTES = int(os.environ.get("BNNRT_MAX_ARENA_BYTES", 4 << 30))
+
+
+def default_threads() -> int:
+    """Threads a model uses by default: BNNRT_NUM_THREADS, OMP_NUM_THREADS,
+    else the CPUs this process may run on."""
+    for var in ("BNNRT_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class Step:
+    node: Node
+    op: Op
+    ins: list[TensorSpec]
+    outs: list[TensorSpec]
+    kernel: object = None
+
+
+def _order(graph: Graph) -> list[Node]:
+    """Topological order, stable with respect to the file's order; rejects
+    undefined tensors, tensors defined twice and cycles."""
+    producer: dict[str, int] = {}
+    for name in graph.inputs:
+        producer[name] = -1
+    for i, node in enumerate(graph.nodes):
+        for t in node.outputs:
+            if t in producer:
+                raise GraphError(f"{node.where()}: tensor {t!r} is produced twice")
+            producer[t] = i
+    for node in graph.nodes:
+        for t in node.inputs:
+            if t not in producer:
+                raise GraphError(f"{node.where()}: input {t!r} is not produced by any layer")
+    for t in graph.outputs:
+        if t not in producer:
+            raise GraphError(f"graph output {t!r} is not produced by any layer")
+    waiting = [sum(1 for t in set(n.inputs) if producer[t] >= 0) for n in graph.nodes]
+    consumers: dict[int, list[int]] = {}
+    for i, node in enumerate(graph.nodes):
+        for t in set(node.inputs):
+            if producer[t] >= 0:
+                consumers.setdefault(producer[t], []).append(i)
+    ready = [i for i, w in enumerate(waiting) if w == 0]
+    order = []
+    while ready:
+        ready.sort(reverse=True)
+        i = ready.pop()
+        order.append(graph.nodes[i])
+        for j in consumers.get(i, ()):
+            waiting[j] -= 1
+            if waiting[j] == 0:
+                ready.append(j)
+    if len(order) != len(graph.nodes):
+        stuck = [graph.nodes[i].name for i, w in enumerate(waiting) if w > 0]
+        raise GraphError(f"the graph has a cycle through layers {stuck[:5]}")
+    return order
+
+
+class Plan:
+    """A validated, compiled graph (batch-independent)."""
+
+    def __init__(self, graph: Graph, threads: int | None = None, resolver: str = "kernels"):
+        if resolver not in ("kernels", "reference"):
+            raise ValueError(f"resolver must be 'kernels' or 'reference', not {resolver!r}")
+        if not graph.inputs:
+            raise GraphError("the graph has no inputs")
+        self.graph = graph
+        self.threads = default_threads() if threads is None else int(threads)
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        self.specs: dict[str, TensorSpec] = dict(graph.inputs)
+        self.steps: list[Step] = []
+        for node in _order(graph):
+            op = get_op(node)
+            ins = [self.specs[t] for t in node.inputs]
+            outs = op.infer(node, ins)
+            for t, spec in zip(node.outputs, outs):
+                self.specs[t] = spec
+            self.steps.append(Step(node, op, ins, outs))
+        per_sample = sum(s.nbytes for s in self.specs.values())
+        if per_sample > MAX_ARENA_BYTES:
+            raise GraphError(f"the graph's tensors need {per_sample} bytes per sample, more "
+                             f"than the {MAX_ARENA_BYTES}-byte limit (BNNRT_MAX_ARENA_BYTES)")
+        for step in self.steps:
+            if resolver == "reference":
+                step.kernel = ReferenceKernel(step.op, step.node, step.ins)
+            else:
+                step.kernel = step.op.kernel(step.node, step.ins)
+        self._pool: dict[tuple[int, bool], list[Context]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def input_specs(self) -> dict[str, TensorSpec]:
+        return self.graph.inputs
+
+    @property
+    def output_specs(self) -> list[TensorSpec]:
+        return [self.specs[t] for t in self.graph.outputs]
+
+    def kernel_variants(self) -> dict[str, str]:
+        """op -> variant of the kernels this plan runs (e.g. bconv2d: avx512)."""
+        out: dict[str, str] = {}
+        for step in self.steps:
+            out.setdefault(step.node.op, getattr(step.kernel, "variant", "?"))
+        return out
+
+    # -- contexts
+    def acquire(self, batch: int, preserve_intermediates: bool = False) -> Context:
+        key = (batch, preserve_intermediates)
+        with self._lock:
+            free = self._pool.get(key)
+            if free:
+                return free.pop()
+            if len(self._pool) > 8:        # many batch sizes seen: forget the idle contexts
+                self._pool = {k: v for k, v in self._pool.items() if k == key}
+        return Context(self, batch, preserve_intermediates)
+
+    def release(self, ctx: Context) -> None:
+        with self._lock:
+            self._pool.setdefault((ctx.batch, ctx.preserve_intermediates), []).append(ctx)
+
+    def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """Run on already validated inputs (one array per graph input, same batch)."""
+        ctx = self.acquire(inputs[0].shape[0])
+        try:
+            return ctx.run(inputs)
+        finally:
+            self.release(ctx)
+
+    def run_reference(self, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Every tensor of the graph computed by the numpy oracle."""
+        values = dict(zip(self.graph.inputs, inputs))
+        for step in self.steps:
+            outs = step.op.reference(step.node, step.ins, [values[t] for t in step.node.inputs])
+            values.update(zip(step.node.outputs, outs))
+        return values
+
+
+class Context:
+    """A plan bound to a batch size: arena, views and bound kernel calls."""
+
+    def __init__(self, plan: Plan, batch: int, preserve_intermediates: bool = False):
+        if batch < 1:
+            raise InputError(f"batch size must be >= 1, got {batch}")
+        self.plan = plan
+        self.batch = batch
+        self.preserve_intermediates = preserve_intermediates
+        offsets, size = self._allocate(plan, batch, preserve_intermediates)
+        if size > MAX_ARENA_BYTES:
+            raise InputError(f"a batch of {batch} needs a {size}-byte arena, more than the "
+                             f"{MAX_ARENA_BYTES}-byte limit; use smaller batches")
+        raw = np.empty(size + ALIGN, dtype=np.uint8)
+        start = (-raw.ctypes.data) % ALIGN
+        self.arena = raw[start:start + size]
+        self.views: dict[str, np.ndarray] = {}
+        for name, off in offsets.items():
+            spec = plan.specs[name]
+            nbytes = spec.nbytes * batch
+            self.views[name] = (self.arena[off:off + nbytes].view(spec.np_dtype)
+                                .reshape((batch,) + spec.storage_shape))
+        self.calls = []
+        for step in plan.steps:
+            arrays = [self.views[t] for t in step.node.inputs]
+            outs = [self.views[t] for t in step.node.outputs]
+            # kernels take (inputs..., output[, skip]): the skip operand of a conv comes last
+            if step.node.op in ("bconv2d", "conv2d_int8") and len(arrays) == 2:
+                args = [arrays[0], outs[0], arrays[1]]
+            else:
+                args = arrays + outs
+            self.calls.append(step.kernel.bind(*args, threads=plan.threads))
+
+    @staticmethod
+    def _allocate(plan: Plan, batch: int, preserve: bool):
+        """Offsets of every tensor in the arena (largest first, best fit)."""
+        n = len(plan.steps)
+        first: dict[str, int] = {name: -1 for name in plan.graph.inputs}
+        last: dict[str, int] = dict(first)
+        for i, step in enumerate(plan.steps):
+            for t in step.node.inputs:
+                last[t] = i
+            for t in step.node.outputs:
+                first[t] = last[t] = i
+        for t in plan.graph.outputs:
+            last[t] = n
+        if preserve:
+            last = {t: n for t in last}
+        sizes = {t: -(-plan.specs[t].nbytes * batch // ALIGN) * ALIGN for t in first}
+        placed: list[tuple[int, int, int, int]] = []   # (offset, size, first, last)
+        offsets = {}
+        for t in sorted(first, key=lambda t: (-sizes[t], first[t], t)):
+            busy = sorted((o, o + s) for o, s, f, l in placed
+                          if f <= last[t] and first[t] <= l)
+            best, gap_start = None, 0
+            for lo, hi in busy:
+                if lo - gap_start >= sizes[t] and (best is None or lo - gap_start < best[1]):
+                    best = (gap_start, lo - gap_start)
+                gap_start = max(gap_start, hi)
+            offset = best[0] if best else gap_start
+            offsets[t] = offset
+            placed.append((offset, sizes[t], first[t], last[t]))
+        size = max((o + s for o, s, _, _ in placed), default=0)
+        return offsets, size
+
+    def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        for name, x in zip(self.plan.graph.inputs, inputs):
+            np.copyto(self.views[name], x, casting="unsafe")
+        for call in self.calls:
+            call()
+        return [self.views[t].copy() for t in self.plan.graph.outputs]

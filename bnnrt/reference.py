@@ -1,0 +1,213 @@
+"""The numpy reference of every bnnrt op: the oracle the kernels are tested against.
+
+Written to be read, not to be fast. Each function is the definition of its op
+(see ../shared/design/numerics.md and docs/ops.md); the C kernels must agree
+with it bit for bit on integer outputs.
+
+Conventions
+-----------
+* Tensors are NHWC.
+* A *bit tensor* holds binary values (+1/-1) packed LSB-first along channels
+  into bytes: channel ``c`` of a pixel is bit ``c % 8`` of byte ``c // 8``; bit 0
+  means +1, bit 1 means -1; unused high bits of the last byte are 0. Its numpy
+  form is uint8 of shape (N, H, W, ceil(C / 8)); the channel count travels
+  beside it (``channels=``/``cin=``).
+* Binary weights use the same packing: uint8 (Cout, kh, kw, ceil(Cin / 8)).
+* int8 tensors are symmetric (zero point 0); ``requantize`` is the only rescale.
+* ``pads`` is always (top, bottom, left, right).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._shapes import conv_geometry, packed_bytes
+from .quant import requantize
+
+# --------------------------------------------------------------------------
+# bits <-> signs
+
+
+def pack_bits(negative: np.ndarray) -> np.ndarray:
+    """Pack a boolean array (..., C), True meaning -1, into (..., ceil(C/8)) uint8."""
+    negative = np.asarray(negative, dtype=bool)
+    return np.packbits(negative, axis=-1, bitorder="little")
+
+
+def unpack_bits(packed: np.ndarray, channels: int) -> np.ndarray:
+    """Inverse of :func:`pack_bits`: (..., ceil(C/8)) uint8 -> bool (..., C), True = -1."""
+    packed = np.asarray(packed, dtype=np.uint8)
+    if packed.shape[-1] != packed_bytes(channels):
+        raise ValueError(f"{packed.shape[-1]} bytes per pixel do not hold {channels} channels")
+    return np.unpackbits(packed, axis=-1, count=channels, bitorder="little").astype(bool)
+
+
+def to_signs(packed: np.ndarray, channels: int) -> np.ndarray:
+    """Bit tensor -> int32 array of +1/-1."""
+    return np.where(unpack_bits(packed, channels), -1, 1).astype(np.int32)
+
+
+# --------------------------------------------------------------------------
+# windows
+
+
+def _pad(x: np.ndarray, pads, value) -> np.ndarray:
+    top, bottom, left, right = pads
+    return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=value)
+
+
+def _windows(x, kernel_hw, strides, dilations, pads, pad_value):
+    """Yield (ky, kx, tap) where tap is the (N, OH, OW, C) slice each output
+    pixel sees at kernel offset (ky, kx)."""
+    oh, ow = conv_geometry(x.shape[1:3], kernel_hw, strides, dilations, pads)
+    xp = _pad(x, pads, pad_value)
+    sh, sw = strides
+    dh, dw = dilations
+    for ky in range(kernel_hw[0]):
+        for kx in range(kernel_hw[1]):
+            y0, x0 = ky * dh, kx * dw
+            yield ky, kx, xp[:, y0:y0 + sh * (oh - 1) + 1:sh, x0:x0 + sw * (ow - 1) + 1:sw, :]
+
+
+def _conv(x, w, strides, dilations, pads, pad_value):
+    """Integer convolution: x (N,H,W,C) int, w (O,kh,kw,C) int -> (N,OH,OW,O) int64."""
+    acc = None
+    for ky, kx, tap in _windows(x, w.shape[1:3], strides, dilations, pads, pad_value):
+        term = np.tensordot(tap.astype(np.int64), w[:, ky, kx, :].astype(np.int64), axes=([3], [1]))
+        acc = term if acc is None else acc + term
+    return acc
+
+
+def _int8_epilogue(acc, *, bias, multiplier, shift, clamp, skip, skip_multiplier, skip_shift):
+    """requantize(acc + bias) [+ requantize(skip)], clamped to int8."""
+    out = requantize(acc + np.asarray(bias, dtype=np.int64), multiplier, shift)
+    if skip is not None:
+        out = out + requantize(skip, skip_multiplier, skip_shift)
+    return np.clip(out, clamp[0], clamp[1]).astype(np.int8)
+
+
+# --------------------------------------------------------------------------
+# ops
+
+
+def quantize(x, *, scale):
+    """float32 -> int8: q = clamp(rint(x / scale), -128, 127) (float path)."""
+    q = np.rint(np.asarray(x, dtype=np.float32) / np.float32(scale))
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
+def dequantize(x, *, scale, offset=None):
+    """int8/int32 -> float32: x * scale[c] + offset[c] (scale, offset per channel or scalar)."""
+    y = np.asarray(x).astype(np.float32) * np.asarray(scale, dtype=np.float32)
+    if offset is not None:
+        y = y + np.asarray(offset, dtype=np.float32)
+    return y.astype(np.float32)
+
+
+def sign_bits(x, *, channels):
+    """float32 -> bits: -1 where x < 0, +1 where x >= 0 (and where x is NaN)."""
+    x = np.asarray(x, dtype=np.float32)
+    assert x.shape[-1] == channels
+    return pack_bits(x < 0)
+
+
+def binarize(x, *, thresholds, directions):
+    """int8 -> bits, per channel: -1 iff q < t (direction +1) or q > t (direction -1).
+
+    ``thresholds`` int16[C] folds the BatchNorm before the sign; a threshold out
+    of the int8 range makes a constant channel."""
+    q = np.asarray(x, dtype=np.int16)
+    t = np.asarray(thresholds, dtype=np.int16)
+    d = np.asarray(directions, dtype=np.int8)
+    negative = np.where(d > 0, q < t, q > t)
+    return pack_bits(negative)
+
+
+def bconv2d(x, weights, *, cin, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0),
+            pad_value=1, output="int32", thresholds=None, bias=None, multiplier=None,
+            shift=None, clamp=(-128, 127), skip=None, skip_multiplier=1, skip_shift=0):
+    """Binary convolution of a bit tensor with binary weights.
+
+    y[n, oy, ox, o] = sum over taps and channels of x * w, with x, w in {+1, -1};
+    padded taps are ``pad_value`` (+1: "same-one", 0: "same-zero").
+    ``output`` selects the epilogue:
+
+    * ``"int32"``: y itself.
+    * ``"bits"``: threshold BatchNorm, +1 iff y >= thresholds[o] (int32[O]).
+    * ``"int8"``: clamp(requantize(y + bias[o], multiplier[o], shift[o])
+      [+ requantize(skip, skip_multiplier, skip_shift)]): BN folded into a
+      requantization, with the optional int8 skip input of the Blend add.
+    """
+    if pad_value not in (0, 1):
+        raise ValueError(f"binary convolution pads with +1 or 0, not {pad_value}")
+    a = to_signs(x, cin)
+    w = to_signs(weights, cin)
+    y = _conv(a, w, strides, dilations, pads, pad_value)
+    if output == "int32":
+        return y.astype(np.int32)
+    if output == "bits":
+        return pack_bits(y < np.asarray(thresholds, dtype=np.int64))
+    if output == "int8":
+        return _int8_epilogue(y, bias=bias, multiplier=multiplier, shift=shift, clamp=clamp,
+                              skip=skip, skip_multiplier=skip_multiplier, skip_shift=skip_shift)
+    raise ValueError(f"unknown bconv2d output {output!r}")
+
+
+def conv2d_int8(x, weights, *, bias, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0),
+                output="int8", multiplier=None, shift=None, clamp=(-128, 127), skip=None,
+                skip_multiplier=1, skip_shift=0):
+    """int8 convolution with zero padding, int32 accumulation plus bias.
+
+    ``output="int32"`` returns acc + bias; ``output="int8"`` requantizes per
+    output channel (with the same optional skip add as :func:`bconv2d`)."""
+    acc = _conv(np.asarray(x, dtype=np.int8), np.asarray(weights, dtype=np.int8),
+                strides, dilations, pads, 0)
+    if output == "int32":
+        return (acc + np.asarray(bias, dtype=np.int64)).astype(np.int32)
+    if output == "int8":
+        return _int8_epilogue(acc, bias=bias, multiplier=multiplier, shift=shift, clamp=clamp,
+                              skip=skip, skip_multiplier=skip_multiplier, skip_shift=skip_shift)
+    raise ValueError(f"unknown conv2d_int8 output {output!r}")
+
+
+def add_int8(a, b, *, a_multiplier, a_shift, b_multiplier, b_shift, clamp=(-128, 127)):
+    """The clipping add: clamp(requantize(a) + requantize(b))."""
+    out = requantize(a, a_multiplier, a_shift) + requantize(b, b_multiplier, b_shift)
+    return np.clip(out, clamp[0], clamp[1]).astype(np.int8)
+
+
+def maxpool(x, *, kernel, strides, pads=(0, 0, 0, 0), channels=None):
+    """Max pooling; padded taps are ignored.
+
+    On int8 tensors the max of the values; on bit tensors (``channels`` given)
+    the max of +1/-1, i.e. a pixel is -1 only where every valid tap is -1."""
+    if channels is not None:
+        signs = to_signs(x, channels)
+        out = None  # pads are -1, the minimum, so they never win
+        for _, _, tap in _windows(signs, kernel, strides, (1, 1), pads, -1):
+            out = tap if out is None else np.maximum(out, tap)
+        return pack_bits(out < 0)
+    x = np.asarray(x, dtype=np.int8)
+    out = None  # pads are -129, below every int8, so they never win
+    for _, _, tap in _windows(x.astype(np.int16), kernel, strides, (1, 1), pads, -129):
+        out = tap if out is None else np.maximum(out, tap)
+    return out.astype(np.int8)
+
+
+def global_avgpool(x, *, multiplier, shift, clamp=(-128, 127)):
+    """int8 (N,H,W,C) -> int8 (N,1,1,C): clamp(requantize(sum over H and W))."""
+    total = np.asarray(x, dtype=np.int64).sum(axis=(1, 2), keepdims=True)
+    return np.clip(requantize(total, multiplier, shift), clamp[0], clamp[1]).astype(np.int8)
+
+
+def flatten(x):
+    """(N,H,W,C) -> (N,1,1,H*W*C), NHWC order (a dense layer is a 1x1 conv after it)."""
+    x = np.asarray(x)
+    return x.reshape(x.shape[0], 1, 1, -1)
+
+
+def softmax(x):
+    """float32 softmax over the last axis."""
+    x = np.asarray(x, dtype=np.float32)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)

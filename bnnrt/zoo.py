@@ -1,0 +1,92 @@
+"""Models with random weights, for benchmarks, tests and trying bnnrt out.
+
+The weights are random but scaled like a trained network's (accumulators map
+to a spread of int8 values, thresholds sit inside the range of the dot
+products), so every layer does real work and outputs vary with the input.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import blendnet
+from ._shapes import packed_bytes
+from .model import Model
+from .quant import quantize_multiplier, quantize_multipliers
+
+#: Typical standard deviation of int8 activations in the random models.
+ACT_STD = 24.0
+
+
+def _binary_weights(rng, cout, k, cin):
+    signs = rng.random((cout, k, k, cin)) < 0.5
+    return np.packbits(signs, axis=-1, bitorder="little").reshape(cout, k, k, packed_bytes(cin))
+
+
+def _int8_weights(rng, cout, k, cin):
+    return rng.integers(-127, 128, size=(cout, k, k, cin), dtype=np.int8)
+
+
+def _requant(real, cout, rng, spread=0.25):
+    """Per-channel multipliers around ``real`` (as a trained BN would give)."""
+    return quantize_multipliers(real * (1 + spread * rng.standard_normal(cout)))
+
+
+def blendnet20_params(width=1, input_shape=(32, 32, 3), num_classes=10, seed=0) -> dict:
+    """Random parameters for every layer :func:`bnnrt.blendnet.build` names."""
+    rng = np.random.default_rng(seed)
+    cin0 = input_shape[2]
+    c0 = 16 * width
+    w_std = 73.0                                  # std of uniform int8 weights
+    params = {"input": {"scale": 1.0 / 32.0}}     # inputs ~ N(0, 1) -> int8 std 32
+    m, s = _requant(ACT_STD / (np.sqrt(9 * cin0) * w_std * 32.0), c0, rng)
+    params["stem"] = {"weights": _int8_weights(rng, c0, 3, cin0), "multiplier": m, "shift": s,
+                      "bias": rng.integers(-2000, 2000, c0, dtype=np.int32)}
+    for name, cin, cout, stride in blendnet.stages(width):
+        k1, k2 = 9 * cin, 9 * cout
+        params[f"{name}.binarize"] = {
+            "thresholds": rng.integers(-6, 7, cin).astype(np.int16),
+            "directions": np.where(rng.random(cin) < 0.9, 1, -1).astype(np.int8)}
+        params[f"{name}.conv1"] = {
+            "weights": _binary_weights(rng, cout, 3, cin),
+            "thresholds": np.round(0.3 * np.sqrt(k1) * rng.standard_normal(cout)).astype(np.int32)}
+        m2, s2 = _requant(ACT_STD / np.sqrt(k2), cout, rng)
+        sm, ss = quantize_multiplier(0.7)
+        params[f"{name}.conv2"] = {
+            "weights": _binary_weights(rng, cout, 3, cout), "multiplier": m2, "shift": s2,
+            "bias": np.round(0.2 * np.sqrt(k2) * rng.standard_normal(cout)).astype(np.int32),
+            "skip_multiplier": sm, "skip_shift": ss}
+        if blendnet.needs_skip_conv(cin, cout, stride):
+            m3, s3 = _requant(ACT_STD / (np.sqrt(cin) * w_std * ACT_STD), cout, rng)
+            params[f"{name}.skip"] = {"weights": _int8_weights(rng, cout, 1, cin),
+                                      "multiplier": m3, "shift": s3,
+                                      "bias": np.zeros(cout, np.int32)}
+    oh, ow = blendnet.output_hw(input_shape)
+    pm, ps = quantize_multiplier(1.0 / (oh * ow))
+    params["pool"] = {"multiplier": pm, "shift": ps}
+    c = 64 * width
+    params["head"] = {"weights": _int8_weights(rng, num_classes, 1, c),
+                      "bias": rng.integers(-500, 500, num_classes, dtype=np.int32)}
+    params["logits"] = {"scale": np.full(num_classes, 2.0 / (np.sqrt(c) * w_std * ACT_STD), np.float32)}
+    return params
+
+
+def blendnet20(width: int = 1, input_shape=(32, 32, 3), num_classes: int = 10, seed: int = 0,
+               threads: int | None = None) -> Model:
+    """BlendNet-20 with random weights (untrained: its predictions mean nothing).
+
+    ``width=4`` gives the 64/128/256-channel benchmark variant."""
+    input_shape = tuple(int(d) for d in input_shape)
+    params = blendnet20_params(width, input_shape, num_classes, seed)
+    c = input_shape[2]
+    metadata = {
+        "name": f"blendnet20-w{width}-random",
+        "description": "BlendNet-20 with random weights (untrained)",
+        "input": {"shape": list(input_shape), "color": "L" if c == 1 else "RGB",
+                  "scale": 1.0 / 255.0, "mean": [0.5] * c, "std": [0.25] * c},
+        "labels": [f"class_{i}" for i in range(num_classes)],
+        "provenance": {"source": "bnnrt.zoo.blendnet20", "seed": seed, "trained": False},
+    }
+    graph = blendnet.build(params, width=width, input_shape=input_shape,
+                           num_classes=num_classes, metadata=metadata)
+    return Model(graph, threads=threads, name=f"zoo:blendnet20:{width}")

@@ -1,0 +1,149 @@
+"""The planner and executor: order, arena, batch sizes, threads, and agreement
+of the kernels with the numpy oracle on whole graphs."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import bnnrt
+from bnnrt import zoo
+from bnnrt.errors import GraphError, InputError
+from bnnrt.plan import Context, Plan
+
+from conftest import every_op_graph
+
+
+def _integer_outputs_equal(plan, x):
+    """Kernels and oracle agree on every tensor (bit-exact on integers)."""
+    ctx = plan.acquire(x.shape[0], preserve_intermediates=True)
+    ctx.run([x])
+    ref = plan.run_reference([x])
+    for name, value in ref.items():
+        got = ctx.views[name]
+        spec = plan.specs[name]
+        if spec.dtype == "float32":
+            np.testing.assert_allclose(got, value, rtol=1e-4, atol=1e-6, err_msg=name)
+        else:
+            np.testing.assert_array_equal(got, value, err_msg=f"tensor {name} ({spec})")
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_every_op_graph_matches_oracle(batch):
+    plan = Plan(every_op_graph(seed=batch), threads=2)
+    x = np.random.default_rng(batch).standard_normal((batch, 9, 7, 3)).astype(np.float32)
+    _integer_outputs_equal(plan, x)
+
+
+@pytest.mark.parametrize("width,batch", [(1, 1), (1, 3), (2, 2)])
+def test_blendnet_matches_oracle(width, batch):
+    model = zoo.blendnet20(width=width, seed=width, threads=2)
+    x = np.random.default_rng(0).standard_normal((batch, 32, 32, 3)).astype(np.float32)
+    _integer_outputs_equal(model.plan, x)
+
+
+def test_reference_resolver_gives_the_same_outputs(blendnet):
+    oracle = bnnrt.Model(blendnet.graph, resolver="reference")
+    x = np.random.default_rng(5).standard_normal((2, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(oracle.run(x), blendnet.run(x), rtol=1e-6)
+
+
+def test_arena_reuses_memory_but_never_overlaps_live_tensors(blendnet):
+    plan = blendnet.plan
+    offsets, size = Context._allocate(plan, 4, preserve=False)
+    _, size_all = Context._allocate(plan, 4, preserve=True)
+    assert size < size_all / 2          # liveness-based reuse pays
+    # no two tensors alive at the same step share bytes
+    n = len(plan.steps)
+    live = {}
+    for i, step in enumerate(plan.steps):
+        for t in step.node.inputs + step.node.outputs:
+            live.setdefault(t, [i, i])
+            live[t][0] = min(live[t][0], i)
+            live[t][1] = max(live[t][1], i)
+    for name in plan.graph.inputs:
+        live[name][0] = -1
+    for t in plan.graph.outputs:
+        live[t][1] = n
+    nbytes = {t: plan.specs[t].nbytes * 4 for t in live}
+    items = sorted(live)
+    for i, a in enumerate(items):
+        for b in items[i + 1:]:
+            if live[a][0] <= live[b][1] and live[b][0] <= live[a][1]:
+                assert (offsets[a] + nbytes[a] <= offsets[b] or offsets[b] + nbytes[b] <= offsets[a]), (a, b)
+
+
+def test_arena_is_aligned(blendnet):
+    ctx = blendnet.plan.acquire(2)
+    assert ctx.arena.ctypes.data % 64 == 0
+    for view in ctx.views.values():
+        assert view.ctypes.data % 64 == 0
+
+
+def test_batches_of_any_size_agree_with_single_images(blendnet):
+    x = np.random.default_rng(2).standard_normal((7, 32, 32, 3)).astype(np.float32)
+    together = blendnet.run(x)
+    alone = np.concatenate([blendnet.run(x[i:i + 1]) for i in range(7)])
+    np.testing.assert_array_equal(together, alone)
+
+
+def test_large_batches_run_in_chunks(monkeypatch, blendnet):
+    import bnnrt.model
+    monkeypatch.setattr(bnnrt.model, "MAX_CHUNK", 3)
+    x = np.random.default_rng(3).standard_normal((8, 32, 32, 3)).astype(np.float32)
+    chunked = blendnet.run(x)
+    monkeypatch.setattr(bnnrt.model, "MAX_CHUNK", 256)
+    np.testing.assert_array_equal(chunked, blendnet.run(x))
+
+
+def test_one_model_many_python_threads(blendnet):
+    rng = np.random.default_rng(4)
+    inputs = [rng.standard_normal((1 + i % 3, 32, 32, 3)).astype(np.float32) for i in range(8)]
+    expected = [blendnet.run(x) for x in inputs]
+    failures = []
+
+    def worker(i):
+        for _ in range(25):
+            out = blendnet.run(inputs[i])
+            if not np.array_equal(out, expected[i]):
+                failures.append(i)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_thread_count_does_not_change_results(threads, blendnet):
+    model = bnnrt.Model(blendnet.graph, threads=threads)
+    x = np.random.default_rng(6).standard_normal((3, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_array_equal(model.run(x), blendnet.run(x))
+    assert model.threads == threads
+
+
+def test_invalid_thread_count():
+    with pytest.raises(ValueError):
+        zoo.blendnet20(threads=0)
+
+
+def test_zero_batch_returns_empty(blendnet):
+    out = blendnet.run(np.zeros((0, 32, 32, 3), np.float32))
+    assert out.shape == (0, 1, 1, 10)
+
+
+def test_graph_errors_name_layer_and_shapes():
+    g = every_op_graph()
+    node = next(n for n in g.nodes if n.op == "add_int8")
+    node.inputs = [node.inputs[0], g.nodes[1].outputs[0]]     # the stem: wrong spatial size
+    with pytest.raises(GraphError, match=r"layer 'add_int8_0' \(add_int8\): adds int8\[5, 4, 17\] and int8\[9, 7, 17\]"):
+        Plan(g)
+
+
+def test_kernel_variants_are_reported(blendnet):
+    variants = blendnet.plan.kernel_variants()
+    assert set(variants) == {n.op for n in blendnet.graph.nodes}
+    assert variants["quantize"] == "numpy"
+    assert all(isinstance(v, str) and v for v in variants.values())
