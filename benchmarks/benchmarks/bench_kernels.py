@@ -1,0 +1,77 @@
+"""Per-kernel timings (single thread, batch 1) through the bound-call path
+the executor uses."""
+
+import numpy as np
+
+from .common import BCONV_SHAPES, random_bits, rng
+
+
+class BConv2D:
+    params = [sorted(BCONV_SHAPES), ["int32", "bits", "int8"]]
+    param_names = ["shape", "output"]
+
+    def setup(self, shape, output):
+        from bnnrt._kernels import _core
+        from bnnrt._shapes import conv_geometry
+        h, w, cin, cout, k, s, pads, pad_value = BCONV_SHAPES[shape]
+        r = rng()
+        weights = random_bits((cout, k, k), cin)
+        oh, ow = conv_geometry((h, w), (k, k), (s, s), (1, 1), pads)
+        kw = dict(cin=cin, in_hw=(h, w), strides=(s, s), dilations=(1, 1), pads=pads,
+                  pad_value=pad_value, output=output)
+        if output == "bits":
+            kw["thresholds"] = r.integers(-20, 20, cout).astype(np.int32)
+            out = np.empty((1, oh, ow, (cout + 7) // 8), np.uint8)
+        elif output == "int8":
+            kw.update(bias=np.zeros(cout, np.int32), multiplier=np.full(cout, 1 << 30, np.int32),
+                      shift=np.full(cout, 33, np.int8))
+            out = np.empty((1, oh, ow, cout), np.int8)
+        else:
+            out = np.empty((1, oh, ow, cout), np.int32)
+        self.kernel = _core.BConv2D(weights, **kw)
+        self.x = random_bits((1, h, w), cin)
+        self.call = self.kernel.bind(self.x, out, threads=1)
+
+    def time_bconv2d(self, shape, output):
+        self.call()
+
+
+class Conv2DInt8:
+    params = [["32x32x3-16-3x3", "16x16x16-32-1x1-s2", "1x1x256-10-dense"]]
+    param_names = ["shape"]
+    SHAPES = {"32x32x3-16-3x3": (32, 32, 3, 16, 3, 1, (1, 1, 1, 1)),
+              "16x16x16-32-1x1-s2": (16, 16, 16, 32, 1, 2, (0, 0, 0, 0)),
+              "1x1x256-10-dense": (1, 1, 256, 10, 1, 1, (0, 0, 0, 0))}
+
+    def setup(self, shape):
+        from bnnrt._kernels import _core
+        from bnnrt._shapes import conv_geometry
+        h, w, cin, cout, k, s, pads = self.SHAPES[shape]
+        r = rng()
+        oh, ow = conv_geometry((h, w), (k, k), (s, s), (1, 1), pads)
+        self.kernel = _core.Conv2DInt8(
+            r.integers(-127, 128, (cout, k, k, cin), dtype=np.int8), bias=np.zeros(cout, np.int32),
+            in_hw=(h, w), strides=(s, s), dilations=(1, 1), pads=pads, output="int8",
+            multiplier=np.full(cout, 1 << 30, np.int32), shift=np.full(cout, 40, np.int8))
+        x = r.integers(-128, 128, (1, h, w, cin), dtype=np.int8)
+        self.call = self.kernel.bind(x, np.empty((1, oh, ow, cout), np.int8), threads=1)
+
+    def time_conv2d_int8(self, shape):
+        self.call()
+
+
+class Binarize:
+    params = [[(32, 32, 16), (56, 56, 64)]]
+    param_names = ["shape"]
+
+    def setup(self, shape):
+        from bnnrt._kernels import _core
+        r = rng()
+        c = shape[-1]
+        self.kernel = _core.Binarize(r.integers(-5, 5, c).astype(np.int16), np.ones(c, np.int8))
+        x = r.integers(-128, 128, (1,) + shape, dtype=np.int8)
+        out = np.empty((1,) + shape[:2] + ((c + 7) // 8,), np.uint8)
+        self.call = self.kernel.bind(x, out, threads=1)
+
+    def time_binarize(self, shape):
+        self.call()

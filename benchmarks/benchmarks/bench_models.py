@@ -1,0 +1,43 @@
+"""End-to-end latency and throughput of the zoo models."""
+
+import numpy as np
+
+
+class BlendNet20:
+    params = [[1, 4], [1, 16], [1, 2]]
+    param_names = ["width", "batch", "threads"]
+    timeout = 300
+
+    def setup(self, width, batch, threads):
+        from bnnrt import zoo
+        self.model = zoo.blendnet20(width=width, threads=threads)
+        self.x = np.random.default_rng(0).standard_normal((batch, 32, 32, 3)).astype(np.float32)
+        self.model.run(self.x)
+
+    def time_run(self, width, batch, threads):
+        self.model.run(self.x)
+
+    def track_binary_macs_per_image(self, width, batch, threads):
+        return sum(r["binary_macs"] for r in self.model.layers())
+
+
+class Overhead:
+    """Executor cost per step: a one-pixel model, so the kernels do ~nothing."""
+
+    def setup(self):
+        from bnnrt import zoo
+        self.model = zoo.blendnet20(input_shape=(1, 1, 3), threads=1)
+        self.x = np.zeros((1, 1, 1, 3), np.float32)
+        self.ctx = self.model.plan.acquire(1)
+
+    def time_steps(self):
+        for call in self.ctx.calls:
+            call()
+
+    def time_run(self):
+        self.model.run(self.x)
+
+
+class Import:
+    def timeraw_import_bnnrt(self):
+        return "import bnnrt"
