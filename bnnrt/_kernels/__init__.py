@@ -1,0 +1,1 @@
+"""Private: the compiled kernels (C in src/, Cython wrappers in _core.pyx)."""

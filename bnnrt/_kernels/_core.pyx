@@ -1,0 +1,529 @@
+# cython: language_level=3
+"""Thin wrappers over the C kernels in src/.
+
+Each kernel class is built once with its constants (checked here, repacked in
+C) and then either ``run(*arrays)`` (checks the arrays every call: for tests)
+or ``bind(*arrays)`` (checks once, returns a zero-argument callable that runs
+the C kernel with the GIL released: the executor's hot path).
+
+Array order: inputs, then the output, then the optional skip input.
+"""
+
+import os
+
+import numpy as np
+
+from bnnrt._shapes import conv_geometry, packed_bytes
+from bnnrt.errors import GraphError, InputError
+
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint64_t
+
+
+cdef extern from "bnn_common.h":
+    int BNN_VARIANT_AUTO, BNN_VARIANT_SCALAR, BNN_VARIANT_AVX512
+    int BNN_OUT_INT32, BNN_OUT_BITS, BNN_OUT_INT8
+    ctypedef struct bnn_epilogue:
+        int32_t kind
+        const int32_t *thresholds
+        const int32_t *bias
+        const int32_t *multiplier
+        const int8_t *shift
+        int32_t clamp_lo, clamp_hi
+        int32_t has_skip, skip_multiplier, skip_shift
+    int bnn_cpu_has(const char *feature)
+
+
+cdef extern from "bnn_conv.h":
+    ctypedef struct bnn_conv_geom:
+        int32_t in_h, in_w, cin, out_h, out_w, cout
+        int32_t kh, kw, sh, sw, dh, dw, pad_top, pad_left
+        int32_t pad_value
+    ctypedef struct bnn_bconv:
+        pass
+    ctypedef struct bnn_conv8:
+        pass
+    bnn_bconv *bnn_bconv_create(const bnn_conv_geom *g, const uint8_t *weights, const bnn_epilogue *e,
+                                int variant)
+    void bnn_bconv_free(bnn_bconv *k)
+    const char *bnn_bconv_variant(const bnn_bconv *k)
+    int bnn_bconv_run(const bnn_bconv *k, const uint8_t *inp, void *out, const int8_t *skip, int n,
+                      int threads) nogil
+    bnn_conv8 *bnn_conv8_create(const bnn_conv_geom *g, const int8_t *weights, const bnn_epilogue *e,
+                                int variant)
+    void bnn_conv8_free(bnn_conv8 *k)
+    const char *bnn_conv8_variant(const bnn_conv8 *k)
+    int bnn_conv8_run(const bnn_conv8 *k, const int8_t *inp, void *out, const int8_t *skip, int n,
+                      int threads) nogil
+
+
+cdef extern from "bnn_misc.h":
+    void bnn_binarize(const int8_t *x, uint8_t *out, size_t pixels, int32_t c, const int16_t *lo,
+                      const int16_t *hi, int threads) nogil
+    void bnn_sign_bits(const float *x, uint8_t *out, size_t pixels, int32_t c, int threads) nogil
+    void bnn_add_int8(const int8_t *a, const int8_t *b, int8_t *out, size_t n, int32_t am, int32_t ash,
+                      int32_t bm, int32_t bsh, int32_t lo, int32_t hi, int threads) nogil
+    ctypedef struct bnn_pool_geom:
+        int32_t in_h, in_w, c, out_h, out_w, kh, kw, sh, sw, pad_top, pad_left
+    void bnn_maxpool_int8(const bnn_pool_geom *g, const int8_t *inp, int8_t *out, int n, int threads) nogil
+    void bnn_maxpool_bits(const bnn_pool_geom *g, const uint8_t *inp, uint8_t *out, int n, int threads) nogil
+    void bnn_global_avgpool(const int8_t *inp, int8_t *out, int n, int32_t hw, int32_t c, int32_t m,
+                            int32_t shift, int32_t lo, int32_t hi) nogil
+
+
+# ----------------------------------------------------------------------------
+# checks (Python level: they run at construction and bind time only)
+
+FEATURES = ("popcnt", "avx2", "avx512", "avx512vpopcntdq", "avx512vnni", "neon", "dotprod")
+VARIANTS = {"auto": BNN_VARIANT_AUTO, "scalar": BNN_VARIANT_SCALAR, "avx512": BNN_VARIANT_AVX512,
+            "avx512vnni": BNN_VARIANT_AVX512}
+
+
+def _variant_code(variant, allowed, kernel):
+    name = variant or "auto"
+    if name not in allowed:
+        raise GraphError(f"{kernel}: unknown kernel variant {name!r}; choose from {sorted(allowed)}")
+    return VARIANTS[name]
+
+
+def _const(arr, dtype, shape, kernel, name):
+    a = np.ascontiguousarray(arr, dtype=dtype) if arr is not None else None
+    if a is None or a.shape != tuple(shape):
+        raise GraphError(f"{kernel}: constant {name} must be {np.dtype(dtype)} {tuple(shape)}, got "
+                         f"{None if arr is None else (np.asarray(arr).dtype, np.asarray(arr).shape)}")
+    return a
+
+
+def _int(value, lo, hi, kernel, name):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not lo <= value <= hi:
+        raise GraphError(f"{kernel}: {name} must be an integer in [{lo}, {hi}], got {value!r}")
+    return int(value)
+
+
+def _clamp(clamp, kernel):
+    lo, hi = (int(c) for c in clamp)
+    if not -128 <= lo <= hi <= 127:
+        raise GraphError(f"{kernel}: clamp {clamp} is not an int8 range")
+    return lo, hi
+
+
+def _array(arr, dtype, shape, kernel, name, writable=False):
+    if not isinstance(arr, np.ndarray):
+        raise InputError(f"{kernel}: {name} must be a numpy array, got {type(arr).__name__}")
+    if arr.dtype != np.dtype(dtype):
+        raise InputError(f"{kernel}: {name} has dtype {arr.dtype}, expected {np.dtype(dtype)}")
+    if arr.shape != tuple(shape):
+        raise InputError(f"{kernel}: {name} has shape {arr.shape}, expected {tuple(shape)}")
+    if not arr.flags.c_contiguous:
+        raise InputError(f"{kernel}: {name} must be C-contiguous")
+    if writable and not arr.flags.writeable:
+        raise InputError(f"{kernel}: output {name} is read-only")
+    return arr
+
+
+cdef size_t _ptr(arr):
+    return <size_t>arr.__array_interface__["data"][0]
+
+
+def _threads(threads):
+    if not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise InputError(f"threads must be a positive integer, got {threads!r}")
+    return int(threads)
+
+
+# ----------------------------------------------------------------------------
+# kernels
+
+
+cdef class Kernel:
+    """Base of every kernel: ``run`` and ``bind`` over ``_launch``."""
+    cdef readonly str variant
+    cdef readonly str name
+
+    cdef int _launch(self, size_t a, size_t b, size_t c, size_t d, int n, int threads) noexcept nogil:
+        return 0
+
+    def _check(self, arrays):
+        """Validate arrays for this kernel; return (a, b, c, d, batch)."""
+        raise InputError(f"{self.name}: no array layout")
+
+    def run(self, *arrays, threads=1):
+        cdef size_t a, b, c, d
+        cdef int n, t = _threads(threads), rc
+        a, b, c, d, n = self._check(arrays)
+        with nogil:
+            rc = self._launch(a, b, c, d, n, t)
+        if rc:
+            raise MemoryError(f"{self.name}: out of memory for scratch buffers")
+
+    def bind(self, *arrays, threads=1):
+        ptrs = self._check(arrays)
+        return Bound(self, ptrs, _threads(threads), arrays)
+
+
+cdef class Bound:
+    """A kernel bound to its arrays: calling it runs the kernel, GIL released."""
+    cdef Kernel kernel
+    cdef size_t a, b, c, d
+    cdef int n, threads
+    cdef object keep
+
+    def __cinit__(self, Kernel kernel, ptrs, int threads, keep):
+        self.kernel = kernel
+        self.a, self.b, self.c, self.d, self.n = ptrs
+        self.threads = threads
+        self.keep = keep
+
+    def __call__(self):
+        cdef int rc
+        with nogil:
+            rc = self.kernel._launch(self.a, self.b, self.c, self.d, self.n, self.threads)
+        if rc:
+            raise MemoryError(f"{self.kernel.name}: out of memory for scratch buffers")
+
+
+cdef void _geom(bnn_conv_geom *g, kernel, in_hw, cin, cout, khw, strides, dilations, pads, pad_value) except *:
+    for name, v in (("strides", strides), ("dilations", dilations), ("kernel", khw)):
+        if len(v) != 2 or min(v) < 1 or max(v) > 65536:
+            raise GraphError(f"{kernel}: {name} {tuple(v)} must be two integers in [1, 65536]")
+    if len(pads) != 4 or min(pads) < 0 or max(pads) > 65536:
+        raise GraphError(f"{kernel}: pads {tuple(pads)} must be four integers in [0, 65536]")
+    if len(in_hw) != 2 or min(in_hw) < 1 or max(in_hw) > 1 << 20:
+        raise GraphError(f"{kernel}: input size {tuple(in_hw)} is not a positive size")
+    oh, ow = conv_geometry(in_hw, khw, strides, dilations, pads)
+    g.in_h, g.in_w = in_hw
+    g.cin, g.cout = cin, cout
+    g.out_h, g.out_w = oh, ow
+    g.kh, g.kw = khw
+    g.sh, g.sw = strides
+    g.dh, g.dw = dilations
+    g.pad_top, g.pad_left = pads[0], pads[2]
+    g.pad_value = pad_value
+
+
+cdef class _Conv(Kernel):
+    cdef bnn_conv_geom g
+    cdef bnn_epilogue e
+    cdef object consts      # keeps the epilogue arrays alive while C points at them
+    cdef readonly str output
+    cdef readonly bint has_skip
+    cdef object in_dtype, in_c
+
+    def _epilogue(self, output, cout, thresholds, bias, multiplier, shift, clamp, has_skip,
+                  skip_multiplier, skip_shift, bias_for_int32):
+        kinds = {"int32": BNN_OUT_INT32, "bits": BNN_OUT_BITS, "int8": BNN_OUT_INT8}
+        if output not in kinds or (output == "bits" and bias_for_int32):
+            raise GraphError(f"{self.name}: unknown output {output!r}")
+        self.output = output
+        self.e.kind = kinds[output]
+        keep = {}
+        self.e.thresholds = NULL
+        self.e.bias = NULL
+        self.e.multiplier = NULL
+        self.e.shift = NULL
+        if output == "bits":
+            keep["thr"] = _const(thresholds, np.int32, (cout,), self.name, "thresholds")
+            self.e.thresholds = <const int32_t *><size_t>_ptr(keep["thr"])
+        if output == "int8" or (output == "int32" and bias_for_int32):
+            keep["bias"] = _const(bias, np.int32, (cout,), self.name, "bias")
+            self.e.bias = <const int32_t *><size_t>_ptr(keep["bias"])
+        if output == "int8":
+            keep["mult"] = _const(multiplier, np.int32, (cout,), self.name, "multiplier")
+            keep["shift"] = _const(shift, np.int8, (cout,), self.name, "shift")
+            if cout and (keep["shift"].min() < 0 or keep["shift"].max() > 62):
+                raise GraphError(f"{self.name}: shift must lie in [0, 62]")
+            self.e.multiplier = <const int32_t *><size_t>_ptr(keep["mult"])
+            self.e.shift = <const int8_t *><size_t>_ptr(keep["shift"])
+        elif has_skip:
+            raise GraphError(f"{self.name}: a skip input needs output 'int8'")
+        self.e.clamp_lo, self.e.clamp_hi = _clamp(clamp, self.name)
+        self.has_skip = bool(has_skip)
+        self.e.has_skip = self.has_skip
+        self.e.skip_multiplier = _int(skip_multiplier, -2**31, 2**31 - 1, self.name, "skip_multiplier")
+        self.e.skip_shift = _int(skip_shift, 0, 62, self.name, "skip_shift")
+        self.consts = keep
+
+    def _check(self, arrays):
+        want = 3 if self.has_skip else 2
+        if len(arrays) != want:
+            raise InputError(f"{self.name}: takes {want} arrays (input, output{', skip' if self.has_skip else ''}), "
+                             f"got {len(arrays)}")
+        x = arrays[0]
+        if not isinstance(x, np.ndarray) or x.ndim != 4:
+            raise InputError(f"{self.name}: input must be a 4-D (N, H, W, C) array")
+        n = x.shape[0]
+        if n < 1 or n > 1 << 24:
+            raise InputError(f"{self.name}: batch of {n}")
+        g = self.g
+        _array(x, self.in_dtype, (n, g.in_h, g.in_w, self.in_c), self.name, "input")
+        if self.output == "bits":
+            out_shape, out_dtype = (n, g.out_h, g.out_w, packed_bytes(g.cout)), np.uint8
+        else:
+            out_shape, out_dtype = (n, g.out_h, g.out_w, g.cout), (np.int32 if self.output == "int32" else np.int8)
+        out = _array(arrays[1], out_dtype, out_shape, self.name, "output", writable=True)
+        skip = 0
+        if self.has_skip:
+            skip = _ptr(_array(arrays[2], np.int8, (n, g.out_h, g.out_w, g.cout), self.name, "skip"))
+        return _ptr(x), _ptr(out), skip, 0, n
+
+
+cdef class BConv2D(_Conv):
+    """Binary convolution with a fused epilogue (see bnnrt.reference.bconv2d)."""
+    cdef bnn_bconv *k
+
+    def __init__(self, weights, *, cin, in_hw, strides, dilations, pads, pad_value, output,
+                 thresholds=None, bias=None, multiplier=None, shift=None, clamp=(-128, 127),
+                 has_skip=False, skip_multiplier=1, skip_shift=0, variant=None):
+        self.name = "bconv2d"
+        w = np.ascontiguousarray(weights)
+        cin = _int(cin, 1, 1 << 20, self.name, "cin")
+        if w.dtype != np.uint8 or w.ndim != 4 or w.shape[3] != packed_bytes(cin) or w.shape[0] < 1:
+            raise GraphError(f"{self.name}: weights must be uint8 (Cout, kh, kw, {packed_bytes(cin)}), "
+                             f"got {w.dtype} {w.shape}")
+        if pad_value not in (0, 1):
+            raise GraphError(f"{self.name}: pad_value must be 0 or 1, got {pad_value!r}")
+        cout = w.shape[0]
+        if w.shape[1] * w.shape[2] * cin >= 2**31 // 2:
+            raise GraphError(f"{self.name}: receptive field of {w.shape[1]}x{w.shape[2]}x{cin} is too large")
+        if cin % 8 and np.any(w[..., -1] >> (cin % 8)):
+            raise GraphError(f"{self.name}: weights have bits set beyond channel {cin}")
+        _geom(&self.g, self.name, tuple(in_hw), cin, cout, w.shape[1:3], tuple(strides),
+              tuple(dilations), tuple(pads), pad_value)
+        self._epilogue(output, cout, thresholds, bias, multiplier, shift, clamp, has_skip,
+                       skip_multiplier, skip_shift, False)
+        self.in_dtype, self.in_c = np.uint8, packed_bytes(cin)
+        code = _variant_code(variant, ("auto", "scalar", "avx512"), self.name)
+        self.k = bnn_bconv_create(&self.g, <const uint8_t *><size_t>_ptr(w), &self.e, code)
+        if self.k == NULL:
+            if code != BNN_VARIANT_AUTO and code != BNN_VARIANT_SCALAR:
+                raise GraphError(f"{self.name}: variant {variant!r} does not run on this CPU "
+                                 "(or BNNRT_DISABLE_SIMD disables it)")
+            raise MemoryError("bconv2d: out of memory")
+        self.variant = bnn_bconv_variant(self.k).decode()
+
+    def __dealloc__(self):
+        bnn_bconv_free(self.k)
+
+    cdef int _launch(self, size_t a, size_t b, size_t c, size_t d, int n, int threads) noexcept nogil:
+        return bnn_bconv_run(self.k, <const uint8_t *>a, <void *>b, <const int8_t *>c, n, threads)
+
+
+cdef class Conv2DInt8(_Conv):
+    """int8 convolution with a fused epilogue (see bnnrt.reference.conv2d_int8)."""
+    cdef bnn_conv8 *k
+
+    def __init__(self, weights, *, bias, in_hw, strides, dilations, pads, output, multiplier=None,
+                 shift=None, clamp=(-128, 127), has_skip=False, skip_multiplier=1, skip_shift=0,
+                 variant=None):
+        self.name = "conv2d_int8"
+        w = np.ascontiguousarray(weights)
+        if w.dtype != np.int8 or w.ndim != 4 or min(w.shape) < 1:
+            raise GraphError(f"{self.name}: weights must be int8 (Cout, kh, kw, Cin), got {w.dtype} {w.shape}")
+        cout, cin = w.shape[0], w.shape[3]
+        if w.shape[1] * w.shape[2] * cin > 1 << 20:
+            raise GraphError(f"{self.name}: receptive field of {w.shape[1]}x{w.shape[2]}x{cin} is too large")
+        _geom(&self.g, self.name, tuple(in_hw), cin, cout, w.shape[1:3], tuple(strides),
+              tuple(dilations), tuple(pads), 0)
+        if output == "bits":
+            raise GraphError(f"{self.name}: unknown output 'bits'")
+        self._epilogue(output, cout, None, bias, multiplier, shift, clamp, has_skip,
+                       skip_multiplier, skip_shift, True)
+        self.in_dtype, self.in_c = np.int8, cin
+        code = _variant_code(variant, ("auto", "scalar", "avx512vnni"), self.name)
+        self.k = bnn_conv8_create(&self.g, <const int8_t *><size_t>_ptr(w), &self.e, code)
+        if self.k == NULL:
+            if code != BNN_VARIANT_AUTO and code != BNN_VARIANT_SCALAR:
+                raise GraphError(f"{self.name}: variant {variant!r} does not run on this CPU "
+                                 "(or BNNRT_DISABLE_SIMD disables it)")
+            raise MemoryError("conv2d_int8: out of memory")
+        self.variant = bnn_conv8_variant(self.k).decode()
+
+    def __dealloc__(self):
+        bnn_conv8_free(self.k)
+
+    cdef int _launch(self, size_t a, size_t b, size_t c, size_t d, int n, int threads) noexcept nogil:
+        return bnn_conv8_run(self.k, <const int8_t *>a, <void *>b, <const int8_t *>c, n, threads)
+
+
+cdef class _Pixelwise(Kernel):
+    """Kernels mapping (N, H, W, C) to (N, H, W, C') pixel by pixel."""
+    cdef int32_t c
+    cdef object in_dtype, out_dtype, out_c
+
+    def _check(self, arrays):
+        if len(arrays) != 2:
+            raise InputError(f"{self.name}: takes 2 arrays (input, output), got {len(arrays)}")
+        x = arrays[0]
+        if not isinstance(x, np.ndarray) or x.ndim < 2:
+            raise InputError(f"{self.name}: input must be an (N, ..., C) array")
+        _array(x, self.in_dtype, x.shape[:-1] + (self.c,), self.name, "input")
+        _array(arrays[1], self.out_dtype, x.shape[:-1] + (self.out_c,), self.name, "output", writable=True)
+        pixels = x.size // self.c if self.c else 0
+        return _ptr(x), _ptr(arrays[1]), pixels, 0, x.shape[0]
+
+
+cdef class Binarize(_Pixelwise):
+    """int8 -> bits per channel threshold and direction (bnnrt.reference.binarize)."""
+    cdef object lo, hi
+    cdef const int16_t *plo
+    cdef const int16_t *phi
+
+    def __init__(self, thresholds, directions):
+        self.name = "binarize"
+        t = np.asarray(thresholds)
+        d = np.asarray(directions)
+        if t.ndim != 1 or d.shape != t.shape or t.size < 1:
+            raise GraphError(f"{self.name}: thresholds and directions must be two (C,) arrays")
+        if not np.all(np.abs(d) == 1):
+            raise GraphError(f"{self.name}: directions must be +1 or -1")
+        t = t.astype(np.int64)
+        if t.min() < -32768 or t.max() > 32767:
+            raise GraphError(f"{self.name}: thresholds must fit int16")
+        # -1 iff q < t (direction +1) or q > t (direction -1), as one range test
+        self.lo = np.ascontiguousarray(np.where(d > 0, t, -32768), dtype=np.int16)
+        self.hi = np.ascontiguousarray(np.where(d > 0, 32767, t), dtype=np.int16)
+        self.plo = <const int16_t *><size_t>_ptr(self.lo)
+        self.phi = <const int16_t *><size_t>_ptr(self.hi)
+        self.c = t.size
+        self.in_dtype, self.out_dtype, self.out_c = np.int8, np.uint8, packed_bytes(self.c)
+        self.variant = "scalar"
+
+    cdef int _launch(self, size_t a, size_t b, size_t c, size_t d, int n, int threads) noexcept nogil:
+        bnn_binarize(<const int8_t *>a, <uint8_t *>b, c, self.c, self.plo, self.phi, threads)
+        return 0
+
+
+cdef class SignBits(_Pixelwise):
+    """float32 -> bits, -1 where x < 0 (bnnrt.reference.sign_bits)."""
+
+    def __init__(self, channels):
+        self.name = "sign_bits"
+        self.c = _int(channels, 1, 1 << 24, self.name, "channels")
+        self.in_dtype, self.out_dtype, self.out_c = np.float32, np.uint8, packed_bytes(self.c)
+        self.variant = "scalar"
+
+    cdef int _launch(self, size_t a, size_t b, size_t c, size_t d, int n, int threads) noexcept nogil:
+        bnn_sign_bits(<const float *>a, <uint8_t *>b, c, self.c, threads)
+        return 0
+
+
+cdef class AddInt8(Kernel):
+    """The clipping add (bnnrt.reference.add_int8)."""
+    cdef int32_t am, ash, bm, bsh, lo, hi
+
+    def __init__(self, *, a_multiplier, a_shift, b_multiplier, b_shift, clamp=(-128, 127)):
+        self.name = "add_int8"
+        self.am = _int(a_multiplier, -2**31, 2**31 - 1, self.name, "a_multiplier")
+        self.bm = _int(b_multiplier, -2**31, 2**31 - 1, self.name, "b_multiplier")
+        self.ash = _int(a_shift, 0, 62, self.name, "a_shift")
+        self.bsh = _int(b_shift, 0, 62, self.name, "b_shift")
+        self.lo, self.hi = _clamp(clamp, self.name)
+        self.variant = "scalar"
+
+    def _check(self, arrays):
+        if len(arrays) != 3:
+            raise InputError(f"{self.name}: takes 3 arrays (a, b, output), got {len(arrays)}")
+        a = arrays[0]
+        if not isinstance(a, np.ndarray) or a.ndim < 1:
+            raise InputError(f"{self.name}: a must be an array")
+        _array(a, np.int8, a.shape, self.name, "a")
+        _array(arrays[1], np.int8, a.shape, self.name, "b")
+        _array(arrays[2], np.int8, a.shape, self.name, "output", writable=True)
+        return _ptr(a), _ptr(arrays[1]), _ptr(arrays[2]), a.size, a.shape[0]
+
+    cdef int _launch(self, size_t a, size_t b, size_t c, size_t d, int n, int threads) noexcept nogil:
+        bnn_add_int8(<const int8_t *>a, <const int8_t *>b, <int8_t *>c, d, self.am, self.ash,
+                     self.bm, self.bsh, self.lo, self.hi, threads)
+        return 0
+
+
+cdef class MaxPool(Kernel):
+    """Max pooling of int8 or bit tensors (bnnrt.reference.maxpool)."""
+    cdef bnn_pool_geom g
+    cdef bint bits
+    cdef int32_t cstore
+
+    def __init__(self, *, kernel, strides, pads, in_hw, channels=None):
+        self.name = "maxpool"
+        cdef bnn_conv_geom cg
+        _geom(&cg, self.name, tuple(in_hw), 1, 1, tuple(kernel), tuple(strides), (1, 1), tuple(pads), 0)
+        self.g.in_h, self.g.in_w, self.g.out_h, self.g.out_w = cg.in_h, cg.in_w, cg.out_h, cg.out_w
+        self.g.kh, self.g.kw, self.g.sh, self.g.sw = cg.kh, cg.kw, cg.sh, cg.sw
+        self.g.pad_top, self.g.pad_left = cg.pad_top, cg.pad_left
+        self.bits = channels is not None
+        self.g.c = 0
+        if self.bits:
+            self.g.c = _int(channels, 1, 1 << 24, self.name, "channels")
+            self.cstore = packed_bytes(self.g.c)
+        self.variant = "scalar"
+
+    def _check(self, arrays):
+        if len(arrays) != 2:
+            raise InputError(f"{self.name}: takes 2 arrays (input, output), got {len(arrays)}")
+        x = arrays[0]
+        if not isinstance(x, np.ndarray) or x.ndim != 4 or x.shape[0] < 1:
+            raise InputError(f"{self.name}: input must be a 4-D (N, H, W, C) array")
+        dtype = np.uint8 if self.bits else np.int8
+        c = self.cstore if self.bits else x.shape[3]
+        if not self.bits:
+            if c < 1 or c > 1 << 24:
+                raise InputError(f"{self.name}: {c} channels")
+            self.g.c = c
+        _array(x, dtype, (x.shape[0], self.g.in_h, self.g.in_w, c), self.name, "input")
+        _array(arrays[1], dtype, (x.shape[0], self.g.out_h, self.g.out_w, c), self.name, "output",
+               writable=True)
+        return _ptr(x), _ptr(arrays[1]), 0, 0, x.shape[0]
+
+    cdef int _launch(self, size_t a, size_t b, size_t c, size_t d, int n, int threads) noexcept nogil:
+        if self.bits:
+            bnn_maxpool_bits(&self.g, <const uint8_t *>a, <uint8_t *>b, n, threads)
+        else:
+            bnn_maxpool_int8(&self.g, <const int8_t *>a, <int8_t *>b, n, threads)
+        return 0
+
+
+cdef class GlobalAvgPool(Kernel):
+    """int8 (N, H, W, C) -> (N, 1, 1, C) (bnnrt.reference.global_avgpool)."""
+    cdef int32_t m, shift, lo, hi
+
+    def __init__(self, *, multiplier, shift, clamp=(-128, 127)):
+        self.name = "global_avgpool"
+        self.m = _int(multiplier, -2**31, 2**31 - 1, self.name, "multiplier")
+        self.shift = _int(shift, 0, 62, self.name, "shift")
+        self.lo, self.hi = _clamp(clamp, self.name)
+        self.variant = "scalar"
+
+    def _check(self, arrays):
+        if len(arrays) != 2:
+            raise InputError(f"{self.name}: takes 2 arrays (input, output), got {len(arrays)}")
+        x = arrays[0]
+        if not isinstance(x, np.ndarray) or x.ndim != 4 or x.shape[0] < 1:
+            raise InputError(f"{self.name}: input must be a 4-D (N, H, W, C) array")
+        n, h, w, c = x.shape
+        if h * w > 1 << 24:
+            raise InputError(f"{self.name}: {h}x{w} pixels are too many to average exactly")
+        _array(x, np.int8, x.shape, self.name, "input")
+        _array(arrays[1], np.int8, (n, 1, 1, c), self.name, "output", writable=True)
+        return _ptr(x), _ptr(arrays[1]), h * w, c, n
+
+    cdef int _launch(self, size_t a, size_t b, size_t c, size_t d, int n, int threads) noexcept nogil:
+        bnn_global_avgpool(<const int8_t *>a, <int8_t *>b, n, <int32_t>c, <int32_t>d, self.m,
+                           self.shift, self.lo, self.hi)
+        return 0
+
+
+def cpu_info():
+    """Architecture, detected CPU features, and the variant each kernel family runs."""
+    import platform
+    feats = [f for f in FEATURES if bnn_cpu_has(f.encode())]
+    probe_b = BConv2D(np.zeros((8, 1, 1, 1), np.uint8), cin=8, in_hw=(1, 1), strides=(1, 1),
+                      dilations=(1, 1), pads=(0, 0, 0, 0), pad_value=1, output="int32")
+    probe_c = Conv2DInt8(np.zeros((16, 1, 1, 4), np.int8), bias=np.zeros(16, np.int32), in_hw=(1, 1),
+                         strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0), output="int32")
+    return {
+        "arch": platform.machine(),
+        "features": feats,
+        "kernels": {"bconv2d": probe_b.variant, "conv2d_int8": probe_c.variant,
+                    "binarize": "scalar", "maxpool": "scalar", "add_int8": "scalar"},
+        "disabled": os.environ.get("BNNRT_DISABLE_SIMD", ""),
+        "max_threads": os.cpu_count(),
+    }

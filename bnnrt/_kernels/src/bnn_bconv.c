@@ -1,0 +1,298 @@
+/* Binary convolution: plan, padded input, scalar and AVX-512 micro-kernels,
+ * fused epilogues.
+ *
+ * Data flow (docs/kernels.md):
+ *  1. The input image is copied into a zero-filled padded buffer, so border
+ *     taps read bit 0 (+1): "same-one" padding is free and no read leaves the
+ *     buffer. Each padded row has 8 bytes of slack for the last partial word.
+ *  2. A "row" is a run of input bytes a window reads contiguously: kw taps of
+ *     ceil(cin/8) bytes each when dilation_w == 1 (so 16 channels x 3 taps fill
+ *     48 of 64 bits instead of 16), else one tap. Weights are repacked once into
+ *     rows of 64-bit words, zero-padded, interleaved 8 output channels per
+ *     group: w[group][row][word][lane].
+ *  3. acc = sum popcount(a ^ w) over the words; the bits a reads past the end
+ *     of a row meet zero weight bits, so their popcount is subtracted once per
+ *     pixel (it does not depend on the channel).
+ *  4. y = K - 2*acc, minus, for "same-zero" border pixels, the +1 pads'
+ *     contribution; then the epilogue (int32 / threshold bits / requant+skip).
+ */
+#include "bnn_conv.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+struct bnn_bconv {
+    bnn_conv_geom g;
+    bnn_epi e;
+    int32_t cb, nrows, row_bytes, rw, groups, K, hp, wp, rs;
+    uint64_t last_mask;
+    int32_t *roff;           /* [nrows] byte offset of each row from the window origin */
+    uint64_t *w;             /* [groups][nrows][rw][8] */
+    int64_t *tapc;           /* [kh*kw][groups*8]: contribution of a +1 pad at that tap */
+    int variant;
+};
+
+#define load64 bnn_load64
+
+static const char *const AVX512_NEEDS[] = {"avx512", "avx512vpopcntdq", NULL};
+
+void bnn_bconv_free(bnn_bconv *k) {
+    if (!k) return;
+    free(k->roff); free(k->w); free(k->tapc);
+    bnn_epi_free(&k->e);
+    free(k);
+}
+
+bnn_bconv *bnn_bconv_create(const bnn_conv_geom *g, const uint8_t *weights, const bnn_epilogue *e,
+                            int variant) {
+    int avx512 = 0;
+#ifdef BNN_X86
+    avx512 = bnn_variant_enabled("avx512", AVX512_NEEDS);
+#endif
+    if (variant == BNN_VARIANT_AUTO) variant = avx512 ? BNN_VARIANT_AVX512 : BNN_VARIANT_SCALAR;
+    if (variant == BNN_VARIANT_AVX512 && !avx512) return NULL;
+    bnn_bconv *k = (bnn_bconv *)calloc(1, sizeof(*k));
+    if (!k) return NULL;
+    k->g = *g;
+    k->variant = variant;
+    k->cb = (g->cin + 7) / 8;
+    int contiguous = g->dw == 1;
+    k->nrows = contiguous ? g->kh : g->kh * g->kw;
+    k->row_bytes = contiguous ? g->kw * k->cb : k->cb;
+    k->rw = (k->row_bytes + 7) / 8;
+    int tail = k->row_bytes - 8 * (k->rw - 1);
+    k->last_mask = tail == 8 ? ~(uint64_t)0 : (((uint64_t)1 << (8 * tail)) - 1);
+    k->groups = (g->cout + 7) / 8;
+    k->K = g->kh * g->kw * g->cin;
+    k->hp = (g->out_h - 1) * g->sh + (g->kh - 1) * g->dh + 1;
+    k->wp = (g->out_w - 1) * g->sw + (g->kw - 1) * g->dw + 1;
+    k->rs = ((k->wp * k->cb + 8) + 63) / 64 * 64;
+    size_t nlanes = (size_t)k->groups * 8;
+    k->roff = (int32_t *)calloc(k->nrows, sizeof(int32_t));
+    k->w = (uint64_t *)aligned_alloc(64, ((size_t)k->groups * k->nrows * k->rw * 8 * 8 + 63) / 64 * 64);
+    k->tapc = (int64_t *)calloc((size_t)g->kh * g->kw * nlanes, sizeof(int64_t));
+    if (!k->roff || !k->w || !k->tapc || bnn_epi_init(&k->e, e, g->cout)) {
+        bnn_bconv_free(k);
+        return NULL;
+    }
+    for (int r = 0; r < k->nrows; r++) {
+        int ky = contiguous ? r : r / g->kw, kx = contiguous ? 0 : r % g->kw;
+        k->roff[r] = ky * g->dh * k->rs + kx * g->dw * k->cb;
+    }
+    /* repack weights row by row into zero-padded words */
+    memset(k->w, 0, (size_t)k->groups * k->nrows * k->rw * 8 * 8);
+    for (int c = 0; c < g->cout; c++) {
+        const uint8_t *wc = weights + (size_t)c * g->kh * g->kw * k->cb;
+        for (int r = 0; r < k->nrows; r++) {
+            const uint8_t *src = wc + (size_t)r * k->row_bytes;   /* rows tile [kh][kw][cb] in order */
+            for (int j = 0; j < k->rw; j++) {
+                uint64_t word = 0;
+                int n = k->row_bytes - 8 * j < 8 ? k->row_bytes - 8 * j : 8;
+                memcpy(&word, src + 8 * j, n);
+                k->w[(((size_t)(c / 8) * k->nrows + r) * k->rw + j) * 8 + c % 8] = word;
+            }
+        }
+        for (int t = 0; t < g->kh * g->kw; t++) {
+            int pc = 0;
+            for (int b = 0; b < k->cb; b++) pc += __builtin_popcount(wc[(size_t)t * k->cb + b]);
+            k->tapc[(size_t)t * nlanes + c] = g->cin - 2 * pc;
+        }
+    }
+    return k;
+}
+
+const char *bnn_bconv_variant(const bnn_bconv *k) {
+    return k->variant == BNN_VARIANT_AVX512 ? "avx512" : "scalar";
+}
+
+/* ---- shared pieces -------------------------------------------------------- */
+
+static void pad_image(const bnn_bconv *k, const uint8_t *img, uint8_t *buf) {
+    const bnn_conv_geom *g = &k->g;
+    memset(buf, 0, (size_t)k->hp * k->rs);
+    int ncols = g->in_w < k->wp - g->pad_left ? g->in_w : k->wp - g->pad_left;
+    if (ncols <= 0) return;
+    for (int r = 0; r < k->hp; r++) {
+        int iy = r - g->pad_top;
+        if (iy < 0 || iy >= g->in_h) continue;
+        memcpy(buf + (size_t)r * k->rs + (size_t)g->pad_left * k->cb,
+               img + (size_t)iy * g->in_w * k->cb, (size_t)ncols * k->cb);
+    }
+}
+
+/* popcount of the bits the last word of each row reads past the row */
+static inline int64_t overread(const bnn_bconv *k, const uint8_t *org) {
+    if (k->last_mask == ~(uint64_t)0) return 0;
+    int64_t s = 0;
+    for (int r = 0; r < k->nrows; r++)
+        s += __builtin_popcountll(load64(org + k->roff[r] + 8 * (k->rw - 1)) & ~k->last_mask);
+    return s;
+}
+
+/* y correction of a same-zero border pixel, channel c: minus the +1 pads */
+static inline int is_border(const bnn_bconv *k, int oy, int ox) {
+    const bnn_conv_geom *g = &k->g;
+    int y0 = oy * g->sh - g->pad_top, x0 = ox * g->sw - g->pad_left;
+    return y0 < 0 || x0 < 0 || y0 + (g->kh - 1) * g->dh >= g->in_h || x0 + (g->kw - 1) * g->dw >= g->in_w;
+}
+
+static void zero_pad_fix(const bnn_bconv *k, int oy, int ox, int64_t *y /* [groups*8] */) {
+    const bnn_conv_geom *g = &k->g;
+    size_t nl = (size_t)k->groups * 8;
+    for (int ky = 0; ky < g->kh; ky++) {
+        int iy = oy * g->sh - g->pad_top + ky * g->dh;
+        for (int kx = 0; kx < g->kw; kx++) {
+            int ix = ox * g->sw - g->pad_left + kx * g->dw;
+            if (iy >= 0 && iy < g->in_h && ix >= 0 && ix < g->in_w) continue;
+            const int64_t *t = k->tapc + (size_t)(ky * g->kw + kx) * nl;
+            for (size_t c = 0; c < nl; c++) y[c] -= t[c];
+        }
+    }
+}
+
+/* ---- scalar kernel -------------------------------------------------------- */
+
+static void row_scalar(const bnn_bconv *k, const uint8_t *buf, int oy, size_t out_row, void *out,
+                       const int8_t *skip, int64_t *y /* scratch [groups*8] */) {
+    const bnn_conv_geom *g = &k->g;
+    size_t nl = (size_t)k->groups * 8;
+    for (int ox = 0; ox < g->out_w; ox++) {
+        const uint8_t *org = buf + (size_t)oy * g->sh * k->rs + (size_t)ox * g->sw * k->cb;
+        for (size_t c = 0; c < nl; c++) y[c] = 0;
+        for (int r = 0; r < k->nrows; r++) {
+            const uint8_t *row = org + k->roff[r];
+            for (int j = 0; j < k->rw; j++) {
+                uint64_t a = load64(row + 8 * j);
+                for (int grp = 0; grp < k->groups; grp++) {
+                    const uint64_t *w = k->w + (((size_t)grp * k->nrows + r) * k->rw + j) * 8;
+                    int64_t *yy = y + grp * 8;
+                    for (int l = 0; l < 8; l++) yy[l] += __builtin_popcountll(a ^ w[l]);
+                }
+            }
+        }
+        int64_t extra = overread(k, org);
+        for (size_t c = 0; c < nl; c++) y[c] = k->K - 2 * (y[c] - extra);
+        if (g->pad_value == 0 && is_border(k, oy, ox)) zero_pad_fix(k, oy, ox, y);
+        bnn_epi_pixel(&k->e, y, out_row + ox, out, skip);
+    }
+}
+
+/* ---- AVX-512 kernel --------------------------------------------------------- */
+#ifdef BNN_X86
+#define AVX512 BNN_AVX512_POPCNT
+
+/* P pixels x G groups of 8 output channels, accumulators in registers. */
+AVX512 static inline __attribute__((always_inline)) void
+block_avx512(const bnn_bconv *k, const uint8_t *buf, int oy, int ox0, int grp0, size_t out_row,
+             void *out, const int8_t *skip, const int P, const int G) {
+    const bnn_conv_geom *g = &k->g;
+    __m512i acc[8][4];
+    const uint8_t *org = buf + (size_t)oy * g->sh * k->rs + (size_t)ox0 * g->sw * k->cb;
+    const size_t pstride = (size_t)g->sw * k->cb;
+#pragma GCC unroll 8
+    for (int p = 0; p < P; p++)
+#pragma GCC unroll 4
+        for (int q = 0; q < G; q++) acc[p][q] = _mm512_setzero_si512();
+    const size_t gstride = (size_t)k->nrows * k->rw * 8;
+    for (int r = 0; r < k->nrows; r++) {
+        const uint8_t *row = org + k->roff[r];
+        const uint64_t *w = k->w + ((size_t)grp0 * k->nrows + r) * k->rw * 8;
+        for (int j = 0; j < k->rw; j++) {
+            __m512i wv[4];
+#pragma GCC unroll 4
+            for (int q = 0; q < G; q++) wv[q] = _mm512_load_si512(w + q * gstride + j * 8);
+#pragma GCC unroll 8
+            for (int p = 0; p < P; p++) {
+                __m512i a = _mm512_set1_epi64((long long)load64(row + p * pstride + 8 * j));
+#pragma GCC unroll 4
+                for (int q = 0; q < G; q++)
+                    acc[p][q] = _mm512_add_epi64(acc[p][q], _mm512_popcnt_epi64(_mm512_xor_si512(a, wv[q])));
+            }
+        }
+    }
+    const __m512i K = _mm512_set1_epi64(k->K);
+#pragma GCC unroll 8
+    for (int p = 0; p < P; p++) {
+        __m512i extra = _mm512_set1_epi64(overread(k, org + p * pstride));
+        int ox = ox0 + p;
+        int fix = g->pad_value == 0 && is_border(k, oy, ox);
+#pragma GCC unroll 4
+        for (int q = 0; q < G; q++) {
+            __m512i y = _mm512_sub_epi64(K, _mm512_slli_epi64(_mm512_sub_epi64(acc[p][q], extra), 1));
+            if (fix) {
+                int64_t tmp[8] __attribute__((aligned(64)));
+                _mm512_store_si512(tmp, y);
+                /* per-tap correction for this group only */
+                for (int ky = 0; ky < g->kh; ky++) {
+                    int iy = oy * g->sh - g->pad_top + ky * g->dh;
+                    for (int kx = 0; kx < g->kw; kx++) {
+                        int ix = ox * g->sw - g->pad_left + kx * g->dw;
+                        if (iy >= 0 && iy < g->in_h && ix >= 0 && ix < g->in_w) continue;
+                        const int64_t *t = k->tapc + (size_t)(ky * g->kw + kx) * k->groups * 8 + (grp0 + q) * 8;
+                        for (int l = 0; l < 8; l++) tmp[l] -= t[l];
+                    }
+                }
+                y = _mm512_load_si512(tmp);
+            }
+            bnn_epi8_avx512(&k->e, y, (grp0 + q) * 8, out_row + ox, out, skip);
+        }
+    }
+}
+
+AVX512 static void row_avx512(const bnn_bconv *k, const uint8_t *buf, int oy, size_t out_row,
+                              void *out, const int8_t *skip) {
+    int ow = k->g.out_w;
+    for (int grp = 0; grp < k->groups; grp += 4) {
+        int G = k->groups - grp < 4 ? k->groups - grp : 4;
+        int ox = 0;
+        /* register blocking: P pixels x G groups of 8 channels, P*G <= 24 accumulators */
+#define BNN_BLOCKS(P, G)                                                              \
+    for (; ox + P <= ow; ox += P) block_avx512(k, buf, oy, ox, grp, out_row, out, skip, P, G); \
+    for (; ox < ow; ox++) block_avx512(k, buf, oy, ox, grp, out_row, out, skip, 1, G);
+        switch (G) {
+        case 1: BNN_BLOCKS(8, 1) break;
+        case 2: BNN_BLOCKS(8, 2) break;
+        case 3: BNN_BLOCKS(6, 3) break;
+        default: BNN_BLOCKS(6, 4) break;
+        }
+#undef BNN_BLOCKS
+    }
+}
+#endif
+
+/* ---- driver ----------------------------------------------------------------- */
+
+int bnn_bconv_run(const bnn_bconv *k, const uint8_t *in, void *out, const int8_t *skip, int n, int threads) {
+    const bnn_conv_geom *g = &k->g;
+    size_t img_bytes = (size_t)g->in_h * g->in_w * k->cb;
+    size_t buf_bytes = (size_t)k->hp * k->rs;
+    if (threads < 1) threads = 1;
+    uint8_t *bufs = (uint8_t *)aligned_alloc(64, (size_t)n * buf_bytes);   /* rs is a multiple of 64 */
+    int64_t *scratch = (int64_t *)malloc(sizeof(int64_t) * (size_t)k->groups * 8 * threads);
+    if (!bufs || !scratch) { free(bufs); free(scratch); return -1; }
+    int rows = n * g->out_h;
+#pragma omp parallel num_threads(threads)
+    {
+#pragma omp for schedule(static)
+        for (int i = 0; i < n; i++) pad_image(k, in + i * img_bytes, bufs + i * buf_bytes);
+#ifdef _OPENMP
+        int tid = omp_get_thread_num();
+#else
+        int tid = 0;
+#endif
+#pragma omp for schedule(static)
+        for (int ri = 0; ri < rows; ri++) {
+            int i = ri / g->out_h, oy = ri % g->out_h;
+            const uint8_t *buf = bufs + (size_t)i * buf_bytes;
+            size_t out_row = ((size_t)i * g->out_h + oy) * g->out_w;
+#ifdef BNN_X86
+            if (k->variant == BNN_VARIANT_AVX512) { row_avx512(k, buf, oy, out_row, out, skip); continue; }
+#endif
+            row_scalar(k, buf, oy, out_row, out, skip, scratch + (size_t)tid * k->groups * 8);
+        }
+    }
+    free(scratch);
+    free(bufs);
+    return 0;
+}

@@ -1,0 +1,145 @@
+/* Shared by every kernel: portable helpers, CPU feature detection, and the
+ * fused epilogue (int32 / threshold bits / requantize + skip add + clamp) that
+ * both convolutions end with. Header-only (static inline) so each kernel's
+ * translation unit, including its SIMD functions, inlines its own copy. */
+#ifndef BNN_COMMON_H
+#define BNN_COMMON_H
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define BNN_X86 1
+/* Each SIMD function carries its own target attribute (never -march): the
+ * base AVX-512 set for shared helpers, plus what each kernel needs. */
+#define BNN_AVX512_BASE __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,popcnt")))
+#define BNN_AVX512_POPCNT __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,popcnt,avx512vpopcntdq")))
+#define BNN_AVX512_VNNI __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,popcnt,avx512vnni")))
+#endif
+
+/* ---- kernel variants; the best one the CPU runs is chosen at run time ---- */
+enum { BNN_VARIANT_AUTO = 0, BNN_VARIANT_SCALAR = 1, BNN_VARIANT_AVX512 = 2 };
+/* Features this CPU and OS support: "popcnt", "avx2", "avx512" (F+BW+DQ+VL),
+ * "avx512vpopcntdq", "avx512vnni", "neon", "dotprod". */
+int bnn_cpu_has(const char *feature);
+/* Whether a variant named e.g. "avx512" may run: the CPU has what it needs and
+ * BNNRT_DISABLE_SIMD (comma list of variant names, or "all") does not forbid it. */
+int bnn_variant_enabled(const char *name, const char *const *features);
+
+/* ---- unaligned loads without undefined behaviour ---- */
+typedef struct { uint64_t v; } __attribute__((packed, may_alias)) bnn_u64u;
+typedef struct { uint32_t v; } __attribute__((packed, may_alias)) bnn_u32u;
+static inline uint64_t bnn_load64(const uint8_t *p) { return ((const bnn_u64u *)p)->v; }
+static inline uint32_t bnn_load32(const uint8_t *p) { return ((const bnn_u32u *)p)->v; }
+
+/* round_half_up(x * m / 2^shift), exact in 64 bits for int32 x and m (quant.requantize) */
+static inline int64_t bnn_requant(int64_t x, int64_t m, int64_t rnd, int64_t shift) {
+    return (x * m + rnd) >> shift;
+}
+static inline int64_t bnn_round_of(int64_t shift) { return shift > 0 ? (int64_t)1 << (shift - 1) : 0; }
+
+/* ---- the epilogue ---- */
+enum { BNN_OUT_INT32 = 0, BNN_OUT_BITS = 1, BNN_OUT_INT8 = 2 };
+
+typedef struct {            /* what the caller hands over (trusted, validated in Python) */
+    int32_t kind;
+    const int32_t *thresholds;          /* bits: +1 (bit 0) iff y >= thresholds[c] */
+    const int32_t *bias, *multiplier;   /* int8: requant(y + bias) ; int32: y + bias */
+    const int8_t *shift;
+    int32_t clamp_lo, clamp_hi;
+    int32_t has_skip, skip_multiplier, skip_shift;
+} bnn_epilogue;
+
+typedef struct {            /* prepared once: per-channel int64, padded to a multiple of 16 lanes */
+    int32_t kind, cout, clamp_lo, clamp_hi, has_skip, skip_shift;
+    int64_t skip_mult, skip_round;
+    int64_t *thr, *bias, *mult, *rnd, *shift;
+} bnn_epi;
+
+static inline void bnn_epi_free(bnn_epi *e) {
+    free(e->thr); free(e->bias); free(e->mult); free(e->rnd); free(e->shift);
+}
+
+static inline int bnn_epi_init(bnn_epi *e, const bnn_epilogue *src, int32_t cout) {
+    size_t n = ((size_t)cout + 15) / 16 * 16;
+    memset(e, 0, sizeof(*e));
+    e->kind = src->kind; e->cout = cout;
+    e->clamp_lo = src->clamp_lo; e->clamp_hi = src->clamp_hi;
+    e->has_skip = src->has_skip; e->skip_shift = src->skip_shift;
+    e->skip_mult = src->skip_multiplier; e->skip_round = bnn_round_of(src->skip_shift);
+    int64_t **arrs[5] = {&e->thr, &e->bias, &e->mult, &e->rnd, &e->shift};
+    for (int i = 0; i < 5; i++) {
+        *arrs[i] = (int64_t *)aligned_alloc(64, n * sizeof(int64_t));
+        if (!*arrs[i]) { bnn_epi_free(e); return -1; }
+    }
+    for (size_t c = 0; c < n; c++) {
+        int real = (int32_t)c < cout;
+        /* padded lanes: threshold below every y, so their bits stay 0 */
+        e->thr[c] = (real && src->thresholds) ? src->thresholds[c] : INT64_MIN;
+        e->bias[c] = (real && src->bias) ? src->bias[c] : 0;
+        e->mult[c] = (real && src->multiplier) ? src->multiplier[c] : 0;
+        e->shift[c] = (real && src->shift) ? src->shift[c] : 0;
+        e->rnd[c] = bnn_round_of(e->shift[c]);
+    }
+    return 0;
+}
+
+/* Scalar epilogue of one output pixel: y[0..cout) -> out pixel `pix`. */
+static inline void bnn_epi_pixel(const bnn_epi *e, const int64_t *y, size_t pix, void *out,
+                                 const int8_t *skip) {
+    int32_t cout = e->cout;
+    if (e->kind == BNN_OUT_INT32) {
+        int32_t *o = (int32_t *)out + pix * cout;
+        for (int c = 0; c < cout; c++) o[c] = (int32_t)(y[c] + e->bias[c]);
+    } else if (e->kind == BNN_OUT_BITS) {
+        uint8_t *o = (uint8_t *)out + pix * ((cout + 7) / 8);
+        for (int c = 0; c < cout; c += 8) {
+            unsigned byte = 0;
+            for (int l = 0; l < 8 && c + l < cout; l++) byte |= (unsigned)(y[c + l] < e->thr[c + l]) << l;
+            o[c / 8] = (uint8_t)byte;
+        }
+    } else {
+        int8_t *o = (int8_t *)out + pix * cout;
+        for (int c = 0; c < cout; c++) {
+            int64_t v = bnn_requant(y[c] + e->bias[c], e->mult[c], e->rnd[c], e->shift[c]);
+            if (e->has_skip) v += bnn_requant(skip[pix * cout + c], e->skip_mult, e->skip_round, e->skip_shift);
+            o[c] = (int8_t)(v < e->clamp_lo ? e->clamp_lo : v > e->clamp_hi ? e->clamp_hi : v);
+        }
+    }
+}
+
+#ifdef BNN_X86
+/* AVX-512 epilogue of 8 channels [c0, c0+8) of one pixel, y in int64 lanes. */
+BNN_AVX512_BASE static inline void bnn_epi8_avx512(const bnn_epi *e, __m512i y, int c0, size_t pix,
+                                              void *out, const int8_t *skip) {
+    int32_t cout = e->cout;
+    int n = cout - c0 < 8 ? cout - c0 : 8;
+    __mmask8 m = (__mmask8)((1u << n) - 1);
+    if (e->kind == BNN_OUT_BITS) {
+        __mmask8 neg = _mm512_cmplt_epi64_mask(y, _mm512_load_si512(e->thr + c0));
+        ((uint8_t *)out)[pix * ((cout + 7) / 8) + c0 / 8] = (uint8_t)(neg & m);
+    } else if (e->kind == BNN_OUT_INT32) {
+        y = _mm512_add_epi64(y, _mm512_load_si512(e->bias + c0));
+        _mm512_mask_cvtepi64_storeu_epi32((int32_t *)out + pix * cout + c0, m, y);
+    } else {
+        __m512i t = _mm512_add_epi64(y, _mm512_load_si512(e->bias + c0));
+        t = _mm512_mullo_epi64(t, _mm512_load_si512(e->mult + c0));
+        t = _mm512_add_epi64(t, _mm512_load_si512(e->rnd + c0));
+        t = _mm512_srav_epi64(t, _mm512_load_si512(e->shift + c0));
+        if (e->has_skip) {
+            __m128i s8 = _mm_maskz_loadu_epi8(m, skip + pix * cout + c0);
+            __m512i s = _mm512_mullo_epi64(_mm512_cvtepi8_epi64(s8), _mm512_set1_epi64(e->skip_mult));
+            s = _mm512_add_epi64(s, _mm512_set1_epi64(e->skip_round));
+            s = _mm512_sra_epi64(s, _mm_cvtsi32_si128(e->skip_shift));
+            t = _mm512_add_epi64(t, s);
+        }
+        t = _mm512_max_epi64(t, _mm512_set1_epi64(e->clamp_lo));
+        t = _mm512_min_epi64(t, _mm512_set1_epi64(e->clamp_hi));
+        _mm512_mask_cvtepi64_storeu_epi8((int8_t *)out + pix * cout + c0, m, t);
+    }
+}
+#endif
+
+#endif

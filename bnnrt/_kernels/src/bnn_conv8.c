@@ -1,0 +1,223 @@
+/* int8 convolution (stem, skip path, dense head), int32 accumulation, zero
+ * padding, fused epilogue (bnn_common.h).
+ *
+ * Same data flow as the binary convolution (bnn_bconv.c): the image is copied
+ * into a padded buffer, a window reads contiguous "rows" of kw*cin bytes, and
+ * weights are repacked once into rows of 4-byte words interleaved 16 output
+ * channels per group: w[group][row][word][lane][4].
+ * The buffer holds x + 128 as unsigned bytes (pads: 128, i.e. x = 0), which is
+ * what VNNI's u8 x s8 dot product (vpdpbusd) takes; the 128 * sum(w) it adds
+ * per channel is subtracted once. Bytes a row reads past its end meet zero
+ * weights and add nothing.
+ */
+#include "bnn_conv.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+struct bnn_conv8 {
+    bnn_conv_geom g;
+    bnn_epi e;
+    int32_t nrows, row_bytes, rw, groups, hp, wp, rs;
+    int32_t *roff;      /* [nrows] byte offset of each row from the window origin */
+    int8_t *w;          /* [groups][nrows][rw][16][4] */
+    int64_t *corr;      /* [groups*16]: 128 * sum of the channel's weights */
+    int variant;
+};
+
+static const char *const VNNI_NEEDS[] = {"avx512", "avx512vnni", NULL};
+
+void bnn_conv8_free(bnn_conv8 *k) {
+    if (!k) return;
+    free(k->roff); free(k->w); free(k->corr);
+    bnn_epi_free(&k->e);
+    free(k);
+}
+
+const char *bnn_conv8_variant(const bnn_conv8 *k) {
+    return k->variant == BNN_VARIANT_AVX512 ? "avx512vnni" : "scalar";
+}
+
+bnn_conv8 *bnn_conv8_create(const bnn_conv_geom *g, const int8_t *weights, const bnn_epilogue *e,
+                            int variant) {
+    int vnni = 0;
+#ifdef BNN_X86
+    vnni = bnn_variant_enabled("avx512vnni", VNNI_NEEDS);
+#endif
+    /* the u8 x s8 sums reach 255 * 128 * K: beyond int32 for K > 65535 */
+    int64_t K = (int64_t)g->kh * g->kw * g->cin;
+    if (K > 65535) vnni = 0;
+    if (variant == BNN_VARIANT_AUTO) variant = vnni ? BNN_VARIANT_AVX512 : BNN_VARIANT_SCALAR;
+    if (variant == BNN_VARIANT_AVX512 && !vnni) return NULL;
+    bnn_conv8 *k = (bnn_conv8 *)calloc(1, sizeof(*k));
+    if (!k) return NULL;
+    k->g = *g;
+    k->variant = variant;
+    int contiguous = g->dw == 1;
+    k->nrows = contiguous ? g->kh : g->kh * g->kw;
+    k->row_bytes = contiguous ? g->kw * g->cin : g->cin;
+    k->rw = (k->row_bytes + 3) / 4;
+    k->groups = (g->cout + 15) / 16;
+    k->hp = (g->out_h - 1) * g->sh + (g->kh - 1) * g->dh + 1;
+    k->wp = (g->out_w - 1) * g->sw + (g->kw - 1) * g->dw + 1;
+    k->rs = (k->wp * g->cin + 4 + 63) / 64 * 64;
+    size_t wbytes = (size_t)k->groups * k->nrows * k->rw * 64;
+    k->roff = (int32_t *)calloc(k->nrows, sizeof(int32_t));
+    k->w = (int8_t *)aligned_alloc(64, (wbytes + 63) / 64 * 64);
+    k->corr = (int64_t *)calloc((size_t)k->groups * 16, sizeof(int64_t));
+    if (!k->roff || !k->w || !k->corr || bnn_epi_init(&k->e, e, g->cout)) {
+        bnn_conv8_free(k);
+        return NULL;
+    }
+    for (int r = 0; r < k->nrows; r++) {
+        int ky = contiguous ? r : r / g->kw, kx = contiguous ? 0 : r % g->kw;
+        k->roff[r] = ky * g->dh * k->rs + kx * g->dw * g->cin;
+    }
+    memset(k->w, 0, wbytes);
+    for (int c = 0; c < g->cout; c++) {
+        const int8_t *wc = weights + (size_t)c * g->kh * g->kw * g->cin;
+        int64_t sum = 0;
+        for (int r = 0; r < k->nrows; r++)
+            for (int b = 0; b < k->row_bytes; b++) {
+                int8_t v = wc[(size_t)r * k->row_bytes + b];
+                sum += v;
+                k->w[((((size_t)(c / 16) * k->nrows + r) * k->rw + b / 4) * 16 + c % 16) * 4 + b % 4] = v;
+            }
+        k->corr[c] = 128 * sum;
+    }
+    return k;
+}
+
+static void pad_image8(const bnn_conv8 *k, const int8_t *img, uint8_t *buf) {
+    const bnn_conv_geom *g = &k->g;
+    memset(buf, 128, (size_t)k->hp * k->rs);
+    int ncols = g->in_w < k->wp - g->pad_left ? g->in_w : k->wp - g->pad_left;
+    if (ncols <= 0) return;
+    for (int r = 0; r < k->hp; r++) {
+        int iy = r - g->pad_top;
+        if (iy < 0 || iy >= g->in_h) continue;
+        const int8_t *src = img + (size_t)iy * g->in_w * g->cin;
+        uint8_t *dst = buf + (size_t)r * k->rs + (size_t)g->pad_left * g->cin;
+        for (size_t i = 0; i < (size_t)ncols * g->cin; i++) dst[i] = (uint8_t)(src[i] ^ 0x80);
+    }
+}
+
+static void row_scalar8(const bnn_conv8 *k, const uint8_t *buf, int oy, size_t out_row, void *out,
+                        const int8_t *skip, int64_t *y) {
+    const bnn_conv_geom *g = &k->g;
+    size_t nl = (size_t)k->groups * 16;
+    for (int ox = 0; ox < g->out_w; ox++) {
+        const uint8_t *org = buf + (size_t)oy * g->sh * k->rs + (size_t)ox * g->sw * g->cin;
+        for (size_t c = 0; c < nl; c++) y[c] = -k->corr[c];
+        for (int r = 0; r < k->nrows; r++) {
+            const uint8_t *row = org + k->roff[r];
+            for (int j = 0; j < k->rw; j++) {
+                const uint8_t *a = row + 4 * j;
+                for (int grp = 0; grp < k->groups; grp++) {
+                    const int8_t *w = k->w + (((size_t)grp * k->nrows + r) * k->rw + j) * 64;
+                    int64_t *yy = y + grp * 16;
+                    for (int l = 0; l < 16; l++)
+                        yy[l] += a[0] * w[4 * l] + a[1] * w[4 * l + 1] + a[2] * w[4 * l + 2] + a[3] * w[4 * l + 3];
+                }
+            }
+        }
+        bnn_epi_pixel(&k->e, y, out_row + ox, out, skip);
+    }
+}
+
+#ifdef BNN_X86
+BNN_AVX512_VNNI static inline __attribute__((always_inline)) void
+block8_avx512(const bnn_conv8 *k, const uint8_t *buf, int oy, int ox0, int grp0, size_t out_row,
+              void *out, const int8_t *skip, const int P, const int G) {
+    const bnn_conv_geom *g = &k->g;
+    __m512i acc[8][4];
+    const uint8_t *org = buf + (size_t)oy * g->sh * k->rs + (size_t)ox0 * g->sw * g->cin;
+    const size_t pstride = (size_t)g->sw * g->cin;
+    const size_t gstride = (size_t)k->nrows * k->rw * 64;
+#pragma GCC unroll 8
+    for (int p = 0; p < P; p++)
+#pragma GCC unroll 4
+        for (int q = 0; q < G; q++) acc[p][q] = _mm512_setzero_si512();
+    for (int r = 0; r < k->nrows; r++) {
+        const uint8_t *row = org + k->roff[r];
+        const int8_t *w = k->w + ((size_t)grp0 * k->nrows + r) * k->rw * 64;
+        for (int j = 0; j < k->rw; j++) {
+            __m512i wv[4];
+#pragma GCC unroll 4
+            for (int q = 0; q < G; q++) wv[q] = _mm512_load_si512(w + q * gstride + j * 64);
+#pragma GCC unroll 8
+            for (int p = 0; p < P; p++) {
+                __m512i a = _mm512_set1_epi32((int)bnn_load32(row + p * pstride + 4 * j));
+#pragma GCC unroll 4
+                for (int q = 0; q < G; q++) acc[p][q] = _mm512_dpbusd_epi32(acc[p][q], a, wv[q]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int p = 0; p < P; p++)
+#pragma GCC unroll 4
+        for (int q = 0; q < G; q++) {
+            int c0 = (grp0 + q) * 16;
+            __m512i lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(acc[p][q]));
+            __m512i hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(acc[p][q], 1));
+            lo = _mm512_sub_epi64(lo, _mm512_loadu_si512(k->corr + c0));
+            hi = _mm512_sub_epi64(hi, _mm512_loadu_si512(k->corr + c0 + 8));
+            bnn_epi8_avx512(&k->e, lo, c0, out_row + ox0 + p, out, skip);
+            if (c0 + 8 < g->cout) bnn_epi8_avx512(&k->e, hi, c0 + 8, out_row + ox0 + p, out, skip);
+        }
+}
+
+BNN_AVX512_VNNI static void row_avx512_8(const bnn_conv8 *k, const uint8_t *buf, int oy, size_t out_row,
+                                         void *out, const int8_t *skip) {
+    int ow = k->g.out_w;
+    for (int grp = 0; grp < k->groups; grp += 4) {
+        int G = k->groups - grp < 4 ? k->groups - grp : 4;
+        int ox = 0;
+#define BNN_BLOCKS(P, G)                                                                \
+    for (; ox + P <= ow; ox += P) block8_avx512(k, buf, oy, ox, grp, out_row, out, skip, P, G); \
+    for (; ox < ow; ox++) block8_avx512(k, buf, oy, ox, grp, out_row, out, skip, 1, G);
+        switch (G) {
+        case 1: BNN_BLOCKS(8, 1) break;
+        case 2: BNN_BLOCKS(8, 2) break;
+        case 3: BNN_BLOCKS(6, 3) break;
+        default: BNN_BLOCKS(6, 4) break;
+        }
+#undef BNN_BLOCKS
+    }
+}
+#endif
+
+int bnn_conv8_run(const bnn_conv8 *k, const int8_t *in, void *out, const int8_t *skip, int n, int threads) {
+    const bnn_conv_geom *g = &k->g;
+    size_t img_bytes = (size_t)g->in_h * g->in_w * g->cin;
+    size_t buf_bytes = (size_t)k->hp * k->rs;
+    if (threads < 1) threads = 1;
+    uint8_t *bufs = (uint8_t *)aligned_alloc(64, ((size_t)n * buf_bytes + 63) / 64 * 64);
+    int64_t *scratch = (int64_t *)malloc(sizeof(int64_t) * (size_t)k->groups * 16 * threads);
+    if (!bufs || !scratch) { free(bufs); free(scratch); return -1; }
+    int rows = n * g->out_h;
+#pragma omp parallel num_threads(threads)
+    {
+#pragma omp for schedule(static)
+        for (int i = 0; i < n; i++) pad_image8(k, in + i * img_bytes, bufs + i * buf_bytes);
+#ifdef _OPENMP
+        int tid = omp_get_thread_num();
+#else
+        int tid = 0;
+#endif
+#pragma omp for schedule(static)
+        for (int ri = 0; ri < rows; ri++) {
+            int i = ri / g->out_h, oy = ri % g->out_h;
+            const uint8_t *buf = bufs + (size_t)i * buf_bytes;
+            size_t out_row = ((size_t)i * g->out_h + oy) * g->out_w;
+#ifdef BNN_X86
+            if (k->variant == BNN_VARIANT_AVX512) { row_avx512_8(k, buf, oy, out_row, out, skip); continue; }
+#endif
+            row_scalar8(k, buf, oy, out_row, out, skip, scratch + (size_t)tid * k->groups * 16);
+        }
+    }
+    free(scratch);
+    free(bufs);
+    return 0;
+}

@@ -1,0 +1,27 @@
+/* The small ops between convolutions: binarize, sign, clipping add, pools.
+ * Memory-bound; plain loops the compiler vectorizes. Plain C, trusted inputs. */
+#ifndef BNN_MISC_H
+#define BNN_MISC_H
+
+#include "bnn_common.h"
+
+/* int8 [pixels][c] -> bits [pixels][ceil(c/8)]: -1 iff q < lo[c] or q > hi[c]
+ * (binarize's threshold/direction, prepared by the caller). */
+void bnn_binarize(const int8_t *x, uint8_t *out, size_t pixels, int32_t c, const int16_t *lo,
+                  const int16_t *hi, int threads);
+/* float [pixels][c] -> bits: -1 iff x < 0 */
+void bnn_sign_bits(const float *x, uint8_t *out, size_t pixels, int32_t c, int threads);
+/* clamp(requant(a) + requant(b)) elementwise */
+void bnn_add_int8(const int8_t *a, const int8_t *b, int8_t *out, size_t n, int32_t am, int32_t as,
+                  int32_t bm, int32_t bs, int32_t lo, int32_t hi, int threads);
+
+typedef struct {
+    int32_t in_h, in_w, c, out_h, out_w, kh, kw, sh, sw, pad_top, pad_left;
+} bnn_pool_geom;
+/* max over the valid taps of each window; bits: a pixel is -1 only where every tap is -1 */
+void bnn_maxpool_int8(const bnn_pool_geom *g, const int8_t *in, int8_t *out, int n, int threads);
+void bnn_maxpool_bits(const bnn_pool_geom *g, const uint8_t *in, uint8_t *out, int n, int threads);
+/* int8 [n][hw][c] -> int8 [n][c]: clamp(requant(sum over hw)) */
+void bnn_global_avgpool(const int8_t *in, int8_t *out, int n, int32_t hw, int32_t c, int32_t m,
+                        int32_t shift, int32_t lo, int32_t hi);
+#endif

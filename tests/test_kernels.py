@@ -1,0 +1,284 @@
+"""Every C kernel, every variant this CPU runs, bit-exact against the numpy oracle.
+
+Shapes follow the issue: channel counts 1, 3, 16, 17, 64, 65, 200; kernels 1x1
+and 3x3; strides 1 and 2; valid, same-one and same-zero padding (TensorFlow's
+asymmetric "same" and PyTorch's symmetric pads); dilation 2; batch 1 and 5;
+K near the int16 limit and past it. Every input array is allocated to end
+exactly where its data ends, so an over-read is a read outside the array.
+"""
+
+import ctypes
+import mmap
+
+import numpy as np
+import pytest
+
+from bnnrt import reference as ref
+from bnnrt._kernels import _core
+from bnnrt._shapes import conv_geometry, packed_bytes, same_pads, symmetric_pads
+from bnnrt.errors import GraphError, InputError
+
+CHANNELS = [1, 3, 16, 17, 64, 65, 200]
+
+
+def _variants(kernel):
+    """Variants of a kernel family this CPU can run (each forced by name)."""
+    names = {"bconv2d": ["scalar", "avx512"], "conv2d_int8": ["scalar", "avx512vnni"]}[kernel]
+    info = _core.cpu_info()
+    ok = {"scalar": True,
+          "avx512": {"avx512", "avx512vpopcntdq"} <= set(info["features"]),
+          "avx512vnni": {"avx512", "avx512vnni"} <= set(info["features"])}
+    return [v for v in names if ok[v]]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+
+
+def tight(arr):
+    """A copy that ends exactly at an inaccessible (PROT_NONE) page: a kernel
+    reading or writing one byte past the array faults instead of passing."""
+    arr = np.ascontiguousarray(arr)
+    page = mmap.PAGESIZE
+    size = -(-max(arr.nbytes, 1) // page) * page + page
+    m = mmap.mmap(-1, size, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
+    assert _libc.mprotect(addr + size - page, page, 0) == 0   # PROT_NONE
+    out = np.frombuffer(m, dtype=arr.dtype, count=arr.size, offset=size - page - arr.nbytes)
+    out = out.reshape(arr.shape)
+    out[...] = arr
+    return out
+
+
+def random_bits(rng, shape, channels):
+    return tight(ref.pack_bits(rng.random(tuple(shape) + (channels,)) < 0.5))
+
+
+def _pads(mode, h, w, k, s, d):
+    if mode == "valid":
+        return (0, 0, 0, 0), 1
+    if mode == "torch":
+        return symmetric_pads(h, k, s, k // 2, d) + symmetric_pads(w, k, s, k // 2, d), 1
+    pads = same_pads(h, k, s, d) + same_pads(w, k, s, d)
+    return pads, (0 if mode == "same-zero" else 1)
+
+
+def _epilogue(rng, output, cout, k2c):
+    kw = {}
+    if output == "bits":
+        thr = rng.integers(-k2c // 3 - 2, k2c // 3 + 2, cout).astype(np.int32)
+        thr[::5] = -(k2c + 1)      # constant +1 channels
+        thr[1::7] = k2c + 1        # constant -1 channels
+        kw["thresholds"] = thr
+    if output == "int8":
+        kw["bias"] = rng.integers(-50, 50, cout).astype(np.int32)
+        kw["multiplier"] = rng.integers(-2 ** 31, 2 ** 31, cout).astype(np.int32)
+        kw["shift"] = rng.integers(24, 40, cout).astype(np.int8)
+    return kw
+
+
+BCONV_CASES = [
+    # (cin, cout, k, stride, padding, dilation, batch, h, w)
+    *[(c, co, k, s, p, 1, b, 7, 6)
+      for c, co in [(1, 3), (3, 16), (16, 16), (17, 17), (64, 65), (65, 64), (200, 1)]
+      for k, s, p, b in [(3, 1, "same-one", 1), (3, 2, "same-zero", 5), (1, 1, "valid", 2),
+                         (3, 2, "torch", 1), (3, 1, "valid", 5), (1, 2, "same-one", 1)]],
+    (17, 16, 3, 1, "same-zero", 2, 2, 9, 8),
+    (16, 17, 3, 2, "same-one", 2, 1, 9, 9),
+    (3640, 9, 3, 1, "same-zero", 1, 1, 3, 4),   # K = 32760: the int16 limit
+    (3700, 9, 3, 2, "same-one", 1, 2, 3, 3),    # K = 33300: the int32 path
+]
+
+
+@pytest.mark.parametrize("case", BCONV_CASES, ids=lambda c: "-".join(map(str, c)))
+@pytest.mark.parametrize("output", ["int32", "bits", "int8"])
+def test_bconv2d_matches_reference(case, output):
+    cin, cout, k, s, mode, d, n, h, w = case
+    rng = np.random.default_rng(hash((case, output)) % 2 ** 32)
+    pads, pad_value = _pads(mode, h, w, k, s, d)
+    x = random_bits(rng, (n, h, w), cin)
+    weights = random_bits(rng, (cout, k, k), cin)
+    oh, ow = conv_geometry((h, w), (k, k), (s, s), (d, d), pads)
+    kw = _epilogue(rng, output, cout, k * k * cin)
+    skip = tight(rng.integers(-128, 128, (n, oh, ow, cout), dtype=np.int8)) if output == "int8" else None
+    geo = dict(cin=cin, strides=(s, s), dilations=(d, d), pads=pads, pad_value=pad_value, output=output)
+    sm, ss = 3 << 27, 28
+    expected = ref.bconv2d(x, weights, skip=skip, skip_multiplier=sm, skip_shift=ss, **geo, **kw)
+    for variant in _variants("bconv2d"):
+        kernel = _core.BConv2D(weights, in_hw=(h, w), has_skip=skip is not None, skip_multiplier=sm,
+                               skip_shift=ss, variant=variant, **geo, **kw)
+        out = tight(np.zeros_like(expected))
+        arrays = (x, out) if skip is None else (x, out, skip)
+        kernel.run(*arrays, threads=2)
+        np.testing.assert_array_equal(out, expected, err_msg=f"variant {variant}")
+        out[...] = 0
+        kernel.bind(*arrays, threads=1)()
+        np.testing.assert_array_equal(out, expected, err_msg=f"variant {variant}, bound")
+
+
+@pytest.mark.parametrize("cin,cout,k,s,mode,n", [
+    (3, 16, 3, 1, "same-one", 1), (1, 1, 3, 2, "valid", 5), (16, 17, 1, 2, "valid", 2),
+    (17, 64, 3, 2, "torch", 5), (64, 65, 1, 1, "valid", 1), (65, 3, 3, 1, "same-one", 2),
+    (200, 10, 1, 1, "valid", 5), (3, 33, 3, 2, "same-one", 1),
+])
+@pytest.mark.parametrize("output", ["int32", "int8"])
+def test_conv2d_int8_matches_reference(cin, cout, k, s, mode, n, output):
+    rng = np.random.default_rng(cin * 1000 + cout)
+    h, w = 7, 5
+    pads, _ = _pads(mode, h, w, k, s, 1)
+    x = tight(rng.integers(-128, 128, (n, h, w, cin), dtype=np.int8))
+    x.flat[::7] = -128                                    # the extremes
+    weights = tight(rng.integers(-128, 128, (cout, k, k, cin), dtype=np.int8))
+    oh, ow = conv_geometry((h, w), (k, k), (s, s), (1, 1), pads)
+    kw = _epilogue(rng, output, cout, 0)
+    kw["bias"] = rng.integers(-2 ** 20, 2 ** 20, cout).astype(np.int32)
+    skip = tight(rng.integers(-128, 128, (n, oh, ow, cout), dtype=np.int8)) if output == "int8" else None
+    geo = dict(strides=(s, s), dilations=(1, 1), pads=pads, output=output)
+    expected = ref.conv2d_int8(x, weights, skip=skip, skip_multiplier=-(5 << 26), skip_shift=27, **geo, **kw)
+    for variant in _variants("conv2d_int8"):
+        kernel = _core.Conv2DInt8(weights, in_hw=(h, w), has_skip=skip is not None,
+                                  skip_multiplier=-(5 << 26), skip_shift=27, variant=variant, **geo, **kw)
+        out = tight(np.zeros_like(expected))
+        kernel.run(*((x, out) if skip is None else (x, out, skip)), threads=2)
+        np.testing.assert_array_equal(out, expected, err_msg=f"variant {variant}")
+
+
+def test_conv2d_int8_dilated():
+    rng = np.random.default_rng(9)
+    x = rng.integers(-128, 128, (2, 9, 9, 5), dtype=np.int8)
+    w = rng.integers(-128, 128, (7, 3, 3, 5), dtype=np.int8)
+    geo = dict(strides=(1, 2), dilations=(2, 2), pads=(2, 2, 2, 2), output="int32")
+    bias = np.arange(7, dtype=np.int32)
+    expected = ref.conv2d_int8(x, w, bias=bias, **geo)
+    for variant in _variants("conv2d_int8"):
+        out = np.zeros_like(expected)
+        _core.Conv2DInt8(w, bias=bias, in_hw=(9, 9), variant=variant, **geo).run(x, out)
+        np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("c", CHANNELS)
+@pytest.mark.parametrize("n", [1, 5])
+def test_binarize_and_sign_bits(c, n):
+    rng = np.random.default_rng(c)
+    x = tight(rng.integers(-128, 128, (n, 4, 3, c), dtype=np.int8))
+    t = rng.integers(-130, 130, c).astype(np.int16)
+    t[:2] = [-32768, 32767][:c]
+    d = np.where(rng.random(c) < 0.5, 1, -1).astype(np.int8)
+    out = np.zeros((n, 4, 3, packed_bytes(c)), np.uint8)
+    _core.Binarize(t, d).run(x, out, threads=2)
+    np.testing.assert_array_equal(out, ref.binarize(x, thresholds=t, directions=d))
+    f = tight(rng.standard_normal((n, 4, 3, c)).astype(np.float32))
+    f.flat[::5] = 0.0
+    f.flat[1::9] = -0.0
+    out[...] = 0xFF
+    _core.SignBits(c).run(f, out)
+    np.testing.assert_array_equal(out, ref.sign_bits(f, channels=c))
+
+
+@pytest.mark.parametrize("c", [1, 17, 64])
+def test_add_int8(c):
+    rng = np.random.default_rng(c)
+    a = tight(rng.integers(-128, 128, (5, 3, 2, c), dtype=np.int8))
+    b = tight(rng.integers(-128, 128, (5, 3, 2, c), dtype=np.int8))
+    params = dict(a_multiplier=1 << 30, a_shift=30, b_multiplier=-(3 << 29), b_shift=31, clamp=(-100, 90))
+    out = np.zeros_like(a)
+    _core.AddInt8(**params).run(a, b, out, threads=2)
+    np.testing.assert_array_equal(out, ref.add_int8(a, b, **params))
+
+
+@pytest.mark.parametrize("c", [3, 16, 17, 65])
+@pytest.mark.parametrize("k,s,pads", [((2, 2), (2, 2), (0, 0, 0, 0)), ((3, 3), (2, 2), (1, 1, 1, 1)),
+                                      ((3, 2), (1, 2), (0, 2, 1, 0))])
+def test_maxpool(c, k, s, pads):
+    rng = np.random.default_rng(c)
+    h, w = 7, 6
+    oh, ow = conv_geometry((h, w), k, s, (1, 1), pads)
+    x = tight(rng.integers(-128, 128, (2, h, w, c), dtype=np.int8))
+    out = np.zeros((2, oh, ow, c), np.int8)
+    _core.MaxPool(kernel=k, strides=s, pads=pads, in_hw=(h, w)).run(x, out)
+    np.testing.assert_array_equal(out, ref.maxpool(x, kernel=k, strides=s, pads=pads))
+    xb = random_bits(rng, (2, h, w), c)
+    outb = np.zeros((2, oh, ow, packed_bytes(c)), np.uint8)
+    _core.MaxPool(kernel=k, strides=s, pads=pads, in_hw=(h, w), channels=c).run(xb, outb)
+    np.testing.assert_array_equal(outb, ref.maxpool(xb, kernel=k, strides=s, pads=pads, channels=c))
+
+
+@pytest.mark.parametrize("c,h,w", [(1, 1, 1), (64, 8, 8), (17, 5, 3)])
+def test_global_avgpool(c, h, w):
+    rng = np.random.default_rng(c)
+    x = tight(rng.integers(-128, 128, (3, h, w, c), dtype=np.int8))
+    params = dict(multiplier=(1 << 30) // (h * w) + 7, shift=30, clamp=(-128, 127))
+    out = np.zeros((3, 1, 1, c), np.int8)
+    _core.GlobalAvgPool(**params).run(x, out)
+    np.testing.assert_array_equal(out, ref.global_avgpool(x, **params))
+
+
+# ---------------------------------------------------------------------------
+# bad arguments: errors, not crashes
+
+
+def _bconv(**over):
+    kw = dict(cin=16, in_hw=(4, 4), strides=(1, 1), dilations=(1, 1), pads=(1, 1, 1, 1), pad_value=1,
+              output="int32")
+    kw.update(over)
+    weights = over.pop("weights", np.zeros((8, 3, 3, 2), np.uint8))
+    kw.pop("weights", None)
+    return _core.BConv2D(weights, **kw)
+
+
+@pytest.mark.parametrize("over,match", [
+    (dict(weights=np.zeros((8, 3, 3, 3), np.uint8)), "weights must be uint8"),
+    (dict(weights=np.zeros((8, 3, 3, 2), np.int8)), "weights must be uint8"),
+    (dict(pad_value=2), "pad_value"),
+    (dict(strides=(0, 1)), "strides"),
+    (dict(pads=(5, 5, 5, 5)), "padding"),
+    (dict(output="float"), "unknown output"),
+    (dict(output="bits"), "thresholds"),
+    (dict(output="int8", bias=np.zeros(8, np.int32), multiplier=np.zeros(8, np.int32),
+          shift=np.full(8, 63, np.int8)), r"shift must lie in \[0, 62\]"),
+    (dict(has_skip=True), "skip input needs output 'int8'"),
+    (dict(variant="avx9000"), "unknown kernel variant"),
+    (dict(cin=12, weights=np.full((8, 3, 3, 2), 0xFF, np.uint8)), "bits set beyond channel 12"),
+])
+def test_bad_constants_raise_graph_error(over, match):
+    with pytest.raises(GraphError, match=match):
+        _bconv(**over)
+
+
+def test_bad_arrays_raise_input_error():
+    k = _bconv()
+    x = np.zeros((2, 4, 4, 2), np.uint8)
+    out = np.zeros((2, 4, 4, 8), np.int32)
+    k.run(x, out)
+    ro = out.copy()
+    ro.setflags(write=False)
+    for arrays, match in [
+        ((x.astype(np.int8), out), "dtype int8, expected uint8"),
+        ((x[:, :3], out), r"shape \(2, 3, 4, 2\)"),
+        ((x, out[:1]), r"output has shape \(1, 4, 4, 8\)"),
+        ((x, out.astype(np.int64)), "output has dtype int64"),
+        ((x, ro), "read-only"),
+        ((np.zeros((2, 4, 8, 2), np.uint8)[:, :, ::2], out), "C-contiguous"),
+        ((x,), "takes 2 arrays"),
+        (([[1]], out), "4-D"),
+    ]:
+        with pytest.raises(InputError, match=match):
+            k.run(*arrays)
+    with pytest.raises(InputError, match="threads"):
+        k.run(x, out, threads=0)
+
+
+def test_cpu_info_reports_variants():
+    info = _core.cpu_info()
+    assert info["kernels"]["bconv2d"] in _variants("bconv2d")
+    # the dispatcher picks the best variant the CPU has (NumPy's test_cpu_dispatcher idea)
+    assert info["kernels"]["bconv2d"] == _variants("bconv2d")[-1]
+    assert info["kernels"]["conv2d_int8"] == _variants("conv2d_int8")[-1]
+
+
+def test_disable_simd_forces_scalar(monkeypatch):
+    monkeypatch.setenv("BNNRT_DISABLE_SIMD", "all")
+    assert _bconv().variant == "scalar"
+    if len(_variants("bconv2d")) > 1:
+        with pytest.raises(GraphError, match="does not run on this CPU"):
+            _bconv(variant="avx512")
