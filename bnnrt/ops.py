@@ -193,14 +193,7 @@ class Quantize(Op):
         return [ref.quantize(arrays[0], scale=node.attrs["scale"])]
 
     def kernel(self, node, ins):
-        inv = np.float32(node.attrs["scale"])
-
-        def run(x, out):
-            tmp = np.divide(x, inv, dtype=np.float32)
-            np.rint(tmp, out=tmp)
-            np.clip(tmp, -128, 127, out=tmp)
-            out[...] = tmp
-        return NumpyKernel(run)
+        return _core.Quantize(ins[0].channels, node.attrs["scale"])
 
 
 class Dequantize(Op):

@@ -145,5 +145,5 @@ def test_graph_errors_name_layer_and_shapes():
 def test_kernel_variants_are_reported(blendnet):
     variants = blendnet.plan.kernel_variants()
     assert set(variants) == {n.op for n in blendnet.graph.nodes}
-    assert variants["quantize"] == "numpy"
+    assert variants["dequantize"] == "numpy" and variants["bconv2d"] in ("scalar", "avx512")
     assert all(isinstance(v, str) and v for v in variants.values())

@@ -156,23 +156,38 @@ def test_conv2d_int8_dilated():
         np.testing.assert_array_equal(out, expected)
 
 
-@pytest.mark.parametrize("c", CHANNELS)
-@pytest.mark.parametrize("n", [1, 5])
-def test_binarize_and_sign_bits(c, n):
+@pytest.mark.parametrize("c", CHANNELS + [24, 128, 256])
+@pytest.mark.parametrize("n,hw", [(1, (4, 3)), (5, (4, 3)), (3, (32, 31))])
+def test_binarize_and_sign_bits(c, n, hw):
     rng = np.random.default_rng(c)
-    x = tight(rng.integers(-128, 128, (n, 4, 3, c), dtype=np.int8))
+    x = tight(rng.integers(-128, 128, (n,) + hw + (c,), dtype=np.int8))
     t = rng.integers(-130, 130, c).astype(np.int16)
     t[:2] = [-32768, 32767][:c]
     d = np.where(rng.random(c) < 0.5, 1, -1).astype(np.int8)
-    out = np.zeros((n, 4, 3, packed_bytes(c)), np.uint8)
-    _core.Binarize(t, d).run(x, out, threads=2)
-    np.testing.assert_array_equal(out, ref.binarize(x, thresholds=t, directions=d))
+    expected = ref.binarize(x, thresholds=t, directions=d)
+    simd = c % 8 == 0 and "avx512" in _core.cpu_info()["features"]
+    for variant in ["scalar"] + (["avx512"] if simd else []):
+        out = tight(np.zeros(expected.shape, np.uint8))
+        _core.Binarize(t, d, variant=variant).run(x, out, threads=2)
+        np.testing.assert_array_equal(out, expected, err_msg=variant)
+    x, out = x[:, :4, :3], np.zeros((n, 4, 3, packed_bytes(c)), np.uint8)
     f = tight(rng.standard_normal((n, 4, 3, c)).astype(np.float32))
     f.flat[::5] = 0.0
     f.flat[1::9] = -0.0
     out[...] = 0xFF
     _core.SignBits(c).run(f, out)
     np.testing.assert_array_equal(out, ref.sign_bits(f, channels=c))
+
+
+@pytest.mark.parametrize("scale", [1 / 32, 0.7, 3.0])
+def test_quantize(scale):
+    rng = np.random.default_rng(0)
+    x = tight(rng.standard_normal((3, 5, 7, 3)).astype(np.float32) * 60)
+    x.flat[:8] = [0.5 * scale, 1.5 * scale, -0.5 * scale, -2.5 * scale, 1e30, -1e30, 127.5 * scale,
+                  -128.5 * scale]      # ties round to even, extremes clamp
+    out = tight(np.zeros(x.shape, np.int8))
+    _core.Quantize(3, scale).run(x, out)
+    np.testing.assert_array_equal(out, ref.quantize(x, scale=scale))
 
 
 @pytest.mark.parametrize("c", [1, 17, 64])

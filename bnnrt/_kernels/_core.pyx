@@ -57,9 +57,15 @@ cdef extern from "bnn_conv.h":
 
 
 cdef extern from "bnn_misc.h":
-    void bnn_binarize(const int8_t *x, uint8_t *out, size_t pixels, int32_t c, const int16_t *lo,
-                      const int16_t *hi, int threads) nogil
+    ctypedef struct bnn_binarizer:
+        pass
+    bnn_binarizer *bnn_binarizer_create(int32_t c, const int16_t *thresholds, const int8_t *directions,
+                                        int variant)
+    void bnn_binarizer_free(bnn_binarizer *b)
+    const char *bnn_binarizer_variant(const bnn_binarizer *b)
+    void bnn_binarize(const bnn_binarizer *b, const int8_t *x, uint8_t *out, size_t pixels, int threads) nogil
     void bnn_sign_bits(const float *x, uint8_t *out, size_t pixels, int32_t c, int threads) nogil
+    void bnn_quantize(const float *x, int8_t *out, size_t n, float scale, int threads) nogil
     void bnn_add_int8(const int8_t *a, const int8_t *b, int8_t *out, size_t n, int32_t am, int32_t ash,
                       int32_t bm, int32_t bsh, int32_t lo, int32_t hi, int threads) nogil
     ctypedef struct bnn_pool_geom:
@@ -363,32 +369,37 @@ cdef class _Pixelwise(Kernel):
 
 cdef class Binarize(_Pixelwise):
     """int8 -> bits per channel threshold and direction (bnnrt.reference.binarize)."""
-    cdef object lo, hi
-    cdef const int16_t *plo
-    cdef const int16_t *phi
+    cdef bnn_binarizer *b
 
-    def __init__(self, thresholds, directions):
+    def __init__(self, thresholds, directions, variant=None):
         self.name = "binarize"
         t = np.asarray(thresholds)
         d = np.asarray(directions)
-        if t.ndim != 1 or d.shape != t.shape or t.size < 1:
+        if t.ndim != 1 or d.shape != t.shape or t.size < 1 or t.size > 1 << 20:
             raise GraphError(f"{self.name}: thresholds and directions must be two (C,) arrays")
         if not np.all(np.abs(d) == 1):
             raise GraphError(f"{self.name}: directions must be +1 or -1")
-        t = t.astype(np.int64)
         if t.min() < -32768 or t.max() > 32767:
             raise GraphError(f"{self.name}: thresholds must fit int16")
-        # -1 iff q < t (direction +1) or q > t (direction -1), as one range test
-        self.lo = np.ascontiguousarray(np.where(d > 0, t, -32768), dtype=np.int16)
-        self.hi = np.ascontiguousarray(np.where(d > 0, 32767, t), dtype=np.int16)
-        self.plo = <const int16_t *><size_t>_ptr(self.lo)
-        self.phi = <const int16_t *><size_t>_ptr(self.hi)
+        t = np.ascontiguousarray(t, dtype=np.int16)
+        d = np.ascontiguousarray(d, dtype=np.int8)
         self.c = t.size
         self.in_dtype, self.out_dtype, self.out_c = np.int8, np.uint8, packed_bytes(self.c)
-        self.variant = "scalar"
+        code = _variant_code(variant, ("auto", "scalar", "avx512"), self.name)
+        self.b = bnn_binarizer_create(self.c, <const int16_t *><size_t>_ptr(t),
+                                      <const int8_t *><size_t>_ptr(d), code)
+        if self.b == NULL:
+            if code != BNN_VARIANT_AUTO and code != BNN_VARIANT_SCALAR:
+                raise GraphError(f"{self.name}: variant {variant!r} does not run here (needs AVX-512 "
+                                 "and channels a multiple of 8)")
+            raise MemoryError("binarize: out of memory")
+        self.variant = bnn_binarizer_variant(self.b).decode()
+
+    def __dealloc__(self):
+        bnn_binarizer_free(self.b)
 
     cdef int _launch(self, size_t a, size_t b, size_t c, size_t d, int n, int threads) noexcept nogil:
-        bnn_binarize(<const int8_t *>a, <uint8_t *>b, c, self.c, self.plo, self.phi, threads)
+        bnn_binarize(self.b, <const int8_t *>a, <uint8_t *>b, c, threads)
         return 0
 
 
@@ -403,6 +414,25 @@ cdef class SignBits(_Pixelwise):
 
     cdef int _launch(self, size_t a, size_t b, size_t c, size_t d, int n, int threads) noexcept nogil:
         bnn_sign_bits(<const float *>a, <uint8_t *>b, c, self.c, threads)
+        return 0
+
+
+cdef class Quantize(_Pixelwise):
+    """float32 -> int8, clamp(rint(x / scale)) (bnnrt.reference.quantize)."""
+    cdef float scale
+
+    def __init__(self, channels, scale):
+        self.name = "quantize"
+        self.c = _int(channels, 1, 1 << 24, self.name, "channels")
+        s = np.float32(scale)
+        if not np.isfinite(s) or s <= 0:
+            raise GraphError(f"{self.name}: scale must be a positive number, got {scale!r}")
+        self.scale = s
+        self.in_dtype, self.out_dtype, self.out_c = np.float32, np.int8, self.c
+        self.variant = "scalar"
+
+    cdef int _launch(self, size_t a, size_t b, size_t c, size_t d, int n, int threads) noexcept nogil:
+        bnn_quantize(<const float *>a, <int8_t *>b, c * self.c, self.scale, threads)
         return 0
 
 

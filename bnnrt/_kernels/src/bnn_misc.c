@@ -1,20 +1,134 @@
 #include "bnn_misc.h"
 
-void bnn_binarize(const int8_t *x, uint8_t *out, size_t pixels, int32_t c, const int16_t *lo,
-                  const int16_t *hi, int threads) {
+/* Per channel, -1 iff q < lo or q > hi or always: direction +1 is "q < t"
+ * (lo = t, hi = 127, which nothing exceeds), direction -1 is "q > t"; a t
+ * beyond the int8 range turns the channel constant. When c is a multiple of 8
+ * the output is one flat bit stream over the input bytes, so the AVX-512 path
+ * compares 64 bytes at a time and stores the two compare masks as 8 output
+ * bytes; the per-channel constants repeat with period lcm(c, 64) bytes. */
+struct bnn_binarizer {
+    int32_t c, period;      /* period: lcm(c, 64) bytes, when c % 8 == 0 */
+    int8_t *lo, *hi;        /* [period] */
+    uint64_t *always;       /* [period / 64] bit patterns of the constant -1 channels */
+    int variant;
+};
+
+static const char *const AVX512BW_NEEDS[] = {"avx512", NULL};
+
+void bnn_binarizer_free(bnn_binarizer *b) {
+    if (!b) return;
+    free(b->lo); free(b->hi); free(b->always); free(b);
+}
+
+const char *bnn_binarizer_variant(const bnn_binarizer *b) {
+    return b->variant == BNN_VARIANT_AVX512 ? "avx512" : "scalar";
+}
+
+static int32_t gcd32(int32_t a, int32_t b) { while (b) { int32_t t = a % b; a = b; b = t; } return a; }
+
+bnn_binarizer *bnn_binarizer_create(int32_t c, const int16_t *t, const int8_t *d, int variant) {
+    int simd = 0;
+#ifdef BNN_X86
+    simd = c % 8 == 0 && bnn_variant_enabled("avx512", AVX512BW_NEEDS);
+#endif
+    if (variant == BNN_VARIANT_AUTO) variant = simd ? BNN_VARIANT_AVX512 : BNN_VARIANT_SCALAR;
+    if (variant == BNN_VARIANT_AVX512 && !simd) return NULL;
+    bnn_binarizer *b = (bnn_binarizer *)calloc(1, sizeof(*b));
+    if (!b) return NULL;
+    b->c = c;
+    b->variant = variant;
+    b->period = c / gcd32(c, 64) * 64;
+    b->lo = (int8_t *)malloc((size_t)b->period);
+    b->hi = (int8_t *)malloc((size_t)b->period);
+    b->always = (uint64_t *)calloc((size_t)b->period / 64, sizeof(uint64_t));
+    if (!b->lo || !b->hi || !b->always) { bnn_binarizer_free(b); return NULL; }
+    for (int32_t i = 0; i < b->period; i++) {
+        int32_t ch = i % c, ti = t[ch];
+        int always;
+        if (d[ch] > 0) {            /* q < t */
+            b->lo[i] = (int8_t)(ti < -128 ? -128 : ti > 127 ? 127 : ti);
+            b->hi[i] = 127;
+            always = ti > 127;
+        } else {                    /* q > t */
+            b->lo[i] = -128;
+            b->hi[i] = (int8_t)(ti < -128 ? -128 : ti > 127 ? 127 : ti);
+            always = ti < -128;
+        }
+        if (always) b->always[i / 64] |= (uint64_t)1 << (i % 64);
+    }
+    return b;
+}
+
+static inline int bin_bit(const bnn_binarizer *b, int8_t q, int32_t i /* index into the period */) {
+    return q < b->lo[i] || q > b->hi[i] || ((b->always[i / 64] >> (i % 64)) & 1);
+}
+
+#ifdef BNN_X86
+BNN_AVX512_BASE static void binarize_avx512(const bnn_binarizer *b, const int8_t *x, uint8_t *out,
+                                            size_t n /* bytes, multiple of 8 */) {
+    size_t i = 0, nvec = (size_t)b->period / 64, v = 0;
+    for (; i + 64 <= n; i += 64) {
+        __m512i q = _mm512_loadu_si512(x + i);
+        __mmask64 m = _mm512_cmplt_epi8_mask(q, _mm512_loadu_si512(b->lo + 64 * v)) |
+                      _mm512_cmpgt_epi8_mask(q, _mm512_loadu_si512(b->hi + 64 * v));
+        m |= b->always[v];
+        memcpy(out + i / 8, &m, 8);
+        if (++v == nvec) v = 0;
+    }
+    if (i < n) {   /* tail: a partial vector, masked loads so nothing past the end is read */
+        __mmask64 live = ~(__mmask64)0 >> (64 - (n - i));
+        __m512i q = _mm512_maskz_loadu_epi8(live, x + i);
+        __mmask64 m = _mm512_cmplt_epi8_mask(q, _mm512_loadu_si512(b->lo + 64 * v)) |
+                      _mm512_cmpgt_epi8_mask(q, _mm512_loadu_si512(b->hi + 64 * v));
+        m = (m | b->always[v]) & live;
+        memcpy(out + i / 8, &m, (n - i) / 8);
+    }
+}
+#endif
+
+void bnn_binarize(const bnn_binarizer *b, const int8_t *x, uint8_t *out, size_t pixels, int threads) {
+    int32_t c = b->c;
     size_t cb = ((size_t)c + 7) / 8;
+#ifdef BNN_X86
+    if (b->variant == BNN_VARIANT_AVX512) {
+        /* chunks start at multiples of the period, so the patterns line up */
+        size_t total = pixels * (size_t)c, chunk = (size_t)b->period * 64;
+        size_t nchunks = (total + chunk - 1) / chunk;
+#pragma omp parallel for num_threads(threads) schedule(static) if (nchunks > 8)
+        for (size_t k = 0; k < nchunks; k++) {
+            size_t start = k * chunk, len = total - start < chunk ? total - start : chunk;
+            binarize_avx512(b, x + start, out + start / 8, len);
+        }
+        return;
+    }
+#endif
 #pragma omp parallel for num_threads(threads) schedule(static) if (pixels > 4096)
     for (size_t p = 0; p < pixels; p++) {
         const int8_t *q = x + p * c;
         uint8_t *o = out + p * cb;
-        for (size_t b = 0; b < cb; b++) {
+        int32_t base = (int32_t)((p * (size_t)c) % (size_t)b->period);
+        for (size_t byte_i = 0; byte_i < cb; byte_i++) {
             unsigned byte = 0;
-            for (int l = 0; l < 8 && 8 * (int)b + l < c; l++) {
-                int ch = 8 * (int)b + l;
-                byte |= (unsigned)(q[ch] < lo[ch] || q[ch] > hi[ch]) << l;
+            for (int l = 0; l < 8 && 8 * (int)byte_i + l < c; l++) {
+                int32_t ch = 8 * (int)byte_i + l;
+                byte |= (unsigned)bin_bit(b, q[ch], (base + ch) % b->period) << l;
             }
-            o[b] = (uint8_t)byte;
+            o[byte_i] = (uint8_t)byte;
         }
+    }
+}
+
+void bnn_quantize(const float *x, int8_t *out, size_t n, float scale, int threads) {
+    /* clamp first (rint is monotonic and the bounds are integers), then round
+     * half to even with the 1.5 * 2^23 trick: exact for |v| <= 2^22, and
+     * vectorizable, unlike a call to rintf. */
+    const float magic = 12582912.0f;
+#pragma omp parallel for num_threads(threads) schedule(static) if (n > 1 << 18)
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i] / scale;
+        v = v > 127.0f ? 127.0f : v;
+        v = v >= -128.0f ? v : (v != v ? 0.0f : -128.0f);   /* NaN -> 0 (Model.run refuses NaN) */
+        out[i] = (int8_t)(int)((v + magic) - magic);
     }
 }
 

@@ -5,10 +5,16 @@
 
 #include "bnn_common.h"
 
-/* int8 [pixels][c] -> bits [pixels][ceil(c/8)]: -1 iff q < lo[c] or q > hi[c]
- * (binarize's threshold/direction, prepared by the caller). */
-void bnn_binarize(const int8_t *x, uint8_t *out, size_t pixels, int32_t c, const int16_t *lo,
-                  const int16_t *hi, int threads);
+/* int8 [pixels][c] -> bits [pixels][ceil(c/8)]: -1 iff q < t[c] (direction +1)
+ * or q > t[c] (direction -1); t outside int8 makes constant channels. */
+typedef struct bnn_binarizer bnn_binarizer;
+bnn_binarizer *bnn_binarizer_create(int32_t c, const int16_t *thresholds, const int8_t *directions,
+                                    int variant);
+void bnn_binarizer_free(bnn_binarizer *b);
+const char *bnn_binarizer_variant(const bnn_binarizer *b);
+void bnn_binarize(const bnn_binarizer *b, const int8_t *x, uint8_t *out, size_t pixels, int threads);
+/* float -> int8: clamp(rint(x / scale)), rint rounding half to even (numpy's) */
+void bnn_quantize(const float *x, int8_t *out, size_t n, float scale, int threads);
 /* float [pixels][c] -> bits: -1 iff x < 0 */
 void bnn_sign_bits(const float *x, uint8_t *out, size_t pixels, int32_t c, int threads);
 /* clamp(requant(a) + requant(b)) elementwise */
