@@ -143,6 +143,30 @@ def test_conv2d_int8_matches_reference(cin, cout, k, s, mode, n, output):
         np.testing.assert_array_equal(out, expected, err_msg=f"variant {variant}")
 
 
+@pytest.mark.parametrize("kernel", ["bconv2d", "conv2d_int8"])
+def test_int8_epilogue_with_biases_beyond_int32_headroom(kernel):
+    """Biases near the int32 limit take the exact 64 x 64-bit multiply path."""
+    rng = np.random.default_rng(3)
+    cout, cin = 19, 16
+    kw = dict(bias=np.array([2 ** 31 - 1, -2 ** 31] * 9 + [5], np.int32),
+              multiplier=rng.integers(-2 ** 31, 2 ** 31, cout).astype(np.int32),
+              shift=np.full(cout, 40, np.int8))
+    geo = dict(strides=(1, 1), dilations=(1, 1), pads=(1, 1, 1, 1), output="int8")
+    if kernel == "bconv2d":
+        x, w = random_bits(rng, (2, 5, 5), cin), random_bits(rng, (cout, 3, 3), cin)
+        expected = ref.bconv2d(x, w, cin=cin, pad_value=1, **geo, **kw)
+        make = lambda v: _core.BConv2D(w, cin=cin, pad_value=1, in_hw=(5, 5), variant=v, **geo, **kw)
+    else:
+        x = rng.integers(-128, 128, (2, 5, 5, cin), dtype=np.int8)
+        w = rng.integers(-128, 128, (cout, 3, 3, cin), dtype=np.int8)
+        expected = ref.conv2d_int8(x, w, **geo, **kw)
+        make = lambda v: _core.Conv2DInt8(w, in_hw=(5, 5), variant=v, **geo, **kw)
+    for variant in _variants(kernel):
+        out = np.zeros_like(expected)
+        make(variant).run(x, out)
+        np.testing.assert_array_equal(out, expected, err_msg=variant)
+
+
 def test_conv2d_int8_dilated():
     rng = np.random.default_rng(9)
     x = rng.integers(-128, 128, (2, 9, 9, 5), dtype=np.int8)

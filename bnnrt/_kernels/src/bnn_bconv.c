@@ -72,7 +72,7 @@ bnn_bconv *bnn_bconv_create(const bnn_conv_geom *g, const uint8_t *weights, cons
     k->roff = (int32_t *)calloc(k->nrows, sizeof(int32_t));
     k->w = (uint64_t *)aligned_alloc(64, ((size_t)k->groups * k->nrows * k->rw * 8 * 8 + 63) / 64 * 64);
     k->tapc = (int64_t *)calloc((size_t)g->kh * g->kw * nlanes, sizeof(int64_t));
-    if (!k->roff || !k->w || !k->tapc || bnn_epi_init(&k->e, e, g->cout)) {
+    if (!k->roff || !k->w || !k->tapc || bnn_epi_init(&k->e, e, g->cout, (int64_t)g->kh * g->kw * g->cin)) {
         bnn_bconv_free(k);
         return NULL;
     }

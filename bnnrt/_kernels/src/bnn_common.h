@@ -54,6 +54,7 @@ typedef struct {            /* what the caller hands over (trusted, validated in
 
 typedef struct {            /* prepared once: per-channel int64, padded to a multiple of 16 lanes */
     int32_t kind, cout, clamp_lo, clamp_hi, has_skip, skip_shift;
+    int32_t fits32;         /* y + bias always fits int32: a 32x32->64 multiply is exact */
     int64_t skip_mult, skip_round;
     int64_t *thr, *bias, *mult, *rnd, *shift;
 } bnn_epi;
@@ -62,7 +63,8 @@ static inline void bnn_epi_free(bnn_epi *e) {
     free(e->thr); free(e->bias); free(e->mult); free(e->rnd); free(e->shift);
 }
 
-static inline int bnn_epi_init(bnn_epi *e, const bnn_epilogue *src, int32_t cout) {
+/* max_abs_y bounds |y| (the accumulator before the bias) for every input. */
+static inline int bnn_epi_init(bnn_epi *e, const bnn_epilogue *src, int32_t cout, int64_t max_abs_y) {
     size_t n = ((size_t)cout + 15) / 16 * 16;
     memset(e, 0, sizeof(*e));
     e->kind = src->kind; e->cout = cout;
@@ -83,6 +85,10 @@ static inline int bnn_epi_init(bnn_epi *e, const bnn_epilogue *src, int32_t cout
         e->shift[c] = (real && src->shift) ? src->shift[c] : 0;
         e->rnd[c] = bnn_round_of(e->shift[c]);
     }
+    int64_t max_bias = 0;
+    for (int32_t c = 0; c < cout; c++) max_bias = e->bias[c] < 0 ? (-e->bias[c] > max_bias ? -e->bias[c] : max_bias)
+                                                                  : (e->bias[c] > max_bias ? e->bias[c] : max_bias);
+    e->fits32 = max_abs_y + max_bias < ((int64_t)1 << 31);
     return 0;
 }
 
@@ -125,12 +131,15 @@ BNN_AVX512_BASE static inline void bnn_epi8_avx512(const bnn_epi *e, __m512i y, 
         _mm512_mask_cvtepi64_storeu_epi32((int32_t *)out + pix * cout + c0, m, y);
     } else {
         __m512i t = _mm512_add_epi64(y, _mm512_load_si512(e->bias + c0));
-        t = _mm512_mullo_epi64(t, _mm512_load_si512(e->mult + c0));
+        /* vpmuldq (1 uop) multiplies the low 32 bits of each lane, sign-extended:
+         * exact when y + bias fits int32, which the plan proved; else vpmullq */
+        t = e->fits32 ? _mm512_mul_epi32(t, _mm512_load_si512(e->mult + c0))
+                      : _mm512_mullo_epi64(t, _mm512_load_si512(e->mult + c0));
         t = _mm512_add_epi64(t, _mm512_load_si512(e->rnd + c0));
         t = _mm512_srav_epi64(t, _mm512_load_si512(e->shift + c0));
         if (e->has_skip) {
             __m128i s8 = _mm_maskz_loadu_epi8(m, skip + pix * cout + c0);
-            __m512i s = _mm512_mullo_epi64(_mm512_cvtepi8_epi64(s8), _mm512_set1_epi64(e->skip_mult));
+            __m512i s = _mm512_mul_epi32(_mm512_cvtepi8_epi64(s8), _mm512_set1_epi64(e->skip_mult));
             s = _mm512_add_epi64(s, _mm512_set1_epi64(e->skip_round));
             s = _mm512_sra_epi64(s, _mm_cvtsi32_si128(e->skip_shift));
             t = _mm512_add_epi64(t, s);

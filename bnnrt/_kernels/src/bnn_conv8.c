@@ -66,7 +66,7 @@ bnn_conv8 *bnn_conv8_create(const bnn_conv_geom *g, const int8_t *weights, const
     k->roff = (int32_t *)calloc(k->nrows, sizeof(int32_t));
     k->w = (int8_t *)aligned_alloc(64, (wbytes + 63) / 64 * 64);
     k->corr = (int64_t *)calloc((size_t)k->groups * 16, sizeof(int64_t));
-    if (!k->roff || !k->w || !k->corr || bnn_epi_init(&k->e, e, g->cout)) {
+    if (!k->roff || !k->w || !k->corr || bnn_epi_init(&k->e, e, g->cout, K * 128 * 128)) {
         bnn_conv8_free(k);
         return NULL;
     }
