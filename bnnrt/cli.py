@@ -4,7 +4,9 @@
     bnnrt predict MODEL IMAGE... [--top-k K]
     bnnrt bench MODEL [--batch N] [--threads N] [--runs N] [--json]
 
-MODEL is a .bnn file or a zoo model, ``zoo:blendnet20[:width]``.
+MODEL is a .bnn file or a zoo model (random weights): ``zoo:blendnet20[:width]``
+(BlendNet-20, width 1 by default) or ``zoo:resnet20_binary[:width]`` (the
+binary ResNet-20 of the benchmarks, width 4 by default).
 """
 
 from __future__ import annotations
@@ -27,14 +29,16 @@ def open_model(spec: str, threads: int | None = None) -> Model:
     if spec.startswith("zoo:"):
         from . import zoo
         parts = spec.split(":")
-        if parts[1] != "blendnet20" or len(parts) > 3:
-            raise BnnrtError(f"unknown zoo model {spec!r}; known: zoo:blendnet20[:width]")
-        width = 1
+        makers = {"blendnet20": (zoo.blendnet20, 1), "resnet20_binary": (zoo.resnet20_binary, 4)}
+        if parts[1] not in makers or len(parts) > 3:
+            raise BnnrtError(f"unknown zoo model {spec!r}; known: zoo:blendnet20[:width], "
+                             "zoo:resnet20_binary[:width]")
+        make, width = makers[parts[1]]
         if len(parts) == 3:
             if not parts[2].isdigit() or int(parts[2]) < 1:
                 raise BnnrtError(f"zoo width must be a positive integer, got {parts[2]!r}")
             width = int(parts[2])
-        return zoo.blendnet20(width=width, threads=threads)
+        return make(width=width, threads=threads)
     return load(spec, threads=threads)
 
 
@@ -129,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def model_cmd(name, help_):
         p = sub.add_parser(name, help=help_)
-        p.add_argument("model", help="a .bnn file or zoo:blendnet20[:width]")
+        p.add_argument("model", help="a .bnn file, zoo:blendnet20[:width] or zoo:resnet20_binary[:width]")
         p.add_argument("--threads", type=_positive, default=None, help="threads (default: all cores)")
         return p
 

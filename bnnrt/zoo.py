@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import blendnet
-from ._shapes import packed_bytes
+from ._shapes import packed_bytes, symmetric_pads
+from .graph import GraphBuilder
 from .model import Model
 from .quant import quantize_multiplier, quantize_multipliers
 
@@ -90,3 +91,58 @@ def blendnet20(width: int = 1, input_shape=(32, 32, 3), num_classes: int = 10, s
     graph = blendnet.build(params, width=width, input_shape=input_shape,
                            num_classes=num_classes, metadata=metadata)
     return Model(graph, threads=threads, name=f"zoo:blendnet20:{width}")
+
+
+def resnet20_binary(width: int = 4, input_shape=(32, 32, 3), num_classes: int = 10, seed: int = 0,
+                    threads: int | None = None) -> Model:
+    """The binary ResNet-20 of the benchmarks (anchors.md), random weights.
+
+    Every 3x3 conv is binary with its own shortcut (Bi-Real style: the other
+    arrangement of the Blend block's ops): ``x = clip(bconv(binarize(x)) + skip)``
+    with an int8 1x1 projection where the shape changes; int8 stem and head.
+    Width 4 (64/128/256 channels) has 642 M binary MACs, as LCE's twin."""
+    rng = np.random.default_rng(seed)
+    input_shape = tuple(int(d) for d in input_shape)
+    b = GraphBuilder()
+    x = b.quantize(b.input("image", input_shape), scale=1 / 32, name="input")
+    c0, w_std = 16 * width, 73.0
+
+    def pads(hw, stride):
+        return symmetric_pads(hw[0], 3, stride, 1) + symmetric_pads(hw[1], 3, stride, 1)
+
+    hw = input_shape[:2]
+    m, s = _requant(ACT_STD / (np.sqrt(9 * input_shape[2]) * w_std * 32.0), c0, rng)
+    x = b.conv2d_int8(x, _int8_weights(rng, c0, 3, input_shape[2]), pads=pads(hw, 1), multiplier=m,
+                      shift=s, name="stem")
+    cin = c0
+    sm, ss = quantize_multiplier(0.7)
+    for stage, cout in enumerate([16 * width, 32 * width, 64 * width]):
+        for conv in range(6):
+            stride = 2 if (stage > 0 and conv == 0) else 1
+            name = f"stage{stage + 1}.conv{conv + 1}"
+            skip = x
+            if stride != 1 or cin != cout:
+                m3, s3 = _requant(ACT_STD / (np.sqrt(cin) * w_std * ACT_STD), cout, rng)
+                skip = b.conv2d_int8(x, _int8_weights(rng, cout, 1, cin), strides=(stride, stride),
+                                     multiplier=m3, shift=s3, name=f"{name}.shortcut")
+            bits = b.binarize(x, thresholds=rng.integers(-6, 7, cin).astype(np.int16),
+                              directions=np.ones(cin, np.int8), name=f"{name}.binarize")
+            m2, s2 = _requant(ACT_STD / np.sqrt(9 * cin), cout, rng)
+            x = b.bconv2d(bits, _binary_weights(rng, cout, 3, cin), cin=cin, strides=(stride, stride),
+                          pads=pads(hw, stride), pad_value=1, output="int8", multiplier=m2, shift=s2,
+                          skip=skip, skip_multiplier=sm, skip_shift=ss, name=name)
+            hw = ((hw[0] - 1) // stride + 1, (hw[1] - 1) // stride + 1)
+            cin = cout
+    pm, ps = quantize_multiplier(1.0 / (hw[0] * hw[1]))
+    x = b.global_avgpool(x, multiplier=pm, shift=ps, name="pool")
+    x = b.conv2d_int8(x, _int8_weights(rng, num_classes, 1, cin), output="int32", name="head")
+    x = b.dequantize(x, scale=np.full(num_classes, 2.0 / (np.sqrt(cin) * w_std * ACT_STD), np.float32),
+                     name="logits")
+    c = input_shape[2]
+    meta = {"name": f"resnet20-binary-w{width}-random", "architecture": f"resnet20_binary(width={width})",
+            "description": "binary ResNet-20 (Bi-Real shortcuts) with random weights (untrained)",
+            "input": {"shape": list(input_shape), "color": "L" if c == 1 else "RGB",
+                      "scale": 1.0 / 255.0, "mean": [0.5] * c, "std": [0.25] * c},
+            "labels": [f"class_{i}" for i in range(num_classes)], "output": "logits",
+            "provenance": {"source": "bnnrt.zoo.resnet20_binary", "seed": seed, "trained": False}}
+    return Model(b.build(x, meta), threads=threads, name=f"zoo:resnet20_binary:{width}")

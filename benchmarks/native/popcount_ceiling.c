@@ -14,17 +14,25 @@ static uint64_t a[WORDS] __attribute__((aligned(64))), w[WORDS] __attribute__((a
 
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
 
+/* Register-blocked as a convolution would be at best: 4 weight vectors stay
+ * in registers, each broadcast 64-bit activation word meets all 4, 24
+ * independent accumulators hide VPOPCNTQ's latency. Per vector: one XOR (its
+ * broadcast load folded in), one VPOPCNTQ, one VPADDQ. */
 __attribute__((target("avx512f,avx512vpopcntdq"))) static uint64_t avx512(int reps) {
-    __m512i acc[8];
-    for (int j = 0; j < 8; j++) acc[j] = _mm512_setzero_si512();
+    __m512i acc[6][4], wv[4];
+    for (int p = 0; p < 6; p++)
+        for (int q = 0; q < 4; q++) acc[p][q] = _mm512_setzero_si512();
+    for (int q = 0; q < 4; q++) wv[q] = _mm512_load_si512(w + 8 * q);
     for (int r = 0; r < reps; r++)
-        for (int i = 0; i < WORDS; i += 64)      /* 8 independent chains hide latency */
-            for (int j = 0; j < 8; j++) {
-                __m512i x = _mm512_xor_si512(_mm512_load_si512(a + i + 8 * j), _mm512_load_si512(w + i + 8 * j));
-                acc[j] = _mm512_add_epi64(acc[j], _mm512_popcnt_epi64(x));
+        for (int i = 0; i + 6 <= WORDS; i += 6)
+            for (int p = 0; p < 6; p++) {
+                __m512i x = _mm512_set1_epi64((long long)a[i + p]);
+                for (int q = 0; q < 4; q++)
+                    acc[p][q] = _mm512_add_epi64(acc[p][q], _mm512_popcnt_epi64(_mm512_xor_si512(x, wv[q])));
             }
     uint64_t s = 0;
-    for (int j = 0; j < 8; j++) s += _mm512_reduce_add_epi64(acc[j]);
+    for (int p = 0; p < 6; p++)
+        for (int q = 0; q < 4; q++) s += _mm512_reduce_add_epi64(acc[p][q]);
     return s;
 }
 
@@ -45,8 +53,9 @@ int main(void) {
     volatile uint64_t sink;
     double best = 1e30;
     if (__builtin_cpu_supports("avx512vpopcntdq")) {
-        for (int k = 0; k < 5; k++) { double t = now(); sink = avx512(reps); t = now() - t; if (t < best) best = t; }
-        printf("avx512_vpopcntq %.1f G binary MAC/s\n", (double)reps * WORDS * 64 / best / 1e9);
+        int r = reps / 16;
+        for (int k = 0; k < 5; k++) { double t = now(); sink = avx512(r); t = now() - t; if (t < best) best = t; }
+        printf("avx512_vpopcntq %.1f G binary MAC/s\n", (double)r * (WORDS / 6 * 6) * 4 * 512 / best / 1e9);
     }
     best = 1e30;
     for (int k = 0; k < 5; k++) { double t = now(); sink = scalar(reps / 4); t = now() - t; if (t < best) best = t; }

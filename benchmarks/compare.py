@@ -1,0 +1,149 @@
+"""bnnrt, Larq Compute Engine and ONNX Runtime side by side, in one run.
+
+    python benchmarks/compare.py [--runs 200] [--lce-python /tmp/lce/bin/python]
+                                 [--ort-python /tmp/ort/bin/python]
+
+LCE (TensorFlow, numpy < 2) and ONNX Runtime live in their own virtualenvs
+(../shared/design/anchors.md has the install commands); this script runs
+their halves (benchmarks/sidebyside/*.py) as subprocesses and bnnrt in-process,
+single thread, batch 1, then prints medians and ratios. It also compiles and
+runs benchmarks/native/popcount_ceiling.c, the XOR + POPCNT + ADD loop that
+bounds what a binary convolution can reach on this core. Without a venv the
+corresponding column says so. Quote the ratios: absolute times drift on
+shared machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def median_ms(fn, runs):
+    for _ in range(10):
+        fn()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1e3
+
+
+def ceiling():
+    """G binary MAC/s of XOR + POPCNT + ADD on L1-resident bits (AVX-512 and scalar)."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        return {}
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = os.path.join(tmp, "ceiling")
+        subprocess.run([cc, "-O3", os.path.join(HERE, "native", "popcount_ceiling.c"), "-o", exe], check=True)
+        out = subprocess.run([exe], capture_output=True, text=True, check=True).stdout
+    return {line.split()[0]: float(line.split()[1]) for line in out.splitlines()}
+
+
+def side(python, script, args):
+    if not python or not os.path.exists(python):
+        return None
+    proc = subprocess.run([python, os.path.join(HERE, "sidebyside", script), *args],
+                          capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        print(f"{script} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def bnnrt_side(runs):
+    from bnnrt import zoo
+    from bnnrt._kernels import _core
+    from bnnrt._shapes import conv_geometry
+    rng = np.random.default_rng(0)
+    out = {}
+    # one 3x3 binary conv, 56x56, 64->64, same-one, threshold (bits) epilogue
+    w = np.packbits(rng.random((64, 3, 3, 64)) < 0.5, axis=-1, bitorder="little")
+    k = _core.BConv2D(w, cin=64, in_hw=(56, 56), strides=(1, 1), dilations=(1, 1), pads=(1, 1, 1, 1),
+                      pad_value=1, output="bits", thresholds=np.zeros(64, np.int32))
+    x = np.packbits(rng.random((1, 56, 56, 64)) < 0.5, axis=-1, bitorder="little")
+    y = np.empty((1, 56, 56, 8), np.uint8)
+    oh, ow = conv_geometry((56, 56), (3, 3), (1, 1), (1, 1), (1, 1, 1, 1))
+    out["conv56"] = {"median_ms": median_ms(k.bind(x, y, threads=1), runs), "binary_macs": oh * ow * 64 * 9 * 64,
+                     "kernel": k.variant}
+    for name, make in [("resnet20b", lambda t: zoo.resnet20_binary(width=4, threads=t)),
+                       ("blendnet20", lambda t: zoo.blendnet20(width=1, threads=t)),
+                       ("blendnet20_w4", lambda t: zoo.blendnet20(width=4, threads=t))]:
+        for threads in (1, 2):
+            model = make(threads)
+            xin = rng.standard_normal((1, 32, 32, 3)).astype(np.float32)
+            ms = median_ms(lambda: model.run(xin), runs)
+            key = name if threads == 1 else f"{name}@2threads"
+            out[key] = {"median_ms": ms, "binary_macs": sum(r["binary_macs"] for r in model.layers())}
+    for threads in (1, 2):
+        model = zoo.blendnet20(width=1, threads=threads)
+        xb = rng.standard_normal((64, 32, 32, 3)).astype(np.float32)
+        out[f"blendnet20_b64@{threads}threads"] = {"median_ms": median_ms(lambda: model.run(xb), max(runs // 10, 10))}
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--lce-python", default=os.environ.get("BNNRT_LCE_PYTHON", "/tmp/lce/bin/python"))
+    ap.add_argument("--ort-python", default=os.environ.get("BNNRT_ORT_PYTHON", "/tmp/ort/bin/python"))
+    ap.add_argument("--json", action="store_true", help="print all measurements as JSON too")
+    args = ap.parse_args()
+
+    ceil = ceiling()
+    lce = side(args.lce_python, "lce_bench.py", ["--runs", str(args.runs), "--models", "conv56,resnet20b"])
+    ort = side(args.ort_python, "ort_bench.py", ["--runs", str(args.runs)])
+    ours = bnnrt_side(args.runs)
+
+    def gmacs(entry):
+        return entry["binary_macs"] / entry["median_ms"] / 1e6
+
+    print("single thread, batch 1 unless noted; medians of", args.runs, "runs\n")
+    c512 = ceil.get("avx512_vpopcntq")
+    print(f"XOR+POPCNT+ADD ceiling: AVX-512 {c512 or float('nan'):.0f}, scalar "
+          f"{ceil.get('scalar_popcnt', float('nan')):.0f} G binary MAC/s")
+    conv = ours["conv56"]
+    print(f"\n1. 3x3 binary conv 56x56 64->64 same-one ({conv['binary_macs'] / 1e6:.0f} M MACs)")
+    print(f"   bnnrt ({conv['kernel']}) {conv['median_ms']:.3f} ms = {gmacs(conv):.0f} G binary MAC/s"
+          + (f" = {gmacs(conv) / c512:.0%} of the ceiling" if c512 else ""))
+    if lce:
+        print(f"   LCE {lce['conv56']['median_ms']:.3f} ms = {gmacs(lce['conv56']):.0f} G binary MAC/s"
+              + (f" = {gmacs(lce['conv56']) / c512:.0%} of the ceiling" if c512 else "")
+              + f"; bnnrt is {lce['conv56']['median_ms'] / conv['median_ms']:.1f}x faster")
+    r = ours["resnet20b"]
+    print(f"\n2. binary ResNet-20, 64/128/256 ch ({r['binary_macs'] / 1e6:.0f} M binary MACs)")
+    print(f"   bnnrt {r['median_ms']:.3f} ms ({ours['resnet20b@2threads']['median_ms']:.3f} ms with 2 threads)")
+    if lce:
+        print(f"   LCE (indirect BGEMM) {lce['resnet20b']['median_ms']:.3f} ms: bnnrt "
+              f"{lce['resnet20b']['median_ms'] / r['median_ms']:.1f}x faster")
+    if ort:
+        print(f"   ORT float twin {ort['resnet20b_twin']['median_ms']:.3f} ms: bnnrt "
+              f"{ort['resnet20b_twin']['median_ms'] / r['median_ms']:.1f}x faster")
+    b = ours["blendnet20"]
+    print(f"\n3. BlendNet-20 16/32/64 ch, 32x32x3: bnnrt {b['median_ms']:.3f} ms "
+          f"({b['median_ms'] / 0.38:.2f} of the FPGA's 0.38 ms)")
+    if ort:
+        print(f"   ORT float32 classic ResNet-20 {ort['resnet20']['median_ms']:.3f} ms: bnnrt "
+              f"{ort['resnet20']['median_ms'] / b['median_ms']:.1f}x faster")
+    t1, t2 = ours["blendnet20_b64@1threads"]["median_ms"], ours["blendnet20_b64@2threads"]["median_ms"]
+    print(f"\n4. two threads: BlendNet-20 batch 64 {t1 / t2:.2f}x the images/s of one thread; "
+          f"binary ResNet-20 batch 1 {r['median_ms'] / ours['resnet20b@2threads']['median_ms']:.2f}x lower latency")
+    if args.json:
+        print(json.dumps({"ceiling": ceil, "lce": lce, "ort": ort, "bnnrt": ours}))
+
+
+if __name__ == "__main__":
+    main()
