@@ -2,7 +2,7 @@
  * over L1-resident bits, nothing else (anchors.md: "measure the ceiling on your
  * own machine with a 20-line C loop of the same three instructions").
  * Prints binary MACs per second for the AVX-512 VPOPCNTQ loop and the scalar
- * 64-bit POPCNT loop. Build: cc -O2 popcount_ceiling.c -o ceiling (no -march:
+ * 64-bit POPCNT loop. Build: cc -O3 popcount_ceiling.c -o ceiling (no -march:
  * the AVX-512 loop has its own target attribute and runs only if the CPU has it). */
 #include <immintrin.h>
 #include <stdint.h>
