@@ -7,6 +7,7 @@ the JSON document itself (numbers, types and keys changed, reaching the
 graph checks and the kernels' constructors)."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -106,3 +107,13 @@ def test_json_mutations(seed_file, x):
 def test_truncations_everywhere(seed_file, x):
     for cut in range(0, len(seed_file), 7):
         assert _try(seed_file[:cut], x) == "error"
+
+
+REGRESSIONS = os.path.join(os.path.dirname(__file__), "fuzz", "regressions", "load")
+
+
+@pytest.mark.parametrize("name", sorted(os.listdir(REGRESSIONS)))
+def test_regression_files(name, x):
+    """Files that once broke the loader (or were built to): each ends in a bnnrt error."""
+    with open(os.path.join(REGRESSIONS, name), "rb") as f:
+        assert _try(f.read(), x) == "error"

@@ -8,12 +8,15 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp -r "$src/bnnrt" "$src/tests" "$src/models" "$src/setup.py" "$src/pyproject.toml" "$src/README.md" "$work/"
+# fuzz corpora given by absolute path stay where they are
 find "$work" \( -name '*.so' -o -name '_core.c' -o -name build \) -prune -exec rm -rf {} +
 cd "$work"
 python -m pip install -q "setuptools>=64" "Cython>=3.0"
 BNNRT_SANITIZE=1 python setup.py -q build_ext --inplace 2>&1 | grep -vE "^(Compiling|\[1/1\])" || true
 [ "$(nm -D bnnrt/_kernels/_core*.so | grep -c __asan_)" -gt 0 ] || { echo "sanitize.sh: the build is not instrumented" >&2; exit 1; }
+export PYTHONPATH="$work${PYTHONPATH:+:$PYTHONPATH}"
 export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-python -m pytest tests -q -p no:cacheprovider "$@"
+python -m pytest -q -p no:cacheprovider "${@:-tests}"
+if [ -n "${BNNRT_REPLAY:-}" ]; then eval "$BNNRT_REPLAY"; fi
