@@ -23,9 +23,9 @@ CHANNELS = [1, 3, 16, 17, 64, 65, 200]
 
 def _variants(kernel):
     """Variants of a kernel family this CPU can run (each forced by name)."""
-    names = {"bconv2d": ["scalar", "avx512"], "conv2d_int8": ["scalar", "avx512vnni"]}[kernel]
+    names = {"bconv2d": ["scalar", "avx2", "avx512"], "conv2d_int8": ["scalar", "avx2", "avx512vnni"]}[kernel]
     info = _core.cpu_info()
-    ok = {"scalar": True,
+    ok = {"scalar": True, "avx2": "avx2" in info["features"],
           "avx512": {"avx512", "avx512vpopcntdq"} <= set(info["features"]),
           "avx512vnni": {"avx512", "avx512vnni"} <= set(info["features"])}
     return [v for v in names if ok[v]]

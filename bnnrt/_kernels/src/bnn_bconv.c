@@ -36,6 +36,7 @@ struct bnn_bconv {
 #define load64 bnn_load64
 
 static const char *const AVX512_NEEDS[] = {"avx512", "avx512vpopcntdq", NULL};
+static const char *const AVX2_NEEDS[] = {"avx2", "popcnt", NULL};
 
 void bnn_bconv_free(bnn_bconv *k) {
     if (!k) return;
@@ -46,12 +47,14 @@ void bnn_bconv_free(bnn_bconv *k) {
 
 bnn_bconv *bnn_bconv_create(const bnn_conv_geom *g, const uint8_t *weights, const bnn_epilogue *e,
                             int variant) {
-    int avx512 = 0;
+    int avx512 = 0, avx2 = 0;
 #ifdef BNN_X86
     avx512 = bnn_variant_enabled("avx512", AVX512_NEEDS);
+    avx2 = bnn_variant_enabled("avx2", AVX2_NEEDS);
 #endif
-    if (variant == BNN_VARIANT_AUTO) variant = avx512 ? BNN_VARIANT_AVX512 : BNN_VARIANT_SCALAR;
-    if (variant == BNN_VARIANT_AVX512 && !avx512) return NULL;
+    if (variant == BNN_VARIANT_AUTO)
+        variant = avx512 ? BNN_VARIANT_AVX512 : avx2 ? BNN_VARIANT_AVX2 : BNN_VARIANT_SCALAR;
+    if ((variant == BNN_VARIANT_AVX512 && !avx512) || (variant == BNN_VARIANT_AVX2 && !avx2)) return NULL;
     bnn_bconv *k = (bnn_bconv *)calloc(1, sizeof(*k));
     if (!k) return NULL;
     k->g = *g;
@@ -103,7 +106,7 @@ bnn_bconv *bnn_bconv_create(const bnn_conv_geom *g, const uint8_t *weights, cons
 }
 
 const char *bnn_bconv_variant(const bnn_bconv *k) {
-    return k->variant == BNN_VARIANT_AVX512 ? "avx512" : "scalar";
+    return k->variant == BNN_VARIANT_AVX512 ? "avx512" : k->variant == BNN_VARIANT_AVX2 ? "avx2" : "scalar";
 }
 
 /* ---- shared pieces -------------------------------------------------------- */
@@ -261,6 +264,74 @@ AVX512 static void row_avx512(const bnn_bconv *k, const uint8_t *buf, int oy, si
 }
 #endif
 
+#ifdef BNN_X86
+/* ---- AVX2 kernel -------------------------------------------------------------
+ * No vector popcount: bytes are counted with two 16-entry table lookups
+ * (vpshufb on the low and high nibbles) and summed into byte accumulators,
+ * which vpsadbw folds into the 64-bit lanes every 31 words (8 * 31 < 256).
+ * Lanes are output channels as in the AVX-512 kernel (4 per register, a group
+ * of 8 in two registers); P pixels share each weight load. The epilogue is
+ * the scalar one. */
+#define AVX2 BNN_AVX2
+enum { AVX2_P = 3 };   /* pixels per weight load: 6 byte accumulators + 2 weights fit 16 registers */
+
+AVX2 static inline __m256i popcnt_bytes(__m256i x, __m256i lut, __m256i low) {
+    __m256i lo = _mm256_and_si256(x, low);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
+    return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
+}
+
+AVX2 static void row_avx2(const bnn_bconv *k, const uint8_t *buf, int oy, size_t out_row, void *out,
+                          const int8_t *skip, int64_t *y /* scratch [AVX2_P][groups*8] */) {
+    const bnn_conv_geom *g = &k->g;
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
+    const size_t pstride = (size_t)g->sw * k->cb, nl = (size_t)k->groups * 8;
+    for (int ox0 = 0; ox0 < g->out_w; ox0 += AVX2_P) {
+        int np = g->out_w - ox0 < AVX2_P ? g->out_w - ox0 : AVX2_P;
+        const uint8_t *org = buf + (size_t)oy * g->sh * k->rs + (size_t)ox0 * pstride;
+        for (int q = 0; q < k->groups; q++) {
+            __m256i s64[AVX2_P][2], sb[AVX2_P][2];
+            for (int p = 0; p < AVX2_P; p++) s64[p][0] = s64[p][1] = sb[p][0] = sb[p][1] = zero;
+            int pending = 0;
+            for (int r = 0; r < k->nrows; r++) {
+                const uint8_t *row = org + k->roff[r];
+                const uint64_t *w = k->w + ((size_t)q * k->nrows + r) * k->rw * 8;
+                for (int j = 0; j < k->rw; j++) {
+                    __m256i w0 = _mm256_load_si256((const __m256i *)(w + 8 * j));
+                    __m256i w1 = _mm256_load_si256((const __m256i *)(w + 8 * j + 4));
+                    for (int p = 0; p < np; p++) {
+                        __m256i a = _mm256_set1_epi64x((long long)load64(row + p * pstride + 8 * j));
+                        sb[p][0] = _mm256_add_epi8(sb[p][0], popcnt_bytes(_mm256_xor_si256(a, w0), lut, low));
+                        sb[p][1] = _mm256_add_epi8(sb[p][1], popcnt_bytes(_mm256_xor_si256(a, w1), lut, low));
+                    }
+                    if (++pending == 31) {      /* byte counts stay below 256 */
+                        for (int p = 0; p < np; p++)
+                            for (int h = 0; h < 2; h++) {
+                                s64[p][h] = _mm256_add_epi64(s64[p][h], _mm256_sad_epu8(sb[p][h], zero));
+                                sb[p][h] = zero;
+                            }
+                        pending = 0;
+                    }
+                }
+            }
+            for (int p = 0; p < np; p++)
+                for (int h = 0; h < 2; h++)
+                    _mm256_storeu_si256((__m256i *)(y + p * nl + q * 8 + 4 * h),
+                                        _mm256_add_epi64(s64[p][h], _mm256_sad_epu8(sb[p][h], zero)));
+        }
+        for (int p = 0; p < np; p++) {
+            int ox = ox0 + p;
+            int64_t *yp = y + p * nl, extra = overread(k, org + p * pstride);
+            for (size_t c = 0; c < nl; c++) yp[c] = k->K - 2 * (yp[c] - extra);
+            if (g->pad_value == 0 && is_border(k, oy, ox)) zero_pad_fix(k, oy, ox, yp);
+            bnn_epi_pixel(&k->e, yp, out_row + ox, out, skip);
+        }
+    }
+}
+#endif
+
 /* ---- driver ----------------------------------------------------------------- */
 
 int bnn_bconv_run(const bnn_bconv *k, const uint8_t *in, void *out, const int8_t *skip, int n, int threads) {
@@ -269,7 +340,8 @@ int bnn_bconv_run(const bnn_bconv *k, const uint8_t *in, void *out, const int8_t
     size_t buf_bytes = (size_t)k->hp * k->rs;
     if (threads < 1) threads = 1;
     uint8_t *bufs = (uint8_t *)aligned_alloc(64, (size_t)n * buf_bytes);   /* rs is a multiple of 64 */
-    int64_t *scratch = (int64_t *)malloc(sizeof(int64_t) * (size_t)k->groups * 8 * threads);
+    size_t per_thread = (size_t)k->groups * 8 * 4;        /* up to 4 pixels of channel sums */
+    int64_t *scratch = (int64_t *)malloc(sizeof(int64_t) * per_thread * threads);
     if (!bufs || !scratch) { free(bufs); free(scratch); return -1; }
     int rows = n * g->out_h;
 #pragma omp parallel num_threads(threads)
@@ -286,10 +358,12 @@ int bnn_bconv_run(const bnn_bconv *k, const uint8_t *in, void *out, const int8_t
             int i = ri / g->out_h, oy = ri % g->out_h;
             const uint8_t *buf = bufs + (size_t)i * buf_bytes;
             size_t out_row = ((size_t)i * g->out_h + oy) * g->out_w;
+            int64_t *mine = scratch + (size_t)tid * per_thread;
 #ifdef BNN_X86
             if (k->variant == BNN_VARIANT_AVX512) { row_avx512(k, buf, oy, out_row, out, skip); continue; }
+            if (k->variant == BNN_VARIANT_AVX2) { row_avx2(k, buf, oy, out_row, out, skip, mine); continue; }
 #endif
-            row_scalar(k, buf, oy, out_row, out, skip, scratch + (size_t)tid * k->groups * 8);
+            row_scalar(k, buf, oy, out_row, out, skip, mine);
         }
     }
     free(scratch);

@@ -17,10 +17,11 @@
 #define BNN_AVX512_BASE __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,popcnt")))
 #define BNN_AVX512_POPCNT __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,popcnt,avx512vpopcntdq")))
 #define BNN_AVX512_VNNI __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,popcnt,avx512vnni")))
+#define BNN_AVX2 __attribute__((target("avx2,popcnt")))
 #endif
 
 /* ---- kernel variants; the best one the CPU runs is chosen at run time ---- */
-enum { BNN_VARIANT_AUTO = 0, BNN_VARIANT_SCALAR = 1, BNN_VARIANT_AVX512 = 2 };
+enum { BNN_VARIANT_AUTO = 0, BNN_VARIANT_SCALAR = 1, BNN_VARIANT_AVX512 = 2, BNN_VARIANT_AVX2 = 3 };
 /* Features this CPU and OS support: "popcnt", "avx2", "avx512" (F+BW+DQ+VL),
  * "avx512vpopcntdq", "avx512vnni", "neon", "dotprod". */
 int bnn_cpu_has(const char *feature);

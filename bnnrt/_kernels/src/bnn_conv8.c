@@ -24,32 +24,39 @@ struct bnn_conv8 {
     int8_t *w;          /* [groups][nrows][rw][16][4] */
     int64_t *corr;      /* [groups*16]: 128 * sum of the channel's weights */
     int variant;
+    /* AVX2 variant: int16 activations (vpmaddwd is exact where vpmaddubsw
+     * would saturate: 255 * 128 * 2 > 32767), pairs of taps per 32-bit lane */
+    int32_t rw2, rs16, groups8;
+    int16_t *w16;       /* [groups8][nrows][rw2][8][2] */
 };
 
 static const char *const VNNI_NEEDS[] = {"avx512", "avx512vnni", NULL};
+static const char *const AVX2_NEEDS[] = {"avx2", NULL};
 
 void bnn_conv8_free(bnn_conv8 *k) {
     if (!k) return;
-    free(k->roff); free(k->w); free(k->corr);
+    free(k->roff); free(k->w); free(k->corr); free(k->w16);
     bnn_epi_free(&k->e);
     free(k);
 }
 
 const char *bnn_conv8_variant(const bnn_conv8 *k) {
-    return k->variant == BNN_VARIANT_AVX512 ? "avx512vnni" : "scalar";
+    return k->variant == BNN_VARIANT_AVX512 ? "avx512vnni" : k->variant == BNN_VARIANT_AVX2 ? "avx2" : "scalar";
 }
 
 bnn_conv8 *bnn_conv8_create(const bnn_conv_geom *g, const int8_t *weights, const bnn_epilogue *e,
                             int variant) {
-    int vnni = 0;
+    int vnni = 0, avx2 = 0;
 #ifdef BNN_X86
     vnni = bnn_variant_enabled("avx512vnni", VNNI_NEEDS);
+    avx2 = bnn_variant_enabled("avx2", AVX2_NEEDS);
 #endif
-    /* the u8 x s8 sums reach 255 * 128 * K: beyond int32 for K > 65535 */
+    /* the SIMD sums reach 255 * 128 * K in int32 lanes: beyond int32 for K > 65535 */
     int64_t K = (int64_t)g->kh * g->kw * g->cin;
-    if (K > 65535) vnni = 0;
-    if (variant == BNN_VARIANT_AUTO) variant = vnni ? BNN_VARIANT_AVX512 : BNN_VARIANT_SCALAR;
-    if (variant == BNN_VARIANT_AVX512 && !vnni) return NULL;
+    if (K > 65535) vnni = avx2 = 0;
+    if (variant == BNN_VARIANT_AUTO)
+        variant = vnni ? BNN_VARIANT_AVX512 : avx2 ? BNN_VARIANT_AVX2 : BNN_VARIANT_SCALAR;
+    if ((variant == BNN_VARIANT_AVX512 && !vnni) || (variant == BNN_VARIANT_AVX2 && !avx2)) return NULL;
     bnn_conv8 *k = (bnn_conv8 *)calloc(1, sizeof(*k));
     if (!k) return NULL;
     k->g = *g;
@@ -85,6 +92,24 @@ bnn_conv8 *bnn_conv8_create(const bnn_conv_geom *g, const int8_t *weights, const
                 k->w[((((size_t)(c / 16) * k->nrows + r) * k->rw + b / 4) * 16 + c % 16) * 4 + b % 4] = v;
             }
         k->corr[c] = 128 * sum;
+    }
+    if (variant == BNN_VARIANT_AVX2) {
+        k->rw2 = (k->row_bytes + 1) / 2;
+        k->groups8 = (g->cout + 7) / 8;
+        k->rs16 = ((k->wp * g->cin + 2) + 31) / 32 * 32;
+        size_t n16 = (size_t)k->groups8 * k->nrows * k->rw2 * 16;
+        k->w16 = (int16_t *)aligned_alloc(64, (n16 * 2 + 63) / 64 * 64);
+        if (!k->w16) { bnn_conv8_free(k); return NULL; }
+        memset(k->w16, 0, n16 * 2);
+        for (int r = 0; r < k->nrows; r++) {
+            int ky = contiguous ? r : r / g->kw, kx = contiguous ? 0 : r % g->kw;
+            k->roff[r] = ky * g->dh * k->rs16 + kx * g->dw * g->cin;     /* in int16 elements */
+        }
+        for (int c = 0; c < g->cout; c++)
+            for (int r = 0; r < k->nrows; r++)
+                for (int b = 0; b < k->row_bytes; b++)
+                    k->w16[((((size_t)(c / 8) * k->nrows + r) * k->rw2 + b / 2) * 8 + c % 8) * 2 + b % 2] =
+                        weights[((size_t)c * k->nrows + r) * k->row_bytes + b];
     }
     return k;
 }
@@ -127,6 +152,55 @@ static void row_scalar8(const bnn_conv8 *k, const uint8_t *buf, int oy, size_t o
 }
 
 #ifdef BNN_X86
+static void pad_image16(const bnn_conv8 *k, const int8_t *img, int16_t *buf) {
+    const bnn_conv_geom *g = &k->g;
+    memset(buf, 0, (size_t)k->hp * k->rs16 * sizeof(int16_t));
+    int ncols = g->in_w < k->wp - g->pad_left ? g->in_w : k->wp - g->pad_left;
+    if (ncols <= 0) return;
+    for (int r = 0; r < k->hp; r++) {
+        int iy = r - g->pad_top;
+        if (iy < 0 || iy >= g->in_h) continue;
+        const int8_t *src = img + (size_t)iy * g->in_w * g->cin;
+        int16_t *dst = buf + (size_t)r * k->rs16 + (size_t)g->pad_left * g->cin;
+        for (size_t i = 0; i < (size_t)ncols * g->cin; i++) dst[i] = src[i];
+    }
+}
+
+/* AVX2: 8 int32 lanes = 8 output channels; each lane sums pairs of taps with
+ * vpmaddwd; 4 pixels share each weight load; scalar epilogue. */
+BNN_AVX2 static void row_avx2_8(const bnn_conv8 *k, const int16_t *buf, int oy, size_t out_row,
+                                void *out, const int8_t *skip, int64_t *y /* [4][groups8*8] */) {
+    const bnn_conv_geom *g = &k->g;
+    enum { P = 4 };
+    const size_t pstride = (size_t)g->sw * g->cin, nl = (size_t)k->groups8 * 8;
+    for (int ox0 = 0; ox0 < g->out_w; ox0 += P) {
+        int np = g->out_w - ox0 < P ? g->out_w - ox0 : P;
+        const int16_t *org = buf + (size_t)oy * g->sh * k->rs16 + (size_t)ox0 * pstride;
+        for (int q = 0; q < k->groups8; q++) {
+            __m256i acc[P];
+            for (int p = 0; p < P; p++) acc[p] = _mm256_setzero_si256();
+            for (int r = 0; r < k->nrows; r++) {
+                const int16_t *row = org + k->roff[r];
+                const int16_t *w = k->w16 + ((size_t)q * k->nrows + r) * k->rw2 * 16;
+                for (int j = 0; j < k->rw2; j++) {
+                    __m256i wv = _mm256_load_si256((const __m256i *)(w + 16 * j));
+                    for (int p = 0; p < np; p++) {
+                        __m256i a = _mm256_set1_epi32((int)bnn_load32((const uint8_t *)(row + p * pstride + 2 * j)));
+                        acc[p] = _mm256_add_epi32(acc[p], _mm256_madd_epi16(a, wv));
+                    }
+                }
+            }
+            for (int p = 0; p < np; p++) {
+                __m256i lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(acc[p]));
+                __m256i hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(acc[p], 1));
+                _mm256_storeu_si256((__m256i *)(y + p * nl + q * 8), lo);
+                _mm256_storeu_si256((__m256i *)(y + p * nl + q * 8 + 4), hi);
+            }
+        }
+        for (int p = 0; p < np; p++) bnn_epi_pixel(&k->e, y + p * nl, out_row + ox0 + p, out, skip);
+    }
+}
+
 BNN_AVX512_VNNI static inline __attribute__((always_inline)) void
 block8_avx512(const bnn_conv8 *k, const uint8_t *buf, int oy, int ox0, int grp0, size_t out_row,
               void *out, const int8_t *skip, const int P, const int G) {
@@ -191,16 +265,23 @@ BNN_AVX512_VNNI static void row_avx512_8(const bnn_conv8 *k, const uint8_t *buf,
 int bnn_conv8_run(const bnn_conv8 *k, const int8_t *in, void *out, const int8_t *skip, int n, int threads) {
     const bnn_conv_geom *g = &k->g;
     size_t img_bytes = (size_t)g->in_h * g->in_w * g->cin;
-    size_t buf_bytes = (size_t)k->hp * k->rs;
+    int wide = k->variant == BNN_VARIANT_AVX2;          /* int16 buffer */
+    size_t buf_bytes = wide ? (size_t)k->hp * k->rs16 * sizeof(int16_t) : (size_t)k->hp * k->rs;
     if (threads < 1) threads = 1;
     uint8_t *bufs = (uint8_t *)aligned_alloc(64, ((size_t)n * buf_bytes + 63) / 64 * 64);
-    int64_t *scratch = (int64_t *)malloc(sizeof(int64_t) * (size_t)k->groups * 16 * threads);
+    size_t per_thread = (size_t)k->groups * 16 * 4;     /* up to 4 pixels of channel sums */
+    int64_t *scratch = (int64_t *)malloc(sizeof(int64_t) * per_thread * threads);
     if (!bufs || !scratch) { free(bufs); free(scratch); return -1; }
     int rows = n * g->out_h;
 #pragma omp parallel num_threads(threads)
     {
 #pragma omp for schedule(static)
-        for (int i = 0; i < n; i++) pad_image8(k, in + i * img_bytes, bufs + i * buf_bytes);
+        for (int i = 0; i < n; i++) {
+#ifdef BNN_X86
+            if (wide) { pad_image16(k, in + i * img_bytes, (int16_t *)(bufs + i * buf_bytes)); continue; }
+#endif
+            pad_image8(k, in + i * img_bytes, bufs + i * buf_bytes);
+        }
 #ifdef _OPENMP
         int tid = omp_get_thread_num();
 #else
@@ -211,10 +292,12 @@ int bnn_conv8_run(const bnn_conv8 *k, const int8_t *in, void *out, const int8_t 
             int i = ri / g->out_h, oy = ri % g->out_h;
             const uint8_t *buf = bufs + (size_t)i * buf_bytes;
             size_t out_row = ((size_t)i * g->out_h + oy) * g->out_w;
+            int64_t *mine = scratch + (size_t)tid * per_thread;
 #ifdef BNN_X86
             if (k->variant == BNN_VARIANT_AVX512) { row_avx512_8(k, buf, oy, out_row, out, skip); continue; }
+            if (wide) { row_avx2_8(k, (const int16_t *)buf, oy, out_row, out, skip, mine); continue; }
 #endif
-            row_scalar8(k, buf, oy, out_row, out, skip, scratch + (size_t)tid * k->groups * 16);
+            row_scalar8(k, buf, oy, out_row, out, skip, mine);
         }
     }
     free(scratch);
