@@ -549,11 +549,14 @@ def cpu_info():
                       dilations=(1, 1), pads=(0, 0, 0, 0), pad_value=1, output="int32")
     probe_c = Conv2DInt8(np.zeros((16, 1, 1, 4), np.int8), bias=np.zeros(16, np.int32), in_hw=(1, 1),
                          strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0), output="int32")
+    probe_z = Binarize(np.zeros(8, np.int16), np.ones(8, np.int8))
     return {
         "arch": platform.machine(),
         "features": feats,
         "kernels": {"bconv2d": probe_b.variant, "conv2d_int8": probe_c.variant,
-                    "binarize": "scalar", "maxpool": "scalar", "add_int8": "scalar"},
+                    "binarize": probe_z.variant, "quantize": "avx512" if "avx512" in feats and
+                    "avx512" not in os.environ.get("BNNRT_DISABLE_SIMD", "") else "scalar",
+                    "maxpool": "scalar", "add_int8": "scalar", "global_avgpool": "scalar"},
         "disabled": os.environ.get("BNNRT_DISABLE_SIMD", ""),
         "max_threads": os.cpu_count(),
     }
