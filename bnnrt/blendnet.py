@@ -18,6 +18,8 @@ pool -> int8 dense head (int32 logits, dequantized to float).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from ._shapes import symmetric_pads
 from .graph import GraphBuilder
 
@@ -39,7 +41,8 @@ def needs_skip_conv(cin: int, cout: int, stride: int) -> bool:
     return stride != 1 or cin != cout
 
 
-def _pads(hw, k, stride, pad):
+def conv_pads(hw, k: int = 3, stride: int = 1, pad: int = 1):
+    """(top, bottom, left, right) of PyTorch's ``padding=pad`` for a k x k conv."""
     top, bottom = symmetric_pads(hw[0], k, stride, pad)
     left, right = symmetric_pads(hw[1], k, stride, pad)
     return (top, bottom, left, right)
@@ -49,12 +52,33 @@ def _out_hw(hw, stride):
     return ((hw[0] - 1) // stride + 1, (hw[1] - 1) // stride + 1)
 
 
+class Block(NamedTuple):
+    """Geometry of one Blend block, shared by :func:`build` and the training modules."""
+    name: str
+    cin: int
+    cout: int
+    stride: int
+    in_hw: tuple
+    out_hw: tuple
+    conv1_pads: tuple
+    conv2_pads: tuple
+    skip_conv: bool
+
+
+def blocks(input_shape, width: int = 1) -> list[Block]:
+    hw = tuple(int(d) for d in input_shape[:2])
+    out = []
+    for name, cin, cout, stride in stages(width):
+        out_hw = _out_hw(hw, stride)
+        out.append(Block(name, cin, cout, stride, hw, out_hw, conv_pads(hw, 3, stride, 1),
+                         conv_pads(out_hw, 3, 1, 1), needs_skip_conv(cin, cout, stride)))
+        hw = out_hw
+    return out
+
+
 def output_hw(input_shape) -> tuple[int, int]:
     """Spatial size entering the global pool."""
-    hw = tuple(input_shape[:2])
-    for _, _, _, stride in stages():
-        hw = _out_hw(hw, stride)
-    return hw
+    return blocks(input_shape)[-1].out_hw
 
 
 def build(params: dict, *, width: int = 1, input_shape=(32, 32, 3), num_classes: int = 10,
@@ -65,20 +89,17 @@ def build(params: dict, *, width: int = 1, input_shape=(32, 32, 3), num_classes:
     b = GraphBuilder()
     x = b.input("image", input_shape, "float32")
     x = b.quantize(x, scale=params["input"]["scale"], name="input")
-    hw = tuple(input_shape[:2])
-    x = b.conv2d_int8(x, pads=_pads(hw, 3, 1, 1), name="stem", **params["stem"])
-    for name, cin, cout, stride in stages(width):
-        p = lambda part: params[f"{name}.{part}"]  # noqa: E731
-        bits = b.binarize(x, name=f"{name}.binarize", **p("binarize"))
-        h = b.bconv2d(bits, cin=cin, strides=(stride, stride), pads=_pads(hw, 3, stride, 1),
-                      pad_value=1, output="bits", name=f"{name}.conv1", **p("conv1"))
-        out_hw = _out_hw(hw, stride)
+    x = b.conv2d_int8(x, pads=conv_pads(input_shape[:2]), name="stem", **params["stem"])
+    for blk in blocks(input_shape, width):
+        p = lambda part: params[f"{blk.name}.{part}"]  # noqa: E731
+        bits = b.binarize(x, name=f"{blk.name}.binarize", **p("binarize"))
+        h = b.bconv2d(bits, cin=blk.cin, strides=(blk.stride,) * 2, pads=blk.conv1_pads,
+                      pad_value=1, output="bits", name=f"{blk.name}.conv1", **p("conv1"))
         skip = x
-        if needs_skip_conv(cin, cout, stride):
-            skip = b.conv2d_int8(x, strides=(stride, stride), name=f"{name}.skip", **p("skip"))
-        x = b.bconv2d(h, cin=cout, pads=_pads(out_hw, 3, 1, 1), pad_value=1, output="int8",
-                      skip=skip, name=f"{name}.conv2", **p("conv2"))
-        hw = out_hw
+        if blk.skip_conv:
+            skip = b.conv2d_int8(x, strides=(blk.stride,) * 2, name=f"{blk.name}.skip", **p("skip"))
+        x = b.bconv2d(h, cin=blk.cout, pads=blk.conv2_pads, pad_value=1, output="int8",
+                      skip=skip, name=f"{blk.name}.conv2", **p("conv2"))
     x = b.global_avgpool(x, name="pool", **params["pool"])
     x = b.conv2d_int8(x, output="int32", name="head", **params["head"])
     x = b.dequantize(x, name="logits", **params["logits"])

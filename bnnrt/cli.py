@@ -1,7 +1,8 @@
-"""The ``bnnrt`` command: info, predict, bench.
+"""The ``bnnrt`` command: info, predict, eval, bench, convert.
 
     bnnrt info MODEL
     bnnrt predict MODEL IMAGE... [--top-k K]
+    bnnrt eval MODEL --dataset fashion-mnist [--data DIR] [--batch N] [--json]
     bnnrt bench MODEL [--batch N] [--threads N] [--runs N] [--json]
 
 MODEL is a .bnn file or a zoo model (random weights): ``zoo:blendnet20[:width]``
@@ -82,6 +83,38 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from . import datasets
+    from ._progress import Progress
+    model = open_model(args.model, args.threads)
+    images, labels = datasets.fashion_mnist("test", args.data)
+    if args.limit:
+        images, labels = images[:args.limit], labels[:args.limit]
+    spec = next(iter(model.plan.input_specs.values()))
+    if tuple(spec.shape) != images.shape[1:]:
+        raise BnnrtError(f"{args.model} takes {'x'.join(map(str, spec.shape))} inputs but "
+                         f"{args.dataset} images are {'x'.join(map(str, images.shape[1:]))}")
+    if len(model.labels) != 10:
+        raise BnnrtError(f"{args.model} has {len(model.labels)} classes; {args.dataset} has 10")
+    progress = Progress(len(images), f"eval {args.dataset}", stream=sys.stderr)
+    t0 = time.perf_counter()
+    correct = 0
+    for start in range(0, len(images), args.batch):
+        probs = model.predict(images[start:start + args.batch])
+        correct += int((probs.argmax(axis=1) == labels[start:start + args.batch]).sum())
+        done = min(start + args.batch, len(images))
+        progress.update(done, acc=f"{100 * correct / done:.2f}%")
+    seconds = time.perf_counter() - t0
+    result = {"model": args.model, "dataset": args.dataset, "accuracy": correct / len(images),
+              "correct": correct, "images": len(images), "seconds": seconds, "threads": model.threads}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{args.model} on {args.dataset} test: top-1 {100 * result['accuracy']:.2f}% "
+              f"({correct}/{len(images)}) in {seconds:.2f} s, {model.threads} thread(s)")
+    return 0
+
+
 def cmd_bench(args) -> int:
     model = open_model(args.model, args.threads)
     spec = next(iter(model.plan.input_specs.values()))
@@ -143,6 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--top-k", type=_positive, default=3)
     p.set_defaults(func=cmd_predict)
+    p = model_cmd("eval", "top-1 accuracy on a dataset's test split")
+    p.add_argument("--dataset", required=True, choices=["fashion-mnist"])
+    p.add_argument("--data", default=None, help="folder with the dataset files "
+                   "(default: /usr/share/datasets/fashion-mnist, Debian's dataset-fashion-mnist)")
+    p.add_argument("--batch", type=_positive, default=256)
+    p.add_argument("--limit", type=_positive, default=None, help="only the first N test images")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_eval)
     p = model_cmd("bench", "measure latency and throughput on random inputs")
     p.add_argument("--batch", type=_positive, default=1)
     p.add_argument("--runs", type=_positive, default=200)

@@ -137,7 +137,12 @@ def unpack(data: bytes) -> tuple[dict, bytes]:
 
 
 def save(graph: Graph, path) -> None:
+    """Write ``graph`` to ``path`` atomically (temporary file, then rename),
+    or to an open binary file object."""
     data = dumps(graph)
+    if hasattr(path, "write"):
+        path.write(data)
+        return
     try:
         tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
         with open(tmp, "wb") as f:

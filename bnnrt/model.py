@@ -161,6 +161,6 @@ def load(source, threads: int | None = None, resolver: str = "kernels") -> Model
 
 
 def save(model, path) -> None:
-    """Write a Model (or a Graph) to a .bnn file."""
+    """Write a Model (or a Graph) to a .bnn file (a path or a binary file object)."""
     graph = model.graph if isinstance(model, Model) else model
     _format.save(graph, path)

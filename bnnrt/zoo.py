@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import blendnet
-from ._shapes import packed_bytes, symmetric_pads
+from ._shapes import packed_bytes
 from .graph import GraphBuilder
 from .model import Model
 from .quant import quantize_multiplier, quantize_multipliers
@@ -107,12 +107,9 @@ def resnet20_binary(width: int = 4, input_shape=(32, 32, 3), num_classes: int = 
     x = b.quantize(b.input("image", input_shape), scale=1 / 32, name="input")
     c0, w_std = 16 * width, 73.0
 
-    def pads(hw, stride):
-        return symmetric_pads(hw[0], 3, stride, 1) + symmetric_pads(hw[1], 3, stride, 1)
-
     hw = input_shape[:2]
     m, s = _requant(ACT_STD / (np.sqrt(9 * input_shape[2]) * w_std * 32.0), c0, rng)
-    x = b.conv2d_int8(x, _int8_weights(rng, c0, 3, input_shape[2]), pads=pads(hw, 1), multiplier=m,
+    x = b.conv2d_int8(x, _int8_weights(rng, c0, 3, input_shape[2]), pads=blendnet.conv_pads(hw, 3, 1, 1), multiplier=m,
                       shift=s, name="stem")
     cin = c0
     sm, ss = quantize_multiplier(0.7)
@@ -129,7 +126,7 @@ def resnet20_binary(width: int = 4, input_shape=(32, 32, 3), num_classes: int = 
                               directions=np.ones(cin, np.int8), name=f"{name}.binarize")
             m2, s2 = _requant(ACT_STD / np.sqrt(9 * cin), cout, rng)
             x = b.bconv2d(bits, _binary_weights(rng, cout, 3, cin), cin=cin, strides=(stride, stride),
-                          pads=pads(hw, stride), pad_value=1, output="int8", multiplier=m2, shift=s2,
+                          pads=blendnet.conv_pads(hw, 3, stride, 1), pad_value=1, output="int8", multiplier=m2, shift=s2,
                           skip=skip, skip_multiplier=sm, skip_shift=ss, name=name)
             hw = ((hw[0] - 1) // stride + 1, (hw[1] - 1) // stride + 1)
             cin = cout

@@ -23,11 +23,12 @@ CHANNELS = [1, 3, 16, 17, 64, 65, 200]
 
 def _variants(kernel):
     """Variants of a kernel family this CPU can run (each forced by name)."""
-    names = {"bconv2d": ["scalar", "avx2", "avx512"], "conv2d_int8": ["scalar", "avx2", "avx512vnni"]}[kernel]
-    info = _core.cpu_info()
-    ok = {"scalar": True, "avx2": "avx2" in info["features"],
-          "avx512": {"avx512", "avx512vpopcntdq"} <= set(info["features"]),
-          "avx512vnni": {"avx512", "avx512vnni"} <= set(info["features"])}
+    names = {"bconv2d": ["scalar", "neon", "avx2", "avx512"],
+             "conv2d_int8": ["scalar", "neon", "dotprod", "avx2", "avx512vnni"]}[kernel]
+    feats = set(_core.cpu_info()["features"])
+    ok = {"scalar": True, "avx2": "avx2" in feats, "avx512": {"avx512", "avx512vpopcntdq"} <= feats,
+          "avx512vnni": {"avx512", "avx512vnni"} <= feats, "neon": "neon" in feats,
+          "dotprod": {"neon", "dotprod"} <= feats}
     return [v for v in names if ok[v]]
 
 

@@ -21,6 +21,7 @@ from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint64_t
 
 cdef extern from "bnn_common.h":
     int BNN_VARIANT_AUTO, BNN_VARIANT_SCALAR, BNN_VARIANT_AVX512, BNN_VARIANT_AVX2
+    int BNN_VARIANT_NEON, BNN_VARIANT_DOTPROD
     int BNN_OUT_INT32, BNN_OUT_BITS, BNN_OUT_INT8
     ctypedef struct bnn_epilogue:
         int32_t kind
@@ -81,7 +82,8 @@ cdef extern from "bnn_misc.h":
 
 FEATURES = ("popcnt", "avx2", "avx512", "avx512vpopcntdq", "avx512vnni", "neon", "dotprod")
 VARIANTS = {"auto": BNN_VARIANT_AUTO, "scalar": BNN_VARIANT_SCALAR, "avx512": BNN_VARIANT_AVX512,
-            "avx512vnni": BNN_VARIANT_AVX512, "avx2": BNN_VARIANT_AVX2}
+            "avx512vnni": BNN_VARIANT_AVX512, "avx2": BNN_VARIANT_AVX2, "neon": BNN_VARIANT_NEON,
+            "dotprod": BNN_VARIANT_DOTPROD}
 
 
 def _variant_code(variant, allowed, kernel):
@@ -297,7 +299,7 @@ cdef class BConv2D(_Conv):
         self._epilogue(output, cout, thresholds, bias, multiplier, shift, clamp, has_skip,
                        skip_multiplier, skip_shift, False)
         self.in_dtype, self.in_c = np.uint8, packed_bytes(cin)
-        code = _variant_code(variant, ("auto", "scalar", "avx2", "avx512"), self.name)
+        code = _variant_code(variant, ("auto", "scalar", "avx2", "avx512", "neon"), self.name)
         self.k = bnn_bconv_create(&self.g, <const uint8_t *><size_t>_ptr(w), &self.e, code)
         if self.k == NULL:
             if code != BNN_VARIANT_AUTO and code != BNN_VARIANT_SCALAR:
@@ -334,7 +336,8 @@ cdef class Conv2DInt8(_Conv):
         self._epilogue(output, cout, None, bias, multiplier, shift, clamp, has_skip,
                        skip_multiplier, skip_shift, True)
         self.in_dtype, self.in_c = np.int8, cin
-        code = _variant_code(variant, ("auto", "scalar", "avx2", "avx512vnni"), self.name)
+        code = _variant_code(variant, ("auto", "scalar", "avx2", "avx512vnni", "neon", "dotprod"),
+                             self.name)
         self.k = bnn_conv8_create(&self.g, <const int8_t *><size_t>_ptr(w), &self.e, code)
         if self.k == NULL:
             if code != BNN_VARIANT_AUTO and code != BNN_VARIANT_SCALAR:

@@ -37,6 +37,7 @@ struct bnn_bconv {
 
 static const char *const AVX512_NEEDS[] = {"avx512", "avx512vpopcntdq", NULL};
 static const char *const AVX2_NEEDS[] = {"avx2", "popcnt", NULL};
+static const char *const NEON_NEEDS[] = {"neon", NULL};
 
 void bnn_bconv_free(bnn_bconv *k) {
     if (!k) return;
@@ -47,14 +48,19 @@ void bnn_bconv_free(bnn_bconv *k) {
 
 bnn_bconv *bnn_bconv_create(const bnn_conv_geom *g, const uint8_t *weights, const bnn_epilogue *e,
                             int variant) {
-    int avx512 = 0, avx2 = 0;
+    int avx512 = 0, avx2 = 0, neon = 0;
 #ifdef BNN_X86
     avx512 = bnn_variant_enabled("avx512", AVX512_NEEDS);
     avx2 = bnn_variant_enabled("avx2", AVX2_NEEDS);
 #endif
+#ifdef BNN_ARM
+    neon = bnn_variant_enabled("neon", NEON_NEEDS);
+#endif
+    (void)NEON_NEEDS; (void)AVX512_NEEDS; (void)AVX2_NEEDS;
     if (variant == BNN_VARIANT_AUTO)
-        variant = avx512 ? BNN_VARIANT_AVX512 : avx2 ? BNN_VARIANT_AVX2 : BNN_VARIANT_SCALAR;
-    if ((variant == BNN_VARIANT_AVX512 && !avx512) || (variant == BNN_VARIANT_AVX2 && !avx2)) return NULL;
+        variant = avx512 ? BNN_VARIANT_AVX512 : avx2 ? BNN_VARIANT_AVX2 : neon ? BNN_VARIANT_NEON : BNN_VARIANT_SCALAR;
+    if ((variant == BNN_VARIANT_AVX512 && !avx512) || (variant == BNN_VARIANT_AVX2 && !avx2) ||
+        (variant == BNN_VARIANT_NEON && !neon) || variant == BNN_VARIANT_DOTPROD) return NULL;
     bnn_bconv *k = (bnn_bconv *)calloc(1, sizeof(*k));
     if (!k) return NULL;
     k->g = *g;
@@ -106,7 +112,12 @@ bnn_bconv *bnn_bconv_create(const bnn_conv_geom *g, const uint8_t *weights, cons
 }
 
 const char *bnn_bconv_variant(const bnn_bconv *k) {
-    return k->variant == BNN_VARIANT_AVX512 ? "avx512" : k->variant == BNN_VARIANT_AVX2 ? "avx2" : "scalar";
+    switch (k->variant) {
+    case BNN_VARIANT_AVX512: return "avx512";
+    case BNN_VARIANT_AVX2: return "avx2";
+    case BNN_VARIANT_NEON: return "neon";
+    default: return "scalar";
+    }
 }
 
 /* ---- shared pieces -------------------------------------------------------- */
@@ -332,6 +343,85 @@ AVX2 static void row_avx2(const bnn_bconv *k, const uint8_t *buf, int oy, size_t
 }
 #endif
 
+#ifdef BNN_ARM
+/* ---- NEON kernel ---------------------------------------------------------------
+ * Data flow after Vorabbi et al.: XOR, vcnt (popcount of each byte), then
+ * vpadal pairwise-adds the byte counts into 16-bit lanes, so one register
+ * accumulates 8 partial sums instead of 2 and no widening is needed in the
+ * inner loop. A u16 lane gains at most 16 per word: flushed into 32-bit lanes
+ * every 2048 words (2048 * 16 = 32768 < 65536). Lanes: a group of 8 output
+ * channels is 4 registers of 2 x 64-bit weight words; P pixels share each
+ * weight load (P * 4 accumulators + 4 weights + 1 input of 32 registers).
+ * The epilogue is the scalar one. */
+enum { NEON_P = 4, NEON_FLUSH = 2048 };
+
+/* words [j0, j1) of one row for np pixels (np == NEON_P: fully unrolled, all
+ * 16 accumulators and 4 weights in registers) */
+static inline __attribute__((always_inline)) void
+words_neon(const uint8_t *row, const uint64_t *w, size_t pstride, int j0, int j1,
+           uint16x8_t a16[NEON_P][4], const int np) {
+    for (int j = j0; j < j1; j++) {
+        uint8x16_t wv[4];
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; q++) wv[q] = vreinterpretq_u8_u64(vld1q_u64(w + 8 * j + 2 * q));
+#pragma GCC unroll 4
+        for (int p = 0; p < np; p++) {
+            uint8x16_t a = vreinterpretq_u8_u64(vdupq_n_u64(load64(row + p * pstride + 8 * j)));
+#pragma GCC unroll 4
+            for (int q = 0; q < 4; q++) a16[p][q] = vpadalq_u8(a16[p][q], vcntq_u8(veorq_u8(a, wv[q])));
+        }
+    }
+}
+
+static void row_neon(const bnn_bconv *k, const uint8_t *buf, int oy, size_t out_row, void *out,
+                     const int8_t *skip, int64_t *y /* scratch [NEON_P][groups*8] */) {
+    const bnn_conv_geom *g = &k->g;
+    const size_t pstride = (size_t)g->sw * k->cb, nl = (size_t)k->groups * 8;
+    for (int ox0 = 0; ox0 < g->out_w; ox0 += NEON_P) {
+        int np = g->out_w - ox0 < NEON_P ? g->out_w - ox0 : NEON_P;
+        const uint8_t *org = buf + (size_t)oy * g->sh * k->rs + (size_t)ox0 * pstride;
+        for (int grp = 0; grp < k->groups; grp++) {
+            uint16x8_t a16[NEON_P][4];
+            uint32x4_t a32[NEON_P][4];
+            for (int p = 0; p < NEON_P; p++)
+                for (int q = 0; q < 4; q++) { a16[p][q] = vdupq_n_u16(0); a32[p][q] = vdupq_n_u32(0); }
+            int pending = 0;
+            for (int r = 0; r < k->nrows; r++) {
+                const uint8_t *row = org + k->roff[r];
+                const uint64_t *w = k->w + ((size_t)grp * k->nrows + r) * k->rw * 8;
+                for (int j0 = 0; j0 < k->rw; j0 += NEON_FLUSH) {
+                    int j1 = k->rw - j0 < NEON_FLUSH ? k->rw : j0 + NEON_FLUSH;
+                    if (pending + (j1 - j0) > NEON_FLUSH) {       /* u16 lanes could overflow: widen */
+                        for (int p = 0; p < NEON_P; p++)
+                            for (int q = 0; q < 4; q++) {
+                                a32[p][q] = vpadalq_u16(a32[p][q], a16[p][q]);
+                                a16[p][q] = vdupq_n_u16(0);
+                            }
+                        pending = 0;
+                    }
+                    if (np == NEON_P) words_neon(row, w, pstride, j0, j1, a16, NEON_P);
+                    else words_neon(row, w, pstride, j0, j1, a16, np);
+                    pending += j1 - j0;
+                }
+            }
+            for (int p = 0; p < np; p++)
+                for (int q = 0; q < 4; q++) {
+                    uint64x2_t s = vpaddlq_u32(vpadalq_u16(a32[p][q], a16[p][q]));
+                    y[p * nl + grp * 8 + 2 * q] = (int64_t)vgetq_lane_u64(s, 0);
+                    y[p * nl + grp * 8 + 2 * q + 1] = (int64_t)vgetq_lane_u64(s, 1);
+                }
+        }
+        for (int p = 0; p < np; p++) {
+            int ox = ox0 + p;
+            int64_t *yp = y + p * nl, extra = overread(k, org + p * pstride);
+            for (size_t c = 0; c < nl; c++) yp[c] = k->K - 2 * (yp[c] - extra);
+            if (g->pad_value == 0 && is_border(k, oy, ox)) zero_pad_fix(k, oy, ox, yp);
+            bnn_epi_pixel(&k->e, yp, out_row + ox, out, skip);
+        }
+    }
+}
+#endif
+
 /* ---- driver ----------------------------------------------------------------- */
 
 int bnn_bconv_run(const bnn_bconv *k, const uint8_t *in, void *out, const int8_t *skip, int n, int threads) {
@@ -362,6 +452,9 @@ int bnn_bconv_run(const bnn_bconv *k, const uint8_t *in, void *out, const int8_t
 #ifdef BNN_X86
             if (k->variant == BNN_VARIANT_AVX512) { row_avx512(k, buf, oy, out_row, out, skip); continue; }
             if (k->variant == BNN_VARIANT_AVX2) { row_avx2(k, buf, oy, out_row, out, skip, mine); continue; }
+#endif
+#ifdef BNN_ARM
+            if (k->variant == BNN_VARIANT_NEON) { row_neon(k, buf, oy, out_row, out, skip, mine); continue; }
 #endif
             row_scalar(k, buf, oy, out_row, out, skip, mine);
         }

@@ -18,10 +18,17 @@
 #define BNN_AVX512_POPCNT __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,popcnt,avx512vpopcntdq")))
 #define BNN_AVX512_VNNI __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,popcnt,avx512vnni")))
 #define BNN_AVX2 __attribute__((target("avx2,popcnt")))
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#define BNN_ARM 1
+/* NEON is part of the AArch64 base; SDOT (Armv8.2 dot product) is optional:
+ * its functions carry the target attribute and run only where HWCAP says so. */
+#define BNN_DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
 #endif
 
 /* ---- kernel variants; the best one the CPU runs is chosen at run time ---- */
-enum { BNN_VARIANT_AUTO = 0, BNN_VARIANT_SCALAR = 1, BNN_VARIANT_AVX512 = 2, BNN_VARIANT_AVX2 = 3 };
+enum { BNN_VARIANT_AUTO = 0, BNN_VARIANT_SCALAR = 1, BNN_VARIANT_AVX512 = 2, BNN_VARIANT_AVX2 = 3,
+       BNN_VARIANT_NEON = 4, BNN_VARIANT_DOTPROD = 5 };
 /* Features this CPU and OS support: "popcnt", "avx2", "avx512" (F+BW+DQ+VL),
  * "avx512vpopcntdq", "avx512vnni", "neon", "dotprod". */
 int bnn_cpu_has(const char *feature);

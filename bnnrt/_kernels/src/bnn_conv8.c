@@ -32,6 +32,8 @@ struct bnn_conv8 {
 
 static const char *const VNNI_NEEDS[] = {"avx512", "avx512vnni", NULL};
 static const char *const AVX2_NEEDS[] = {"avx2", NULL};
+static const char *const NEON_NEEDS[] = {"neon", NULL};
+static const char *const DOTPROD_NEEDS[] = {"neon", "dotprod", NULL};
 
 void bnn_conv8_free(bnn_conv8 *k) {
     if (!k) return;
@@ -41,22 +43,35 @@ void bnn_conv8_free(bnn_conv8 *k) {
 }
 
 const char *bnn_conv8_variant(const bnn_conv8 *k) {
-    return k->variant == BNN_VARIANT_AVX512 ? "avx512vnni" : k->variant == BNN_VARIANT_AVX2 ? "avx2" : "scalar";
+    switch (k->variant) {
+    case BNN_VARIANT_AVX512: return "avx512vnni";
+    case BNN_VARIANT_AVX2: return "avx2";
+    case BNN_VARIANT_NEON: return "neon";
+    case BNN_VARIANT_DOTPROD: return "dotprod";
+    default: return "scalar";
+    }
 }
 
 bnn_conv8 *bnn_conv8_create(const bnn_conv_geom *g, const int8_t *weights, const bnn_epilogue *e,
                             int variant) {
-    int vnni = 0, avx2 = 0;
+    int vnni = 0, avx2 = 0, neon = 0, dot = 0;
 #ifdef BNN_X86
     vnni = bnn_variant_enabled("avx512vnni", VNNI_NEEDS);
     avx2 = bnn_variant_enabled("avx2", AVX2_NEEDS);
 #endif
+#ifdef BNN_ARM
+    neon = bnn_variant_enabled("neon", NEON_NEEDS);
+    dot = bnn_variant_enabled("dotprod", DOTPROD_NEEDS);
+#endif
+    (void)VNNI_NEEDS; (void)AVX2_NEEDS; (void)NEON_NEEDS; (void)DOTPROD_NEEDS;
     /* the SIMD sums reach 255 * 128 * K in int32 lanes: beyond int32 for K > 65535 */
     int64_t K = (int64_t)g->kh * g->kw * g->cin;
-    if (K > 65535) vnni = avx2 = 0;
+    if (K > 65535) vnni = avx2 = neon = dot = 0;
     if (variant == BNN_VARIANT_AUTO)
-        variant = vnni ? BNN_VARIANT_AVX512 : avx2 ? BNN_VARIANT_AVX2 : BNN_VARIANT_SCALAR;
-    if ((variant == BNN_VARIANT_AVX512 && !vnni) || (variant == BNN_VARIANT_AVX2 && !avx2)) return NULL;
+        variant = vnni ? BNN_VARIANT_AVX512 : avx2 ? BNN_VARIANT_AVX2 : dot ? BNN_VARIANT_DOTPROD
+                : neon ? BNN_VARIANT_NEON : BNN_VARIANT_SCALAR;
+    if ((variant == BNN_VARIANT_AVX512 && !vnni) || (variant == BNN_VARIANT_AVX2 && !avx2) ||
+        (variant == BNN_VARIANT_NEON && !neon) || (variant == BNN_VARIANT_DOTPROD && !dot)) return NULL;
     bnn_conv8 *k = (bnn_conv8 *)calloc(1, sizeof(*k));
     if (!k) return NULL;
     k->g = *g;
@@ -262,6 +277,95 @@ BNN_AVX512_VNNI static void row_avx512_8(const bnn_conv8 *k, const uint8_t *buf,
 }
 #endif
 
+#ifdef BNN_ARM
+/* ---- NEON kernels ------------------------------------------------------------
+ * Both read the u8 buffer (x + 128) and flip it back to signed x with one
+ * scalar XOR per 4-byte word before broadcasting it, so no correction term is
+ * needed. A weight register holds 4 output channels x 4 taps (the repacked
+ * layout); P pixels share each weight load; scalar epilogue. */
+static inline int8x16_t bcast_signed(const uint8_t *p) {
+    return vreinterpretq_s8_u32(vdupq_n_u32(bnn_load32(p) ^ 0x80808080u));
+}
+
+/* Plain NEON: vmull_s8 (int8 x int8 -> int16, exact) then vpadal into int32
+ * lanes holding pairs of taps; a final vpadd folds the pairs per channel. */
+enum { NEON8_P = 2, DOT_P = 4 };
+static void row_neon8(const bnn_conv8 *k, const uint8_t *buf, int oy, size_t out_row, void *out,
+                      const int8_t *skip, int64_t *y /* [4][groups*16] */) {
+    const bnn_conv_geom *g = &k->g;
+    const size_t pstride = (size_t)g->sw * g->cin, nl = (size_t)k->groups * 16;
+    for (int ox0 = 0; ox0 < g->out_w; ox0 += NEON8_P) {
+        int np = g->out_w - ox0 < NEON8_P ? g->out_w - ox0 : NEON8_P;
+        const uint8_t *org = buf + (size_t)oy * g->sh * k->rs + (size_t)ox0 * pstride;
+        for (int grp = 0; grp < k->groups; grp++) {
+            int32x4_t acc[NEON8_P][8];
+            for (int p = 0; p < NEON8_P; p++)
+                for (int q = 0; q < 8; q++) acc[p][q] = vdupq_n_s32(0);
+            for (int r = 0; r < k->nrows; r++) {
+                const uint8_t *row = org + k->roff[r];
+                const int8_t *w = k->w + ((size_t)grp * k->nrows + r) * k->rw * 64;
+                for (int j = 0; j < k->rw; j++) {
+                    int8x16_t wv[4];
+                    for (int q = 0; q < 4; q++) wv[q] = vld1q_s8(w + 64 * j + 16 * q);
+                    for (int p = 0; p < np; p++) {
+                        int8x16_t a = bcast_signed(row + p * pstride + 4 * j);
+#pragma GCC unroll 4
+                        for (int q = 0; q < 4; q++) {
+                            acc[p][2 * q] = vpadalq_s16(acc[p][2 * q], vmull_s8(vget_low_s8(a), vget_low_s8(wv[q])));
+                            acc[p][2 * q + 1] = vpadalq_s16(acc[p][2 * q + 1], vmull_high_s8(a, wv[q]));
+                        }
+                    }
+                }
+            }
+            for (int p = 0; p < np; p++)
+                for (int q = 0; q < 4; q++) {
+                    int32x4_t s = vpaddq_s32(acc[p][2 * q], acc[p][2 * q + 1]);   /* channels 4q..4q+3 */
+                    int64_t *yy = y + p * nl + grp * 16 + 4 * q;
+                    vst1q_s64(yy, vmovl_s32(vget_low_s32(s)));
+                    vst1q_s64(yy + 2, vmovl_high_s32(s));
+                }
+        }
+        for (int p = 0; p < np; p++) bnn_epi_pixel(&k->e, y + p * nl, out_row + ox0 + p, out, skip);
+    }
+}
+
+/* Armv8.2 dot product: one SDOT adds 4 taps into each of 4 channel lanes. */
+BNN_DOTPROD static void row_dot8(const bnn_conv8 *k, const uint8_t *buf, int oy, size_t out_row, void *out,
+                                 const int8_t *skip, int64_t *y /* [4][groups*16] */) {
+    const bnn_conv_geom *g = &k->g;
+    const size_t pstride = (size_t)g->sw * g->cin, nl = (size_t)k->groups * 16;
+    for (int ox0 = 0; ox0 < g->out_w; ox0 += DOT_P) {
+        int np = g->out_w - ox0 < DOT_P ? g->out_w - ox0 : DOT_P;
+        const uint8_t *org = buf + (size_t)oy * g->sh * k->rs + (size_t)ox0 * pstride;
+        for (int grp = 0; grp < k->groups; grp++) {
+            int32x4_t acc[DOT_P][4];
+            for (int p = 0; p < DOT_P; p++)
+                for (int q = 0; q < 4; q++) acc[p][q] = vdupq_n_s32(0);
+            for (int r = 0; r < k->nrows; r++) {
+                const uint8_t *row = org + k->roff[r];
+                const int8_t *w = k->w + ((size_t)grp * k->nrows + r) * k->rw * 64;
+                for (int j = 0; j < k->rw; j++) {
+                    int8x16_t wv[4];
+                    for (int q = 0; q < 4; q++) wv[q] = vld1q_s8(w + 64 * j + 16 * q);
+                    for (int p = 0; p < np; p++) {
+                        int8x16_t a = bcast_signed(row + p * pstride + 4 * j);
+#pragma GCC unroll 4
+                        for (int q = 0; q < 4; q++) acc[p][q] = vdotq_s32(acc[p][q], a, wv[q]);
+                    }
+                }
+            }
+            for (int p = 0; p < np; p++)
+                for (int q = 0; q < 4; q++) {
+                    int64_t *yy = y + p * nl + grp * 16 + 4 * q;
+                    vst1q_s64(yy, vmovl_s32(vget_low_s32(acc[p][q])));
+                    vst1q_s64(yy + 2, vmovl_high_s32(acc[p][q]));
+                }
+        }
+        for (int p = 0; p < np; p++) bnn_epi_pixel(&k->e, y + p * nl, out_row + ox0 + p, out, skip);
+    }
+}
+#endif
+
 int bnn_conv8_run(const bnn_conv8 *k, const int8_t *in, void *out, const int8_t *skip, int n, int threads) {
     const bnn_conv_geom *g = &k->g;
     size_t img_bytes = (size_t)g->in_h * g->in_w * g->cin;
@@ -296,6 +400,10 @@ int bnn_conv8_run(const bnn_conv8 *k, const int8_t *in, void *out, const int8_t 
 #ifdef BNN_X86
             if (k->variant == BNN_VARIANT_AVX512) { row_avx512_8(k, buf, oy, out_row, out, skip); continue; }
             if (wide) { row_avx2_8(k, (const int16_t *)buf, oy, out_row, out, skip, mine); continue; }
+#endif
+#ifdef BNN_ARM
+            if (k->variant == BNN_VARIANT_DOTPROD) { row_dot8(k, buf, oy, out_row, out, skip, mine); continue; }
+            if (k->variant == BNN_VARIANT_NEON) { row_neon8(k, buf, oy, out_row, out, skip, mine); continue; }
 #endif
             row_scalar8(k, buf, oy, out_row, out, skip, mine);
         }

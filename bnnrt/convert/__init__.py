@@ -1,0 +1,16 @@
+"""Converters from what people train with to bnnrt models.
+
+Each converter imports its heavy dependency (torch, a flatbuffer reader) only
+when called, so ``import bnnrt.convert`` costs nothing.
+"""
+
+from __future__ import annotations
+
+
+def from_torch(model, input_shape=None, *, metadata=None, threads=None):
+    """Export a trained ``bnnrt.train`` network to a :class:`bnnrt.Model`."""
+    from ._torch import from_torch as convert
+    return convert(model, input_shape, metadata=metadata, threads=threads)
+
+
+__all__ = ["from_torch"]
