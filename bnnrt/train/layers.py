@@ -70,23 +70,28 @@ class SignSTE(torch.autograd.Function):
 def fake_quant(x, scale: float, clamp: bool = True):
     """Round x to the grid of ``scale`` (round half up, int8 range unless
     ``clamp=False``); straight-through: the gradient is the identity."""
-    q = torch.floor(x / scale + 0.5)
-    if clamp:
-        q = q.clamp(-128, 127)
-    return x + (q * scale - x).detach()
+    with torch.no_grad():                      # nothing of the rounding is kept for backward
+        q = torch.floor(x / scale + 0.5)
+        if clamp:
+            q = q.clamp_(-128, 127)
+        delta = q.mul_(scale).sub_(x)
+    return x + delta
 
 
 def clamp_int8(x, scale: float):
     """Clamp to the int8 range of ``scale``; straight-through."""
-    return x + (x.clamp(-128 * scale, 127 * scale) - x).detach()
+    with torch.no_grad():
+        delta = x.clamp(-128 * scale, 127 * scale).sub_(x)
+    return x + delta
 
 
 def fake_quant_weight(w):
     """Symmetric per-output-channel int8 weights (scale max|w|/127), straight-through."""
     amax = w.detach().abs().reshape(w.shape[0], -1).amax(dim=1)
     scale = torch.where(amax > 0, amax / 127, torch.ones_like(amax)).reshape(-1, *[1] * (w.dim() - 1))
-    q = torch.round(w / scale).clamp(-127, 127) * scale
-    return w + (q - w).detach()
+    with torch.no_grad():
+        delta = torch.round(w / scale).clamp_(-127, 127).mul_(scale).sub_(w)
+    return w + delta
 
 
 # --------------------------------------------------------------------------

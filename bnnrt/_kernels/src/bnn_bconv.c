@@ -416,7 +416,7 @@ static void row_neon(const bnn_bconv *k, const uint8_t *buf, int oy, size_t out_
             int64_t *yp = y + p * nl, extra = overread(k, org + p * pstride);
             for (size_t c = 0; c < nl; c++) yp[c] = k->K - 2 * (yp[c] - extra);
             if (g->pad_value == 0 && is_border(k, oy, ox)) zero_pad_fix(k, oy, ox, yp);
-            bnn_epi_pixel(&k->e, yp, out_row + ox, out, skip);
+            bnn_epi_pixel_neon(&k->e, yp, out_row + ox, out, skip);
         }
     }
 }

@@ -100,26 +100,40 @@ static inline int bnn_epi_init(bnn_epi *e, const bnn_epilogue *src, int32_t cout
     return 0;
 }
 
-/* Scalar epilogue of one output pixel: y[0..cout) -> out pixel `pix`. */
+/* Scalar epilogue of one output pixel: y[0..cout) -> out pixel `pix`.
+ * Every field is read into a local first: the int8/uint8 stores may alias
+ * anything, and would otherwise force a reload of each constant per channel. */
 static inline void bnn_epi_pixel(const bnn_epi *e, const int64_t *y, size_t pix, void *out,
                                  const int8_t *skip) {
-    int32_t cout = e->cout;
+    const int32_t cout = e->cout;
+    const int64_t *restrict bias = e->bias;
     if (e->kind == BNN_OUT_INT32) {
-        int32_t *o = (int32_t *)out + pix * cout;
-        for (int c = 0; c < cout; c++) o[c] = (int32_t)(y[c] + e->bias[c]);
+        int32_t *restrict o = (int32_t *)out + pix * cout;
+        for (int c = 0; c < cout; c++) o[c] = (int32_t)(y[c] + bias[c]);
     } else if (e->kind == BNN_OUT_BITS) {
-        uint8_t *o = (uint8_t *)out + pix * ((cout + 7) / 8);
+        const int64_t *restrict thr = e->thr;
+        uint8_t *restrict o = (uint8_t *)out + pix * ((cout + 7) / 8);
         for (int c = 0; c < cout; c += 8) {
             unsigned byte = 0;
-            for (int l = 0; l < 8 && c + l < cout; l++) byte |= (unsigned)(y[c + l] < e->thr[c + l]) << l;
+            for (int l = 0; l < 8 && c + l < cout; l++) byte |= (unsigned)(y[c + l] < thr[c + l]) << l;
             o[c / 8] = (uint8_t)byte;
         }
     } else {
-        int8_t *o = (int8_t *)out + pix * cout;
-        for (int c = 0; c < cout; c++) {
-            int64_t v = bnn_requant(y[c] + e->bias[c], e->mult[c], e->rnd[c], e->shift[c]);
-            if (e->has_skip) v += bnn_requant(skip[pix * cout + c], e->skip_mult, e->skip_round, e->skip_shift);
-            o[c] = (int8_t)(v < e->clamp_lo ? e->clamp_lo : v > e->clamp_hi ? e->clamp_hi : v);
+        const int64_t *restrict mult = e->mult, *restrict rnd = e->rnd, *restrict shift = e->shift;
+        const int64_t lo = e->clamp_lo, hi = e->clamp_hi;
+        int8_t *restrict o = (int8_t *)out + pix * cout;
+        if (e->has_skip) {
+            const int8_t *restrict sk = skip + pix * cout;
+            const int64_t sm = e->skip_mult, sr = e->skip_round, ss = e->skip_shift;
+            for (int c = 0; c < cout; c++) {
+                int64_t v = bnn_requant(y[c] + bias[c], mult[c], rnd[c], shift[c]) + bnn_requant(sk[c], sm, sr, ss);
+                o[c] = (int8_t)(v < lo ? lo : v > hi ? hi : v);
+            }
+        } else {
+            for (int c = 0; c < cout; c++) {
+                int64_t v = bnn_requant(y[c] + bias[c], mult[c], rnd[c], shift[c]);
+                o[c] = (int8_t)(v < lo ? lo : v > hi ? hi : v);
+            }
         }
     }
 }
@@ -155,6 +169,50 @@ BNN_AVX512_BASE static inline void bnn_epi8_avx512(const bnn_epi *e, __m512i y, 
         t = _mm512_max_epi64(t, _mm512_set1_epi64(e->clamp_lo));
         t = _mm512_min_epi64(t, _mm512_set1_epi64(e->clamp_hi));
         _mm512_mask_cvtepi64_storeu_epi8((int8_t *)out + pix * cout + c0, m, t);
+    }
+}
+#endif
+
+#ifdef BNN_ARM
+/* NEON epilogue of one pixel: the int8 requantize (+ skip) path two channels
+ * at a time when y + bias fits int32 (proved at plan time: e->fits32), so a
+ * 32x32->64 vmull is exact; AArch64 has no 64-bit min/max, so the sum is
+ * narrowed with saturation to int32 (values beyond it clamp the same way)
+ * before the clamp. Everything else goes to the scalar epilogue. */
+static inline void bnn_epi_pixel_neon(const bnn_epi *e, const int64_t *y, size_t pix, void *out,
+                                      const int8_t *skip) {
+    if (e->kind != BNN_OUT_INT8 || !e->fits32) { bnn_epi_pixel(e, y, pix, out, skip); return; }
+    const int32_t cout = e->cout;
+    const int64_t *restrict bias = e->bias, *restrict mult = e->mult, *restrict rnd = e->rnd,
+                  *restrict shift = e->shift;
+    int8_t *restrict o = (int8_t *)out + pix * cout;
+    const int8_t *restrict sk = e->has_skip ? skip + pix * cout : NULL;
+    const int32x2_t sm = vdup_n_s32((int32_t)e->skip_mult);
+    const int64x2_t sr = vdupq_n_s64(e->skip_round), ss = vdupq_n_s64(-(int64_t)e->skip_shift);
+    const int32x4_t lo = vdupq_n_s32(e->clamp_lo), hi = vdupq_n_s32(e->clamp_hi);
+    int c = 0;
+    for (; c + 4 <= cout; c += 4) {
+        int64x2_t v[2];
+        for (int h = 0; h < 2; h++) {
+            int cc = c + 2 * h;
+            int32x2_t t = vmovn_s64(vaddq_s64(vld1q_s64(y + cc), vld1q_s64(bias + cc)));
+            int64x2_t p = vmull_s32(t, vmovn_s64(vld1q_s64(mult + cc)));
+            v[h] = vshlq_s64(vaddq_s64(p, vld1q_s64(rnd + cc)), vnegq_s64(vld1q_s64(shift + cc)));
+            if (sk) {
+                int32x2_t s32 = {sk[cc], sk[cc + 1]};
+                v[h] = vaddq_s64(v[h], vshlq_s64(vaddq_s64(vmull_s32(s32, sm), sr), ss));
+            }
+        }
+        int32x4_t r = vcombine_s32(vqmovn_s64(v[0]), vqmovn_s64(v[1]));
+        r = vminq_s32(vmaxq_s32(r, lo), hi);
+        int16x4_t r16 = vmovn_s32(r);
+        int8x8_t r8 = vmovn_s16(vcombine_s16(r16, r16));
+        vst1_lane_s32((int32_t *)(void *)(o + c), vreinterpret_s32_s8(r8), 0);
+    }
+    for (; c < cout; c++) {
+        int64_t v = bnn_requant(y[c] + bias[c], mult[c], rnd[c], shift[c]);
+        if (sk) v += bnn_requant(sk[c], e->skip_mult, e->skip_round, e->skip_shift);
+        o[c] = (int8_t)(v < e->clamp_lo ? e->clamp_lo : v > e->clamp_hi ? e->clamp_hi : v);
     }
 }
 #endif

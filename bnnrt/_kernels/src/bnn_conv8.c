@@ -290,6 +290,40 @@ static inline int8x16_t bcast_signed(const uint8_t *p) {
 /* Plain NEON: vmull_s8 (int8 x int8 -> int16, exact) then vpadal into int32
  * lanes holding pairs of taps; a final vpadd folds the pairs per channel. */
 enum { NEON8_P = 2, DOT_P = 4 };
+
+/* one row of rw words for np pixels (np constant after inlining: unrolled) */
+static inline __attribute__((always_inline)) void
+words_neon8(const uint8_t *row, const int8_t *w, size_t pstride, int rw, int32x4_t acc[NEON8_P][8], const int np) {
+    for (int j = 0; j < rw; j++) {
+        int8x16_t wv[4];
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; q++) wv[q] = vld1q_s8(w + 64 * j + 16 * q);
+#pragma GCC unroll 2
+        for (int p = 0; p < np; p++) {
+            int8x16_t a = bcast_signed(row + p * pstride + 4 * j);
+#pragma GCC unroll 4
+            for (int q = 0; q < 4; q++) {
+                acc[p][2 * q] = vpadalq_s16(acc[p][2 * q], vmull_s8(vget_low_s8(a), vget_low_s8(wv[q])));
+                acc[p][2 * q + 1] = vpadalq_s16(acc[p][2 * q + 1], vmull_high_s8(a, wv[q]));
+            }
+        }
+    }
+}
+
+BNN_DOTPROD static inline __attribute__((always_inline)) void
+words_dot8(const uint8_t *row, const int8_t *w, size_t pstride, int rw, int32x4_t acc[DOT_P][4], const int np) {
+    for (int j = 0; j < rw; j++) {
+        int8x16_t wv[4];
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; q++) wv[q] = vld1q_s8(w + 64 * j + 16 * q);
+#pragma GCC unroll 4
+        for (int p = 0; p < np; p++) {
+            int8x16_t a = bcast_signed(row + p * pstride + 4 * j);
+#pragma GCC unroll 4
+            for (int q = 0; q < 4; q++) acc[p][q] = vdotq_s32(acc[p][q], a, wv[q]);
+        }
+    }
+}
 static void row_neon8(const bnn_conv8 *k, const uint8_t *buf, int oy, size_t out_row, void *out,
                       const int8_t *skip, int64_t *y /* [4][groups*16] */) {
     const bnn_conv_geom *g = &k->g;
@@ -304,18 +338,8 @@ static void row_neon8(const bnn_conv8 *k, const uint8_t *buf, int oy, size_t out
             for (int r = 0; r < k->nrows; r++) {
                 const uint8_t *row = org + k->roff[r];
                 const int8_t *w = k->w + ((size_t)grp * k->nrows + r) * k->rw * 64;
-                for (int j = 0; j < k->rw; j++) {
-                    int8x16_t wv[4];
-                    for (int q = 0; q < 4; q++) wv[q] = vld1q_s8(w + 64 * j + 16 * q);
-                    for (int p = 0; p < np; p++) {
-                        int8x16_t a = bcast_signed(row + p * pstride + 4 * j);
-#pragma GCC unroll 4
-                        for (int q = 0; q < 4; q++) {
-                            acc[p][2 * q] = vpadalq_s16(acc[p][2 * q], vmull_s8(vget_low_s8(a), vget_low_s8(wv[q])));
-                            acc[p][2 * q + 1] = vpadalq_s16(acc[p][2 * q + 1], vmull_high_s8(a, wv[q]));
-                        }
-                    }
-                }
+                if (np == NEON8_P) words_neon8(row, w, pstride, k->rw, acc, NEON8_P);
+                else words_neon8(row, w, pstride, k->rw, acc, np);
             }
             for (int p = 0; p < np; p++)
                 for (int q = 0; q < 4; q++) {
@@ -325,7 +349,7 @@ static void row_neon8(const bnn_conv8 *k, const uint8_t *buf, int oy, size_t out
                     vst1q_s64(yy + 2, vmovl_high_s32(s));
                 }
         }
-        for (int p = 0; p < np; p++) bnn_epi_pixel(&k->e, y + p * nl, out_row + ox0 + p, out, skip);
+        for (int p = 0; p < np; p++) bnn_epi_pixel_neon(&k->e, y + p * nl, out_row + ox0 + p, out, skip);
     }
 }
 
@@ -344,15 +368,8 @@ BNN_DOTPROD static void row_dot8(const bnn_conv8 *k, const uint8_t *buf, int oy,
             for (int r = 0; r < k->nrows; r++) {
                 const uint8_t *row = org + k->roff[r];
                 const int8_t *w = k->w + ((size_t)grp * k->nrows + r) * k->rw * 64;
-                for (int j = 0; j < k->rw; j++) {
-                    int8x16_t wv[4];
-                    for (int q = 0; q < 4; q++) wv[q] = vld1q_s8(w + 64 * j + 16 * q);
-                    for (int p = 0; p < np; p++) {
-                        int8x16_t a = bcast_signed(row + p * pstride + 4 * j);
-#pragma GCC unroll 4
-                        for (int q = 0; q < 4; q++) acc[p][q] = vdotq_s32(acc[p][q], a, wv[q]);
-                    }
-                }
+                if (np == DOT_P) words_dot8(row, w, pstride, k->rw, acc, DOT_P);
+                else words_dot8(row, w, pstride, k->rw, acc, np);
             }
             for (int p = 0; p < np; p++)
                 for (int q = 0; q < 4; q++) {
@@ -361,7 +378,7 @@ BNN_DOTPROD static void row_dot8(const bnn_conv8 *k, const uint8_t *buf, int oy,
                     vst1q_s64(yy + 2, vmovl_high_s32(acc[p][q]));
                 }
         }
-        for (int p = 0; p < np; p++) bnn_epi_pixel(&k->e, y + p * nl, out_row + ox0 + p, out, skip);
+        for (int p = 0; p < np; p++) bnn_epi_pixel_neon(&k->e, y + p * nl, out_row + ox0 + p, out, skip);
     }
 }
 #endif
