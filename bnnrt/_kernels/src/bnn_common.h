@@ -64,11 +64,15 @@ typedef struct {            /* prepared once: per-channel int64, padded to a mul
     int32_t kind, cout, clamp_lo, clamp_hi, has_skip, skip_shift;
     int32_t fits32;         /* y + bias always fits int32: a 32x32->64 multiply is exact */
     int64_t skip_mult, skip_round;
+    int32_t skip_identity;  /* requantize(skip) == skip (multiplier 2^shift) */
     int64_t *thr, *bias, *mult, *rnd, *shift;
+    int32_t *bias32, *mult32;   /* int32 copies for 32x32->64 multiplies (meaningful when fits32) */
+    int64_t *nshift;            /* -shift, for shift-by-register instructions that shift left */
 } bnn_epi;
 
 static inline void bnn_epi_free(bnn_epi *e) {
     free(e->thr); free(e->bias); free(e->mult); free(e->rnd); free(e->shift);
+    free(e->bias32); free(e->mult32); free(e->nshift);
 }
 
 /* max_abs_y bounds |y| (the accumulator before the bias) for every input. */
@@ -79,11 +83,14 @@ static inline int bnn_epi_init(bnn_epi *e, const bnn_epilogue *src, int32_t cout
     e->clamp_lo = src->clamp_lo; e->clamp_hi = src->clamp_hi;
     e->has_skip = src->has_skip; e->skip_shift = src->skip_shift;
     e->skip_mult = src->skip_multiplier; e->skip_round = bnn_round_of(src->skip_shift);
-    int64_t **arrs[5] = {&e->thr, &e->bias, &e->mult, &e->rnd, &e->shift};
-    for (int i = 0; i < 5; i++) {
+    int64_t **arrs[6] = {&e->thr, &e->bias, &e->mult, &e->rnd, &e->shift, &e->nshift};
+    for (int i = 0; i < 6; i++) {
         *arrs[i] = (int64_t *)aligned_alloc(64, n * sizeof(int64_t));
         if (!*arrs[i]) { bnn_epi_free(e); return -1; }
     }
+    e->bias32 = (int32_t *)aligned_alloc(64, n * sizeof(int32_t));
+    e->mult32 = (int32_t *)aligned_alloc(64, n * sizeof(int32_t));
+    if (!e->bias32 || !e->mult32) { bnn_epi_free(e); return -1; }
     for (size_t c = 0; c < n; c++) {
         int real = (int32_t)c < cout;
         /* padded lanes: threshold below every y, so their bits stay 0 */
@@ -92,7 +99,12 @@ static inline int bnn_epi_init(bnn_epi *e, const bnn_epilogue *src, int32_t cout
         e->mult[c] = (real && src->multiplier) ? src->multiplier[c] : 0;
         e->shift[c] = (real && src->shift) ? src->shift[c] : 0;
         e->rnd[c] = bnn_round_of(e->shift[c]);
+        e->nshift[c] = -e->shift[c];
+        e->bias32[c] = (int32_t)e->bias[c];      /* exact: bias is int32 on the way in */
+        e->mult32[c] = (int32_t)e->mult[c];
     }
+    e->skip_identity = e->skip_shift >= 0 && e->skip_shift < 31 &&
+                       e->skip_mult == ((int64_t)1 << e->skip_shift);
     int64_t max_bias = 0;
     for (int32_t c = 0; c < cout; c++) max_bias = e->bias[c] < 0 ? (-e->bias[c] > max_bias ? -e->bias[c] : max_bias)
                                                                   : (e->bias[c] > max_bias ? e->bias[c] : max_bias);
@@ -183,34 +195,47 @@ static inline void bnn_epi_pixel_neon(const bnn_epi *e, const int64_t *y, size_t
                                       const int8_t *skip) {
     if (e->kind != BNN_OUT_INT8 || !e->fits32) { bnn_epi_pixel(e, y, pix, out, skip); return; }
     const int32_t cout = e->cout;
-    const int64_t *restrict bias = e->bias, *restrict mult = e->mult, *restrict rnd = e->rnd,
-                  *restrict shift = e->shift;
+    const int32_t *restrict bias32 = e->bias32, *restrict mult32 = e->mult32;
+    const int64_t *restrict rnd = e->rnd, *restrict nshift = e->nshift;
     int8_t *restrict o = (int8_t *)out + pix * cout;
     const int8_t *restrict sk = e->has_skip ? skip + pix * cout : NULL;
-    const int32x2_t sm = vdup_n_s32((int32_t)e->skip_mult);
+    const int identity = e->skip_identity;
+    const int32x4_t sm = vdupq_n_s32((int32_t)e->skip_mult);
     const int64x2_t sr = vdupq_n_s64(e->skip_round), ss = vdupq_n_s64(-(int64_t)e->skip_shift);
     const int32x4_t lo = vdupq_n_s32(e->clamp_lo), hi = vdupq_n_s32(e->clamp_hi);
     int c = 0;
     for (; c + 4 <= cout; c += 4) {
-        int64x2_t v[2];
-        for (int h = 0; h < 2; h++) {
-            int cc = c + 2 * h;
-            int32x2_t t = vmovn_s64(vaddq_s64(vld1q_s64(y + cc), vld1q_s64(bias + cc)));
-            int64x2_t p = vmull_s32(t, vmovn_s64(vld1q_s64(mult + cc)));
-            v[h] = vshlq_s64(vaddq_s64(p, vld1q_s64(rnd + cc)), vnegq_s64(vld1q_s64(shift + cc)));
-            if (sk) {
-                int32x2_t s32 = {sk[cc], sk[cc + 1]};
-                v[h] = vaddq_s64(v[h], vshlq_s64(vaddq_s64(vmull_s32(s32, sm), sr), ss));
+        /* y + bias in int32 (fits32), times the multiplier into 64-bit lanes on top of the rounding term */
+        int32x4_t t = vaddq_s32(vcombine_s32(vmovn_s64(vld1q_s64(y + c)), vmovn_s64(vld1q_s64(y + c + 2))),
+                                vld1q_s32(bias32 + c));
+        int32x4_t m = vld1q_s32(mult32 + c);
+        int64x2_t v0 = vshlq_s64(vmlal_s32(vld1q_s64(rnd + c), vget_low_s32(t), vget_low_s32(m)),
+                                 vld1q_s64(nshift + c));
+        int64x2_t v1 = vshlq_s64(vmlal_high_s32(vld1q_s64(rnd + c + 2), t, m), vld1q_s64(nshift + c + 2));
+        int32x4_t r;
+        if (!sk) {
+            r = vcombine_s32(vqmovn_s64(v0), vqmovn_s64(v1));
+        } else {
+            int32_t raw;
+            memcpy(&raw, sk + c, 4);
+            int32x4_t s32 = vmovl_s16(vget_low_s16(vmovl_s8(vreinterpret_s8_s32(vdup_n_s32(raw)))));
+            if (identity) {
+                /* |skip| <= 128 and the clamp is an int8 range: a main term saturated
+                 * at +-(2^31 - 1) still clamps the same way after the add */
+                r = vqaddq_s32(vcombine_s32(vqmovn_s64(v0), vqmovn_s64(v1)), s32);
+            } else {
+                v0 = vaddq_s64(v0, vshlq_s64(vmlal_s32(sr, vget_low_s32(s32), vget_low_s32(sm)), ss));
+                v1 = vaddq_s64(v1, vshlq_s64(vmlal_high_s32(sr, s32, sm), ss));
+                r = vcombine_s32(vqmovn_s64(v0), vqmovn_s64(v1));
             }
         }
-        int32x4_t r = vcombine_s32(vqmovn_s64(v[0]), vqmovn_s64(v[1]));
         r = vminq_s32(vmaxq_s32(r, lo), hi);
         int16x4_t r16 = vmovn_s32(r);
         int8x8_t r8 = vmovn_s16(vcombine_s16(r16, r16));
         vst1_lane_s32((int32_t *)(void *)(o + c), vreinterpret_s32_s8(r8), 0);
     }
     for (; c < cout; c++) {
-        int64_t v = bnn_requant(y[c] + bias[c], mult[c], rnd[c], shift[c]);
+        int64_t v = bnn_requant(y[c] + e->bias[c], e->mult[c], e->rnd[c], e->shift[c]);
         if (sk) v += bnn_requant(sk[c], e->skip_mult, e->skip_round, e->skip_shift);
         o[c] = (int8_t)(v < e->clamp_lo ? e->clamp_lo : v > e->clamp_hi ? e->clamp_hi : v);
     }
