@@ -190,8 +190,9 @@ def test_binarize_and_sign_bits(c, n, hw):
     t[:2] = [-32768, 32767][:c]
     d = np.where(rng.random(c) < 0.5, 1, -1).astype(np.int8)
     expected = ref.binarize(x, thresholds=t, directions=d)
-    simd = c % 8 == 0 and "avx512" in _core.cpu_info()["features"]
-    for variant in ["scalar"] + (["avx512"] if simd else []):
+    feats = _core.cpu_info()["features"]
+    simd = [v for v in ("avx512", "neon") if c % 8 == 0 and v in feats]
+    for variant in ["scalar"] + simd:
         out = tight(np.zeros(expected.shape, np.uint8))
         _core.Binarize(t, d, variant=variant).run(x, out, threads=2)
         np.testing.assert_array_equal(out, expected, err_msg=variant)

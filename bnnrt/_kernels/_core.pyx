@@ -388,13 +388,13 @@ cdef class Binarize(_Pixelwise):
         d = np.ascontiguousarray(d, dtype=np.int8)
         self.c = t.size
         self.in_dtype, self.out_dtype, self.out_c = np.int8, np.uint8, packed_bytes(self.c)
-        code = _variant_code(variant, ("auto", "scalar", "avx512"), self.name)
+        code = _variant_code(variant, ("auto", "scalar", "avx512", "neon"), self.name)
         self.b = bnn_binarizer_create(self.c, <const int16_t *><size_t>_ptr(t),
                                       <const int8_t *><size_t>_ptr(d), code)
         if self.b == NULL:
             if code != BNN_VARIANT_AUTO and code != BNN_VARIANT_SCALAR:
-                raise GraphError(f"{self.name}: variant {variant!r} does not run here (needs AVX-512 "
-                                 "and channels a multiple of 8)")
+                raise GraphError(f"{self.name}: variant {variant!r} does not run here (needs its SIMD "
+                                 "extension on this CPU and channels a multiple of 8)")
             raise MemoryError("binarize: out of memory")
         self.variant = bnn_binarizer_variant(self.b).decode()
 

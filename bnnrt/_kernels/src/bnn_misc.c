@@ -14,6 +14,7 @@ struct bnn_binarizer {
 };
 
 static const char *const AVX512BW_NEEDS[] = {"avx512", NULL};
+static const char *const NEON_NEEDS[] = {"neon", NULL};
 
 void bnn_binarizer_free(bnn_binarizer *b) {
     if (!b) return;
@@ -21,18 +22,23 @@ void bnn_binarizer_free(bnn_binarizer *b) {
 }
 
 const char *bnn_binarizer_variant(const bnn_binarizer *b) {
-    return b->variant == BNN_VARIANT_AVX512 ? "avx512" : "scalar";
+    return b->variant == BNN_VARIANT_AVX512 ? "avx512" : b->variant == BNN_VARIANT_NEON ? "neon" : "scalar";
 }
 
 static int32_t gcd32(int32_t a, int32_t b) { while (b) { int32_t t = a % b; a = b; b = t; } return a; }
 
 bnn_binarizer *bnn_binarizer_create(int32_t c, const int16_t *t, const int8_t *d, int variant) {
-    int simd = 0;
+    int simd = 0, neon = 0;
 #ifdef BNN_X86
     simd = c % 8 == 0 && bnn_variant_enabled("avx512", AVX512BW_NEEDS);
 #endif
-    if (variant == BNN_VARIANT_AUTO) variant = simd ? BNN_VARIANT_AVX512 : BNN_VARIANT_SCALAR;
-    if (variant == BNN_VARIANT_AVX512 && !simd) return NULL;
+#ifdef BNN_ARM
+    neon = c % 8 == 0 && bnn_variant_enabled("neon", NEON_NEEDS);
+#endif
+    (void)AVX512BW_NEEDS; (void)NEON_NEEDS;
+    if (variant == BNN_VARIANT_AUTO) variant = simd ? BNN_VARIANT_AVX512 : neon ? BNN_VARIANT_NEON : BNN_VARIANT_SCALAR;
+    if ((variant == BNN_VARIANT_AVX512 && !simd) || (variant == BNN_VARIANT_NEON && !neon) ||
+        (variant != BNN_VARIANT_SCALAR && variant != BNN_VARIANT_AVX512 && variant != BNN_VARIANT_NEON)) return NULL;
     bnn_binarizer *b = (bnn_binarizer *)calloc(1, sizeof(*b));
     if (!b) return NULL;
     b->c = c;
@@ -86,6 +92,39 @@ BNN_AVX512_BASE static void binarize_avx512(const bnn_binarizer *b, const int8_t
 }
 #endif
 
+#ifdef BNN_ARM
+/* 64 int8 values -> 64 bits: compare (the 0xFF/0x00 lanes), keep each lane's
+ * bit weight, and three rounds of pairwise adds gather 8 lanes per byte. */
+static inline uint64_t bits64_neon(const int8_t *q, const int8_t *lo, const int8_t *hi) {
+    static const uint8_t w[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+    const uint8x16_t wv = vld1q_u8(w);
+    uint8x16_t t[4];
+    for (int k = 0; k < 4; k++) {
+        int8x16_t v = vld1q_s8(q + 16 * k);
+        uint8x16_t m = vorrq_u8(vcltq_s8(v, vld1q_s8(lo + 16 * k)), vcgtq_s8(v, vld1q_s8(hi + 16 * k)));
+        t[k] = vandq_u8(m, wv);
+    }
+    uint8x16_t s = vpaddq_u8(vpaddq_u8(t[0], t[1]), vpaddq_u8(t[2], t[3]));
+    s = vpaddq_u8(s, s);
+    return vgetq_lane_u64(vreinterpretq_u64_u8(s), 0);
+}
+
+static void binarize_neon(const bnn_binarizer *b, const int8_t *x, uint8_t *out, size_t n /* multiple of 8 */) {
+    size_t i = 0, nvec = (size_t)b->period / 64, v = 0;
+    for (; i + 64 <= n; i += 64) {
+        uint64_t m = bits64_neon(x + i, b->lo + 64 * v, b->hi + 64 * v) | b->always[v];
+        memcpy(out + i / 8, &m, 8);
+        if (++v == nvec) v = 0;
+    }
+    if (i < n) {   /* tail: copied into a full block, so nothing past the end is read */
+        int8_t tail[64] = {0};
+        memcpy(tail, x + i, n - i);
+        uint64_t m = bits64_neon(tail, b->lo + 64 * v, b->hi + 64 * v) | b->always[v];
+        memcpy(out + i / 8, &m, (n - i) / 8);
+    }
+}
+#endif
+
 void bnn_binarize(const bnn_binarizer *b, const int8_t *x, uint8_t *out, size_t pixels, int threads) {
     int32_t c = b->c;
     size_t cb = ((size_t)c + 7) / 8;
@@ -98,6 +137,18 @@ void bnn_binarize(const bnn_binarizer *b, const int8_t *x, uint8_t *out, size_t 
         for (size_t k = 0; k < nchunks; k++) {
             size_t start = k * chunk, len = total - start < chunk ? total - start : chunk;
             binarize_avx512(b, x + start, out + start / 8, len);
+        }
+        return;
+    }
+#endif
+#ifdef BNN_ARM
+    if (b->variant == BNN_VARIANT_NEON) {
+        size_t total = pixels * (size_t)c, chunk = (size_t)b->period * 64;
+        size_t nchunks = (total + chunk - 1) / chunk;
+#pragma omp parallel for num_threads(threads) schedule(static) if (nchunks > 8)
+        for (size_t k = 0; k < nchunks; k++) {
+            size_t start = k * chunk, len = total - start < chunk ? total - start : chunk;
+            binarize_neon(b, x + start, out + start / 8, len);
         }
         return;
     }
