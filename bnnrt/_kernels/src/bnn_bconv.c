@@ -10,9 +10,9 @@
  *     48 of 64 bits instead of 16), else one tap. Weights are repacked once into
  *     rows of 64-bit words, zero-padded, interleaved 8 output channels per
  *     group: w[group][row][word][lane].
- *  3. acc = sum popcount(a ^ w) over the words; the bits a reads past the end
- *     of a row meet zero weight bits, so their popcount is subtracted once per
- *     pixel (it does not depend on the channel).
+ *  3. acc = sum popcount(a ^ w) over the words; the bits the last word of a
+ *     row reads past its end are masked off the activation word (and are zero
+ *     in the weights), so they add nothing.
  *  4. y = K - 2*acc, minus, for "same-zero" border pixels, the +1 pads'
  *     contribution; then the epilogue (int32 / threshold bits / requant+skip).
  */
@@ -135,13 +135,11 @@ static void pad_image(const bnn_bconv *k, const uint8_t *img, uint8_t *buf) {
     }
 }
 
-/* popcount of the bits the last word of each row reads past the row */
-static inline int64_t overread(const bnn_bconv *k, const uint8_t *org) {
-    if (k->last_mask == ~(uint64_t)0) return 0;
-    int64_t s = 0;
-    for (int r = 0; r < k->nrows; r++)
-        s += __builtin_popcountll(load64(org + k->roff[r] + 8 * (k->rw - 1)) & ~k->last_mask);
-    return s;
+/* The last word of a row reads past it (into the next pixel's bits). Masking
+ * those activation bits off (weights are zero there too) makes them add
+ * nothing: one AND per word load, shared by nothing else. */
+static inline uint64_t word_mask(const bnn_bconv *k, int j) {
+    return j == k->rw - 1 ? k->last_mask : ~(uint64_t)0;
 }
 
 /* y correction of a same-zero border pixel, channel c: minus the +1 pads */
@@ -177,7 +175,7 @@ static void row_scalar(const bnn_bconv *k, const uint8_t *buf, int oy, size_t ou
         for (int r = 0; r < k->nrows; r++) {
             const uint8_t *row = org + k->roff[r];
             for (int j = 0; j < k->rw; j++) {
-                uint64_t a = load64(row + 8 * j);
+                uint64_t a = load64(row + 8 * j) & word_mask(k, j);
                 for (int grp = 0; grp < k->groups; grp++) {
                     const uint64_t *w = k->w + (((size_t)grp * k->nrows + r) * k->rw + j) * 8;
                     int64_t *yy = y + grp * 8;
@@ -185,8 +183,7 @@ static void row_scalar(const bnn_bconv *k, const uint8_t *buf, int oy, size_t ou
                 }
             }
         }
-        int64_t extra = overread(k, org);
-        for (size_t c = 0; c < nl; c++) y[c] = k->K - 2 * (y[c] - extra);
+        for (size_t c = 0; c < nl; c++) y[c] = k->K - 2 * y[c];
         if (g->pad_value == 0 && is_border(k, oy, ox)) zero_pad_fix(k, oy, ox, y);
         bnn_epi_pixel(&k->e, y, out_row + ox, out, skip);
     }
@@ -214,11 +211,12 @@ block_avx512(const bnn_bconv *k, const uint8_t *buf, int oy, int ox0, int grp0, 
         const uint64_t *w = k->w + ((size_t)grp0 * k->nrows + r) * k->rw * 8;
         for (int j = 0; j < k->rw; j++) {
             __m512i wv[4];
+            const uint64_t m = word_mask(k, j);
 #pragma GCC unroll 4
             for (int q = 0; q < G; q++) wv[q] = _mm512_load_si512(w + q * gstride + j * 8);
 #pragma GCC unroll 8
             for (int p = 0; p < P; p++) {
-                __m512i a = _mm512_set1_epi64((long long)load64(row + p * pstride + 8 * j));
+                __m512i a = _mm512_set1_epi64((long long)(load64(row + p * pstride + 8 * j) & m));
 #pragma GCC unroll 4
                 for (int q = 0; q < G; q++)
                     acc[p][q] = _mm512_add_epi64(acc[p][q], _mm512_popcnt_epi64(_mm512_xor_si512(a, wv[q])));
@@ -228,12 +226,11 @@ block_avx512(const bnn_bconv *k, const uint8_t *buf, int oy, int ox0, int grp0, 
     const __m512i K = _mm512_set1_epi64(k->K);
 #pragma GCC unroll 8
     for (int p = 0; p < P; p++) {
-        __m512i extra = _mm512_set1_epi64(overread(k, org + p * pstride));
         int ox = ox0 + p;
         int fix = g->pad_value == 0 && is_border(k, oy, ox);
 #pragma GCC unroll 4
         for (int q = 0; q < G; q++) {
-            __m512i y = _mm512_sub_epi64(K, _mm512_slli_epi64(_mm512_sub_epi64(acc[p][q], extra), 1));
+            __m512i y = _mm512_sub_epi64(K, _mm512_slli_epi64(acc[p][q], 1));
             if (fix) {
                 int64_t tmp[8] __attribute__((aligned(64)));
                 _mm512_store_si512(tmp, y);
@@ -312,8 +309,9 @@ AVX2 static void row_avx2(const bnn_bconv *k, const uint8_t *buf, int oy, size_t
                 for (int j = 0; j < k->rw; j++) {
                     __m256i w0 = _mm256_load_si256((const __m256i *)(w + 8 * j));
                     __m256i w1 = _mm256_load_si256((const __m256i *)(w + 8 * j + 4));
+                    const uint64_t m = word_mask(k, j);
                     for (int p = 0; p < np; p++) {
-                        __m256i a = _mm256_set1_epi64x((long long)load64(row + p * pstride + 8 * j));
+                        __m256i a = _mm256_set1_epi64x((long long)(load64(row + p * pstride + 8 * j) & m));
                         sb[p][0] = _mm256_add_epi8(sb[p][0], popcnt_bytes(_mm256_xor_si256(a, w0), lut, low));
                         sb[p][1] = _mm256_add_epi8(sb[p][1], popcnt_bytes(_mm256_xor_si256(a, w1), lut, low));
                     }
@@ -334,8 +332,8 @@ AVX2 static void row_avx2(const bnn_bconv *k, const uint8_t *buf, int oy, size_t
         }
         for (int p = 0; p < np; p++) {
             int ox = ox0 + p;
-            int64_t *yp = y + p * nl, extra = overread(k, org + p * pstride);
-            for (size_t c = 0; c < nl; c++) yp[c] = k->K - 2 * (yp[c] - extra);
+            int64_t *yp = y + p * nl;
+            for (size_t c = 0; c < nl; c++) yp[c] = k->K - 2 * yp[c];
             if (g->pad_value == 0 && is_border(k, oy, ox)) zero_pad_fix(k, oy, ox, yp);
             bnn_epi_pixel(&k->e, yp, out_row + ox, out, skip);
         }
@@ -358,15 +356,16 @@ enum { NEON_P = 4, NEON_FLUSH = 2048 };
 /* words [j0, j1) of one row for np pixels (np == NEON_P: fully unrolled, all
  * 16 accumulators and 4 weights in registers) */
 static inline __attribute__((always_inline)) void
-words_neon(const uint8_t *row, const uint64_t *w, size_t pstride, int j0, int j1,
+words_neon(const bnn_bconv *k, const uint8_t *row, const uint64_t *w, size_t pstride, int j0, int j1,
            uint16x8_t a16[NEON_P][4], const int np) {
     for (int j = j0; j < j1; j++) {
         uint8x16_t wv[4];
+        const uint64_t m = word_mask(k, j);
 #pragma GCC unroll 4
         for (int q = 0; q < 4; q++) wv[q] = vreinterpretq_u8_u64(vld1q_u64(w + 8 * j + 2 * q));
 #pragma GCC unroll 4
         for (int p = 0; p < np; p++) {
-            uint8x16_t a = vreinterpretq_u8_u64(vdupq_n_u64(load64(row + p * pstride + 8 * j)));
+            uint8x16_t a = vreinterpretq_u8_u64(vdupq_n_u64(load64(row + p * pstride + 8 * j) & m));
 #pragma GCC unroll 4
             for (int q = 0; q < 4; q++) a16[p][q] = vpadalq_u8(a16[p][q], vcntq_u8(veorq_u8(a, wv[q])));
         }
@@ -399,8 +398,8 @@ static void row_neon(const bnn_bconv *k, const uint8_t *buf, int oy, size_t out_
                             }
                         pending = 0;
                     }
-                    if (np == NEON_P) words_neon(row, w, pstride, j0, j1, a16, NEON_P);
-                    else words_neon(row, w, pstride, j0, j1, a16, np);
+                    if (np == NEON_P) words_neon(k, row, w, pstride, j0, j1, a16, NEON_P);
+                    else words_neon(k, row, w, pstride, j0, j1, a16, np);
                     pending += j1 - j0;
                 }
             }
@@ -413,8 +412,8 @@ static void row_neon(const bnn_bconv *k, const uint8_t *buf, int oy, size_t out_
         }
         for (int p = 0; p < np; p++) {
             int ox = ox0 + p;
-            int64_t *yp = y + p * nl, extra = overread(k, org + p * pstride);
-            for (size_t c = 0; c < nl; c++) yp[c] = k->K - 2 * (yp[c] - extra);
+            int64_t *yp = y + p * nl;
+            for (size_t c = 0; c < nl; c++) yp[c] = k->K - 2 * yp[c];
             if (g->pad_value == 0 && is_border(k, oy, ox)) zero_pad_fix(k, oy, ox, yp);
             bnn_epi_pixel_neon(&k->e, yp, out_row + ox, out, skip);
         }
@@ -434,7 +433,7 @@ int bnn_bconv_run(const bnn_bconv *k, const uint8_t *in, void *out, const int8_t
     int64_t *scratch = (int64_t *)malloc(sizeof(int64_t) * per_thread * threads);
     if (!bufs || !scratch) { free(bufs); free(scratch); return -1; }
     int rows = n * g->out_h;
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(threads) if (threads > 1)
     {
 #pragma omp for schedule(static)
         for (int i = 0; i < n; i++) pad_image(k, in + i * img_bytes, bufs + i * buf_bytes);

@@ -134,12 +134,16 @@ static void pad_image8(const bnn_conv8 *k, const int8_t *img, uint8_t *buf) {
     memset(buf, 128, (size_t)k->hp * k->rs);
     int ncols = g->in_w < k->wp - g->pad_left ? g->in_w : k->wp - g->pad_left;
     if (ncols <= 0) return;
-    for (int r = 0; r < k->hp; r++) {
-        int iy = r - g->pad_top;
-        if (iy < 0 || iy >= g->in_h) continue;
-        const int8_t *src = img + (size_t)iy * g->in_w * g->cin;
-        uint8_t *dst = buf + (size_t)r * k->rs + (size_t)g->pad_left * g->cin;
-        for (size_t i = 0; i < (size_t)ncols * g->cin; i++) dst[i] = (uint8_t)(src[i] ^ 0x80);
+    /* locals: a byte store may alias the geometry, which would reload it per byte */
+    const size_t n = (size_t)ncols * g->cin, in_row = (size_t)g->in_w * g->cin;
+    const size_t lead = (size_t)g->pad_left * g->cin, rs = (size_t)k->rs;
+    const int pad_top = g->pad_top, in_h = g->in_h, hp = k->hp;
+    for (int r = 0; r < hp; r++) {
+        int iy = r - pad_top;
+        if (iy < 0 || iy >= in_h) continue;
+        const int8_t *restrict src = img + (size_t)iy * in_row;
+        uint8_t *restrict dst = buf + (size_t)r * rs + lead;
+        for (size_t i = 0; i < n; i++) dst[i] = (uint8_t)(src[i] ^ 0x80);
     }
 }
 
@@ -394,7 +398,7 @@ int bnn_conv8_run(const bnn_conv8 *k, const int8_t *in, void *out, const int8_t 
     int64_t *scratch = (int64_t *)malloc(sizeof(int64_t) * per_thread * threads);
     if (!bufs || !scratch) { free(bufs); free(scratch); return -1; }
     int rows = n * g->out_h;
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(threads) if (threads > 1)
     {
 #pragma omp for schedule(static)
         for (int i = 0; i < n; i++) {

@@ -236,7 +236,7 @@ static inline void window(const bnn_pool_geom *g, int oy, int ox, int *y0, int *
 
 void bnn_maxpool_int8(const bnn_pool_geom *g, const int8_t *in, int8_t *out, int n, int threads) {
     int rows = n * g->out_h;
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
     for (int r = 0; r < rows; r++) {
         int i = r / g->out_h, oy = r % g->out_h;
         const int8_t *img = in + (size_t)i * g->in_h * g->in_w * g->c;
@@ -256,7 +256,7 @@ void bnn_maxpool_int8(const bnn_pool_geom *g, const int8_t *in, int8_t *out, int
 
 void bnn_maxpool_bits(const bnn_pool_geom *g, const uint8_t *in, uint8_t *out, int n, int threads) {
     int cb = (g->c + 7) / 8, rows = n * g->out_h;
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
     for (int r = 0; r < rows; r++) {
         int i = r / g->out_h, oy = r % g->out_h;
         const uint8_t *img = in + (size_t)i * g->in_h * g->in_w * cb;
