@@ -193,6 +193,24 @@ static void row_scalar(const bnn_bconv *k, const uint8_t *buf, int oy, size_t ou
 #ifdef BNN_X86
 #define AVX512 BNN_AVX512_POPCNT
 
+/* same-zero border pixels only: out of line, so the hot block stays small */
+AVX512 static __attribute__((noinline)) __m512i zero_fix_avx512(const bnn_bconv *k, int oy, int ox, int grp,
+                                                                __m512i y) {
+    const bnn_conv_geom *g = &k->g;
+    int64_t tmp[8] __attribute__((aligned(64)));
+    _mm512_store_si512(tmp, y);
+    for (int ky = 0; ky < g->kh; ky++) {
+        int iy = oy * g->sh - g->pad_top + ky * g->dh;
+        for (int kx = 0; kx < g->kw; kx++) {
+            int ix = ox * g->sw - g->pad_left + kx * g->dw;
+            if (iy >= 0 && iy < g->in_h && ix >= 0 && ix < g->in_w) continue;
+            const int64_t *t = k->tapc + (size_t)(ky * g->kw + kx) * k->groups * 8 + grp * 8;
+            for (int l = 0; l < 8; l++) tmp[l] -= t[l];
+        }
+    }
+    return _mm512_load_si512(tmp);
+}
+
 /* P pixels x G groups of 8 output channels, accumulators in registers. */
 AVX512 static inline __attribute__((always_inline)) void
 block_avx512(const bnn_bconv *k, const uint8_t *buf, int oy, int ox0, int grp0, size_t out_row,
@@ -231,21 +249,7 @@ block_avx512(const bnn_bconv *k, const uint8_t *buf, int oy, int ox0, int grp0, 
 #pragma GCC unroll 4
         for (int q = 0; q < G; q++) {
             __m512i y = _mm512_sub_epi64(K, _mm512_slli_epi64(acc[p][q], 1));
-            if (fix) {
-                int64_t tmp[8] __attribute__((aligned(64)));
-                _mm512_store_si512(tmp, y);
-                /* per-tap correction for this group only */
-                for (int ky = 0; ky < g->kh; ky++) {
-                    int iy = oy * g->sh - g->pad_top + ky * g->dh;
-                    for (int kx = 0; kx < g->kw; kx++) {
-                        int ix = ox * g->sw - g->pad_left + kx * g->dw;
-                        if (iy >= 0 && iy < g->in_h && ix >= 0 && ix < g->in_w) continue;
-                        const int64_t *t = k->tapc + (size_t)(ky * g->kw + kx) * k->groups * 8 + (grp0 + q) * 8;
-                        for (int l = 0; l < 8; l++) tmp[l] -= t[l];
-                    }
-                }
-                y = _mm512_load_si512(tmp);
-            }
+            if (fix) y = zero_fix_avx512(k, oy, ox, grp0 + q, y);
             bnn_epi8_avx512(&k->e, y, (grp0 + q) * 8, out_row + ox, out, skip);
         }
     }
