@@ -214,7 +214,7 @@ AVX512 static __attribute__((noinline)) __m512i zero_fix_avx512(const bnn_bconv 
 /* P pixels x G groups of 8 output channels, accumulators in registers. */
 AVX512 static inline __attribute__((always_inline)) void
 block_avx512(const bnn_bconv *k, const uint8_t *buf, int oy, int ox0, int grp0, size_t out_row,
-             void *out, const int8_t *skip, const int P, const int G) {
+             void *out, const int8_t *skip, const int P, const int G, const int MASKED) {
     const bnn_conv_geom *g = &k->g;
     __m512i acc[8][4];
     const uint8_t *org = buf + (size_t)oy * g->sh * k->rs + (size_t)ox0 * g->sw * k->cb;
@@ -229,7 +229,8 @@ block_avx512(const bnn_bconv *k, const uint8_t *buf, int oy, int ox0, int grp0, 
         const uint64_t *w = k->w + ((size_t)grp0 * k->nrows + r) * k->rw * 8;
         for (int j = 0; j < k->rw; j++) {
             __m512i wv[4];
-            const uint64_t m = word_mask(k, j);
+            /* a constant ~0 when rows fill whole words: the broadcast then loads from memory */
+            const uint64_t m = MASKED ? word_mask(k, j) : ~(uint64_t)0;
 #pragma GCC unroll 4
             for (int q = 0; q < G; q++) wv[q] = _mm512_load_si512(w + q * gstride + j * 8);
 #pragma GCC unroll 8
@@ -258,13 +259,15 @@ block_avx512(const bnn_bconv *k, const uint8_t *buf, int oy, int ox0, int grp0, 
 AVX512 static void row_avx512(const bnn_bconv *k, const uint8_t *buf, int oy, size_t out_row,
                               void *out, const int8_t *skip) {
     int ow = k->g.out_w;
+    const int masked = k->last_mask != ~(uint64_t)0;
     for (int grp = 0; grp < k->groups; grp += 4) {
         int G = k->groups - grp < 4 ? k->groups - grp : 4;
         int ox = 0;
         /* register blocking: P pixels x G groups of 8 channels, P*G <= 24 accumulators */
-#define BNN_BLOCKS(P, G)                                                              \
-    for (; ox + P <= ow; ox += P) block_avx512(k, buf, oy, ox, grp, out_row, out, skip, P, G); \
-    for (; ox < ow; ox++) block_avx512(k, buf, oy, ox, grp, out_row, out, skip, 1, G);
+#define BNN_BLOCKS_M(P, G, M)                                                                 \
+    for (; ox + P <= ow; ox += P) block_avx512(k, buf, oy, ox, grp, out_row, out, skip, P, G, M); \
+    for (; ox < ow; ox++) block_avx512(k, buf, oy, ox, grp, out_row, out, skip, 1, G, M);
+#define BNN_BLOCKS(P, G) if (masked) { BNN_BLOCKS_M(P, G, 1) } else { BNN_BLOCKS_M(P, G, 0) }
         switch (G) {
         case 1: BNN_BLOCKS(8, 1) break;
         case 2: BNN_BLOCKS(8, 2) break;
@@ -272,6 +275,7 @@ AVX512 static void row_avx512(const bnn_bconv *k, const uint8_t *buf, int oy, si
         default: BNN_BLOCKS(6, 4) break;
         }
 #undef BNN_BLOCKS
+#undef BNN_BLOCKS_M
     }
 }
 #endif
@@ -361,15 +365,17 @@ enum { NEON_P = 4, NEON_FLUSH = 2048 };
  * 16 accumulators and 4 weights in registers) */
 static inline __attribute__((always_inline)) void
 words_neon(const bnn_bconv *k, const uint8_t *row, const uint64_t *w, size_t pstride, int j0, int j1,
-           uint16x8_t a16[NEON_P][4], const int np) {
+           uint16x8_t a16[NEON_P][4], const int np, const int MASKED) {
     for (int j = j0; j < j1; j++) {
         uint8x16_t wv[4];
-        const uint64_t m = word_mask(k, j);
+        /* masking in the vector domain: a dup from a general register costs more on A72 */
+        const uint8x16_t m = vreinterpretq_u8_u64(vdupq_n_u64(MASKED ? word_mask(k, j) : ~(uint64_t)0));
 #pragma GCC unroll 4
         for (int q = 0; q < 4; q++) wv[q] = vreinterpretq_u8_u64(vld1q_u64(w + 8 * j + 2 * q));
 #pragma GCC unroll 4
         for (int p = 0; p < np; p++) {
-            uint8x16_t a = vreinterpretq_u8_u64(vdupq_n_u64(load64(row + p * pstride + 8 * j) & m));
+            uint8x16_t a = vreinterpretq_u8_u64(vdupq_n_u64(load64(row + p * pstride + 8 * j)));
+            if (MASKED) a = vandq_u8(a, m);
 #pragma GCC unroll 4
             for (int q = 0; q < 4; q++) a16[p][q] = vpadalq_u8(a16[p][q], vcntq_u8(veorq_u8(a, wv[q])));
         }
@@ -380,6 +386,7 @@ static void row_neon(const bnn_bconv *k, const uint8_t *buf, int oy, size_t out_
                      const int8_t *skip, int64_t *y /* scratch [NEON_P][groups*8] */) {
     const bnn_conv_geom *g = &k->g;
     const size_t pstride = (size_t)g->sw * k->cb, nl = (size_t)k->groups * 8;
+    const int masked = k->last_mask != ~(uint64_t)0;
     for (int ox0 = 0; ox0 < g->out_w; ox0 += NEON_P) {
         int np = g->out_w - ox0 < NEON_P ? g->out_w - ox0 : NEON_P;
         const uint8_t *org = buf + (size_t)oy * g->sh * k->rs + (size_t)ox0 * pstride;
@@ -402,8 +409,9 @@ static void row_neon(const bnn_bconv *k, const uint8_t *buf, int oy, size_t out_
                             }
                         pending = 0;
                     }
-                    if (np == NEON_P) words_neon(k, row, w, pstride, j0, j1, a16, NEON_P);
-                    else words_neon(k, row, w, pstride, j0, j1, a16, np);
+                    if (np == NEON_P && !masked) words_neon(k, row, w, pstride, j0, j1, a16, NEON_P, 0);
+                    else if (np == NEON_P) words_neon(k, row, w, pstride, j0, j1, a16, NEON_P, 1);
+                    else words_neon(k, row, w, pstride, j0, j1, a16, np, 1);
                     pending += j1 - j0;
                 }
             }
