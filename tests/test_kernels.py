@@ -86,6 +86,9 @@ BCONV_CASES = [
                          (3, 2, "torch", 1), (3, 1, "valid", 5), (1, 2, "same-one", 1)]],
     (17, 16, 3, 1, "same-zero", 2, 2, 9, 8),
     (16, 17, 3, 2, "same-one", 2, 1, 9, 9),
+    (64, 200, 3, 1, "same-one", 1, 2, 5, 16),   # rows of 16 pixels: 8-pixel x 3-group blocks
+    (65, 64, 3, 1, "same-zero", 1, 1, 4, 15),   # 15 = 6 + 6 + 2 + 1: every remainder block
+    (24, 40, 3, 2, "same-zero", 1, 1, 9, 30),   # 15 outputs per row, stride 2
     (3640, 9, 3, 1, "same-zero", 1, 1, 3, 4),   # K = 32760: the int16 limit
     (3700, 9, 3, 2, "same-one", 1, 2, 3, 3),    # K = 33300: the int32 path
 ]

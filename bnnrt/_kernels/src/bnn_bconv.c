@@ -260,18 +260,24 @@ AVX512 static void row_avx512(const bnn_bconv *k, const uint8_t *buf, int oy, si
                               void *out, const int8_t *skip) {
     int ow = k->g.out_w;
     const int masked = k->last_mask != ~(uint64_t)0;
-    for (int grp = 0; grp < k->groups; grp += 4) {
-        int G = k->groups - grp < 4 ? k->groups - grp : 4;
+    /* Register blocking: P pixels x G groups of 8 channels, P*G <= 24 accumulators
+     * (+ G weights + 1 broadcast of 32 registers). Rows whose width is a multiple
+     * of 8 take 8 pixels x 3 groups, so no pixel falls into a narrow remainder
+     * block; others 6 x 4. The remainder goes 4, 2, 1 pixels at a time. */
+    const int gstep = ow % 8 == 0 ? 3 : 4;
+    for (int grp = 0; grp < k->groups; grp += gstep) {
+        int G = k->groups - grp < gstep ? k->groups - grp : gstep;
         int ox = 0;
-        /* register blocking: P pixels x G groups of 8 channels, P*G <= 24 accumulators */
 #define BNN_BLOCKS_M(P, G, M)                                                                 \
     for (; ox + P <= ow; ox += P) block_avx512(k, buf, oy, ox, grp, out_row, out, skip, P, G, M); \
+    for (; ox + 4 <= ow; ox += 4) block_avx512(k, buf, oy, ox, grp, out_row, out, skip, 4, G, M); \
+    for (; ox + 2 <= ow; ox += 2) block_avx512(k, buf, oy, ox, grp, out_row, out, skip, 2, G, M); \
     for (; ox < ow; ox++) block_avx512(k, buf, oy, ox, grp, out_row, out, skip, 1, G, M);
 #define BNN_BLOCKS(P, G) if (masked) { BNN_BLOCKS_M(P, G, 1) } else { BNN_BLOCKS_M(P, G, 0) }
         switch (G) {
         case 1: BNN_BLOCKS(8, 1) break;
         case 2: BNN_BLOCKS(8, 2) break;
-        case 3: BNN_BLOCKS(6, 3) break;
+        case 3: BNN_BLOCKS(8, 3) break;
         default: BNN_BLOCKS(6, 4) break;
         }
 #undef BNN_BLOCKS
