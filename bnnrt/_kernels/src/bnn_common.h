@@ -162,7 +162,11 @@ BNN_AVX512_BASE static inline void bnn_epi8_avx512(const bnn_epi *e, __m512i y, 
         ((uint8_t *)out)[pix * ((cout + 7) / 8) + c0 / 8] = (uint8_t)(neg & m);
     } else if (e->kind == BNN_OUT_INT32) {
         y = _mm512_add_epi64(y, _mm512_load_si512(e->bias + c0));
-        _mm512_mask_cvtepi64_storeu_epi32((int32_t *)out + pix * cout + c0, m, y);
+        /* narrow in registers, then a plain store: the masked narrowing store
+         * (vpmovqd to memory) is microcoded on some cores */
+        __m256i y32 = _mm512_cvtepi64_epi32(y);
+        if (n == 8) _mm256_storeu_si256((__m256i *)((int32_t *)out + pix * cout + c0), y32);
+        else _mm256_mask_storeu_epi32((int32_t *)out + pix * cout + c0, m, y32);
     } else {
         __m512i t = _mm512_add_epi64(y, _mm512_load_si512(e->bias + c0));
         /* vpmuldq (1 uop) multiplies the low 32 bits of each lane, sign-extended:
@@ -172,7 +176,8 @@ BNN_AVX512_BASE static inline void bnn_epi8_avx512(const bnn_epi *e, __m512i y, 
         t = _mm512_add_epi64(t, _mm512_load_si512(e->rnd + c0));
         t = _mm512_srav_epi64(t, _mm512_load_si512(e->shift + c0));
         if (e->has_skip) {
-            __m128i s8 = _mm_maskz_loadu_epi8(m, skip + pix * cout + c0);
+            __m128i s8 = n == 8 ? _mm_loadl_epi64((const __m128i *)(skip + pix * cout + c0))
+                                : _mm_maskz_loadu_epi8(m, skip + pix * cout + c0);
             __m512i s = _mm512_mul_epi32(_mm512_cvtepi8_epi64(s8), _mm512_set1_epi64(e->skip_mult));
             s = _mm512_add_epi64(s, _mm512_set1_epi64(e->skip_round));
             s = _mm512_sra_epi64(s, _mm_cvtsi32_si128(e->skip_shift));
@@ -180,7 +185,9 @@ BNN_AVX512_BASE static inline void bnn_epi8_avx512(const bnn_epi *e, __m512i y, 
         }
         t = _mm512_max_epi64(t, _mm512_set1_epi64(e->clamp_lo));
         t = _mm512_min_epi64(t, _mm512_set1_epi64(e->clamp_hi));
-        _mm512_mask_cvtepi64_storeu_epi8((int8_t *)out + pix * cout + c0, m, t);
+        __m128i b = _mm512_cvtepi64_epi8(t);          /* clamped: truncation is exact */
+        if (n == 8) _mm_storel_epi64((__m128i *)((int8_t *)out + pix * cout + c0), b);
+        else _mm_mask_storeu_epi8((int8_t *)out + pix * cout + c0, m, b);
     }
 }
 #endif
