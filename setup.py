@@ -17,7 +17,10 @@ from setuptools import Extension, setup
 KERNELS = "bnnrt/_kernels"
 
 # -fwrapv: integer overflow wraps as in numpy (the oracle) instead of being undefined.
-compile_args = ["-O3", "-std=c11", "-fopenmp", "-fwrapv", "-Wall", "-Wno-unused-function"]
+# -ffp-contract=off: a float multiply-then-add stays two roundings (as in numpy),
+# never an FMA the compiler fuses in functions whose target has one.
+compile_args = ["-O3", "-std=c11", "-fopenmp", "-fwrapv", "-ffp-contract=off", "-Wall",
+                "-Wno-unused-function"]
 link_args = ["-fopenmp"]
 if os.environ.get("BNNRT_SANITIZE"):
     compile_args += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-O1", "-g"]

@@ -4,6 +4,7 @@
     bnnrt predict MODEL IMAGE... [--top-k K]
     bnnrt eval MODEL --dataset fashion-mnist [--data DIR] [--batch N] [--json]
     bnnrt bench MODEL [--batch N] [--threads N] [--runs N] [--json]
+    bnnrt convert MODEL.tflite OUT.bnn [--labels FILE]
 
 MODEL is a .bnn file or a zoo model (random weights): ``zoo:blendnet20[:width]``
 (BlendNet-20, width 1 by default) or ``zoo:resnet20_binary[:width]`` (the
@@ -149,6 +150,24 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_convert(args) -> int:
+    from .convert import from_tflite
+    from .model import save
+    metadata = {}
+    if args.labels:
+        with open(args.labels, encoding="utf-8") as fh:
+            metadata["labels"] = [line.strip() for line in fh if line.strip()]
+    t0 = time.perf_counter()
+    model = from_tflite(args.source, metadata=metadata)
+    save(model, args.out)
+    layers = model.layers()
+    binary = sum(r["binary_macs"] for r in layers)
+    print(f"{args.source} -> {args.out}: {len(model.graph.nodes)} layers, "
+          f"{binary / 1e6:.1f} M binary MACs, {os.path.getsize(args.out):,} bytes "
+          f"({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -191,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=float, default=30.0, help="stop early after this long")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_bench)
+    p = sub.add_parser("convert", help="import a Larq Compute Engine .tflite file as a .bnn model")
+    p.add_argument("source", help="the .tflite file (needs pip install 'bnnrt[tflite]')")
+    p.add_argument("out", help="the .bnn file to write")
+    p.add_argument("--labels", default=None, help="a text file with one class label per line")
+    p.set_defaults(func=cmd_convert)
     return parser
 
 
@@ -199,6 +223,9 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except BnnrtError as e:
+        print(f"bnnrt: error: {e}", file=sys.stderr)
+        return 2
+    except ImportError as e:          # an optional dependency (the flatbuffer reader, torch)
         print(f"bnnrt: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:

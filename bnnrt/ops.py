@@ -201,7 +201,7 @@ class Dequantize(Op):
     precision = "float"
 
     def infer(self, node, ins):
-        spec = _input(node, ins, 0, ["int8", "int32"])
+        spec = _input(node, ins, 0, ["int8", "int32", "bits"])
         c = spec.channels
         for key in ("scale", "offset"):
             arr = _const(node, key, np.float32, optional=(key == "offset"))
@@ -209,11 +209,20 @@ class Dequantize(Op):
                 _fail(node, f"constant {key!r} has shape {arr.shape}, expected (1,) or ({c},)")
         return [TensorSpec(spec.shape, "float32")]
 
+    def _kwargs(self, node, ins):
+        channels = ins[0].channels if ins[0].dtype == "bits" else None
+        return dict(scale=node.consts["scale"], offset=node.consts.get("offset"), channels=channels)
+
     def reference(self, node, ins, arrays):
-        return [ref.dequantize(arrays[0], scale=node.consts["scale"], offset=node.consts.get("offset"))]
+        return [ref.dequantize(arrays[0], **self._kwargs(node, ins))]
 
     def kernel(self, node, ins):
-        scale, offset = node.consts["scale"], node.consts.get("offset")
+        kw = self._kwargs(node, ins)
+        if kw["channels"] is not None:  # bits: +1/-1 times the scale (LceDequantize)
+            def run(x, out):
+                out[...] = ref.dequantize(x, **kw)
+            return NumpyKernel(run)
+        scale, offset = kw["scale"], kw["offset"]
 
         def run(x, out):
             np.multiply(x, scale, out=out, dtype=np.float32)
@@ -228,14 +237,21 @@ class Softmax(Op):
 
     def infer(self, node, ins):
         spec = _input(node, ins, 0, ["float32"])
+        beta = node.attrs.get("beta", 1.0)
+        if not isinstance(beta, (int, float)) or not np.isfinite(beta) or beta <= 0:
+            _fail(node, f"beta must be a positive number, got {beta!r}")
         return [spec]
 
     def reference(self, node, ins, arrays):
-        return [ref.softmax(arrays[0])]
+        return [ref.softmax(arrays[0], beta=node.attrs.get("beta", 1.0))]
 
     def kernel(self, node, ins):
+        beta = np.float32(node.attrs.get("beta", 1.0))
+
         def run(x, out):
             np.subtract(x, x.max(axis=-1, keepdims=True), out=out)
+            if beta != 1:
+                out *= beta
             np.exp(out, out=out)
             out /= out.sum(axis=-1, keepdims=True)
         return NumpyKernel(run)
@@ -500,11 +516,245 @@ class GlobalAvgPool(Op):
         return _core.GlobalAvgPool(**self._params(node))
 
 
+# --------------------------------------------------------------------------
+# float ops: the non-binary layers of imported Larq/TFLite models. Their
+# kernels are the reference functions themselves (numpy and BLAS), written
+# into the planned output buffer.
+
+
+def _activation_attr(node: Node) -> str:
+    return _choice(node, "activation", tuple(ref.ACTIVATIONS), default="none")
+
+
+class _FloatOp(Op):
+    precision = "float"
+    #: attribute keys passed to the reference function
+    attr_keys: tuple[str, ...] = ()
+
+    def _kwargs(self, node, ins):
+        return {k: node.attrs[k] for k in self.attr_keys if k in node.attrs}
+
+    def reference(self, node, ins, arrays):
+        return [getattr(ref, self.name)(*arrays, **self._kwargs(node, ins))]
+
+    def kernel(self, node, ins):
+        fn, kw = getattr(ref, self.name), self._kwargs(node, ins)
+
+        def run(*arrays):
+            arrays[-1][...] = fn(*arrays[:-1], **kw)
+        return NumpyKernel(run)
+
+
+class Activation(_FloatOp):
+    name = "activation"
+
+    def infer(self, node, ins):
+        spec = _input(node, ins, 0, ["float32"])
+        _choice(node, "kind", tuple(ref.ACTIVATIONS))
+        return [spec]
+
+    def _kwargs(self, node, ins):
+        return {"kind": node.attrs["kind"]}
+
+
+class Conv2DFloat(_FloatOp):
+    name = "conv2d_float"
+
+    def infer(self, node, ins):
+        spec = _input(node, ins, 0, ["float32"])
+        w = _const(node, "weights", np.float32)
+        if w.ndim != 4:
+            _fail(node, f"weights must be float32 (Cout, kh, kw, Cin/groups), got shape {w.shape}")
+        groups = _int(node, "groups", default=1, lo=1, hi=MAX_DIM)
+        cout = int(w.shape[0])
+        if spec.channels != groups * w.shape[3] or cout % groups:
+            _fail(node, f"weights {w.shape} with groups={groups} do not fit the input {spec}")
+        _const(node, "bias", np.float32, (cout,), optional=True)
+        _activation_attr(node)
+        _, _, _, oh, ow = _window(node, spec, w.shape[1:3])
+        return [TensorSpec((oh, ow, cout), "float32")]
+
+    def _kwargs(self, node, ins):
+        w = node.consts["weights"]
+        strides, dilations, pads, _, _ = _window(node, ins[0], w.shape[1:3])
+        return dict(weights=w, bias=node.consts.get("bias"), strides=strides, dilations=dilations,
+                    pads=pads, groups=node.attrs.get("groups", 1), activation=_activation_attr(node))
+
+    def cost(self, node, ins, outs):
+        w = node.consts["weights"]
+        return _macs(float_=int(np.prod(outs[0].shape)) * int(np.prod(w.shape[1:])))
+
+
+class BConv2DFloat(_FloatOp):
+    """A binary conv with LCE's float epilogue (clamp y, then multiplier and bias)."""
+
+    name = "bconv2d_float"
+    precision = "binary"
+
+    def infer(self, node, ins):
+        spec = _input(node, ins, 0, ["bits"])
+        cin = _int(node, "cin", lo=1, hi=MAX_DIM)
+        if cin != spec.channels:
+            _fail(node, f"attribute cin={cin} but the input has {spec.channels} channels")
+        w = node.consts.get("weights")
+        if w is None or w.dtype != np.uint8 or w.ndim != 4 or w.shape[3] != packed_bytes(cin):
+            _fail(node, f"weights must be uint8 (Cout, kh, kw, {packed_bytes(cin)}), got "
+                  f"{None if w is None else (w.dtype, w.shape)}")
+        cout = int(w.shape[0])
+        _choice(node, "pad_value", (0, 1), default=1)
+        _const(node, "multiplier", np.float32, (cout,))
+        _const(node, "bias", np.float32, (cout,))
+        clamp = node.attrs.get("clamp")
+        if clamp is not None:
+            if (not isinstance(clamp, (list, tuple)) or len(clamp) != 2
+                    or not all(isinstance(v, int) and not isinstance(v, bool) for v in clamp)
+                    or not -2**31 <= clamp[0] <= clamp[1] <= 2**31 - 1):
+                _fail(node, f"clamp must be two int32 [lo, hi] with lo <= hi, got {clamp!r}")
+        _, _, _, oh, ow = _window(node, spec, w.shape[1:3])
+        return [TensorSpec((oh, ow, cout), "float32")]
+
+    def _kwargs(self, node, ins):
+        w = node.consts["weights"]
+        strides, dilations, pads, _, _ = _window(node, ins[0], w.shape[1:3])
+        clamp = node.attrs.get("clamp")
+        return dict(weights=w, cin=node.attrs["cin"], multiplier=node.consts["multiplier"],
+                    bias=node.consts["bias"], strides=strides, dilations=dilations, pads=pads,
+                    pad_value=node.attrs.get("pad_value", 1),
+                    clamp=None if clamp is None else tuple(clamp))
+
+    def kernel(self, node, ins):
+        kw = self._kwargs(node, ins)
+        return _core.BConv2D(kw["weights"], in_hw=ins[0].shape[:2], cin=kw["cin"],
+                             strides=kw["strides"], dilations=kw["dilations"], pads=kw["pads"],
+                             pad_value=kw["pad_value"], output="float32",
+                             float_multiplier=kw["multiplier"], float_bias=kw["bias"],
+                             y_clamp=kw["clamp"])
+
+    def cost(self, node, ins, outs):
+        w = node.consts["weights"]
+        oh, ow, cout = outs[0].shape
+        return _macs(binary=oh * ow * cout * w.shape[1] * w.shape[2] * node.attrs["cin"])
+
+
+class _Elementwise(_FloatOp):
+    """a (op) b: b is the second input, or the constant ``operand`` broadcast
+    over the input (shape (C,), (1,) or the input's own shape)."""
+
+    n_inputs = (1, 2)
+
+    def infer(self, node, ins):
+        a = _input(node, ins, 0, ["float32"])
+        if len(node.inputs) == 2:
+            b = _input(node, ins, 1, ["float32"])
+            if a.shape != b.shape:
+                _fail(node, f"operands {a} and {b} differ in shape")
+            if "operand" in node.consts:
+                _fail(node, "takes a second input or a constant operand, not both")
+        else:
+            c = _const(node, "operand", np.float32)
+            if c.shape not in ((1,), (a.channels,), tuple(a.shape)):
+                _fail(node, f"constant operand of shape {c.shape} does not broadcast over {a}")
+        _activation_attr(node)
+        return [a]
+
+    def _kwargs(self, node, ins):
+        return {"activation": _activation_attr(node)}
+
+    def reference(self, node, ins, arrays):
+        operands = arrays if len(arrays) == 2 else [arrays[0], node.consts["operand"]]
+        return [getattr(ref, self.name)(*operands, **self._kwargs(node, ins))]
+
+    def kernel(self, node, ins):
+        fn, kw = getattr(ref, self.name), self._kwargs(node, ins)
+        const = node.consts.get("operand")
+
+        def run(*arrays):
+            operands = arrays[:-1] if const is None else (arrays[0], const)
+            arrays[-1][...] = fn(*operands, **kw)
+        return NumpyKernel(run)
+
+
+class AddFloat(_Elementwise):
+    name = "add_float"
+
+
+class MulFloat(_Elementwise):
+    name = "mul_float"
+
+
+class PadFloat(_FloatOp):
+    name = "pad_float"
+    precision = "none"
+    attr_keys = ("pads", "value")
+
+    def infer(self, node, ins):
+        spec = _input(node, ins, 0, ["float32"])
+        top, bottom, left, right = _ints(node, "pads", 4, minimum=0)
+        value = node.attrs.get("value", 0.0)
+        if not isinstance(value, (int, float)) or not np.isfinite(value):
+            _fail(node, f"pad value must be a finite number, got {value!r}")
+        h, w, c = spec.shape
+        return [TensorSpec((h + top + bottom, w + left + right, c), "float32")]
+
+
+class _PoolFloat(_FloatOp):
+    attr_keys = ("kernel", "strides", "pads")
+
+    def infer(self, node, ins):
+        spec = _input(node, ins, 0, ["float32"])
+        kernel = _ints(node, "kernel", 2, minimum=1)
+        _, _, _, oh, ow = _window(node, spec, kernel)
+        return [TensorSpec((oh, ow, spec.channels), "float32")]
+
+
+class MaxPoolFloat(_PoolFloat):
+    name = "maxpool_float"
+
+
+class AvgPoolFloat(_PoolFloat):
+    name = "avgpool_float"
+
+
+class MeanFloat(_FloatOp):
+    name = "mean_float"
+
+    def infer(self, node, ins):
+        spec = _input(node, ins, 0, ["float32"])
+        return [TensorSpec((1, 1, spec.channels), "float32")]
+
+
+class Reshape(_FloatOp):
+    name = "reshape"
+    precision = "none"
+    attr_keys = ("shape",)
+
+    def infer(self, node, ins):
+        spec = _input(node, ins, 0, ["float32", "int8", "int32"])
+        shape = _ints(node, "shape", 3, minimum=1)
+        if int(np.prod(shape)) != int(np.prod(spec.shape)):
+            _fail(node, f"cannot reshape {spec} to {list(shape)}")
+        return [TensorSpec(tuple(shape), spec.dtype)]
+
+
+class Concat(_FloatOp):
+    name = "concat"
+    precision = "none"
+    n_inputs = (1, 64)
+
+    def infer(self, node, ins):
+        specs = [_input(node, ins, i, ["float32", "int8"]) for i in range(len(node.inputs))]
+        if len({s.dtype for s in specs}) != 1 or len({s.shape[:2] for s in specs}) != 1:
+            _fail(node, f"cannot concatenate {', '.join(map(str, specs))} along channels")
+        return [TensorSpec(specs[0].shape[:2] + (sum(s.channels for s in specs),), specs[0].dtype)]
+
+
 #: op name -> Op. The one table the planner, the file reader and the
 #: converters consult.
 OPS: dict[str, Op] = {op.name: op for op in (
     Quantize(), Dequantize(), Softmax(), Flatten(), SignBits(), Binarize(), AddInt8(),
     BConv2D(), Conv2DInt8(), MaxPool(), GlobalAvgPool(),
+    Activation(), Conv2DFloat(), BConv2DFloat(), AddFloat(), MulFloat(), PadFloat(),
+    MaxPoolFloat(), AvgPoolFloat(), MeanFloat(), Reshape(), Concat(),
 )}
 
 # Every op has its reference definition, under the same name (style.md, 5: the

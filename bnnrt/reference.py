@@ -96,8 +96,11 @@ def quantize(x, *, scale):
     return np.clip(q, -128, 127).astype(np.int8)
 
 
-def dequantize(x, *, scale, offset=None):
-    """int8/int32 -> float32: x * scale[c] + offset[c] (scale, offset per channel or scalar)."""
+def dequantize(x, *, scale, offset=None, channels=None):
+    """int8/int32 -> float32: x * scale[c] + offset[c] (scale, offset per channel
+    or scalar). A bit tensor (``channels`` given) dequantizes its +1/-1 values."""
+    if channels is not None:
+        x = to_signs(x, channels)
     y = np.asarray(x).astype(np.float32) * np.asarray(scale, dtype=np.float32)
     if offset is not None:
         y = y + np.asarray(offset, dtype=np.float32)
@@ -206,8 +209,131 @@ def flatten(x):
     return x.reshape(x.shape[0], 1, 1, -1)
 
 
-def softmax(x):
-    """float32 softmax over the last axis."""
+def softmax(x, *, beta=1.0):
+    """float32 softmax of ``beta * x`` over the last axis."""
     x = np.asarray(x, dtype=np.float32)
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    e = np.exp((x - x.max(axis=-1, keepdims=True)) * np.float32(beta))
     return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------
+# float ops (the non-binary layers of imported Larq/TFLite models). Computed in
+# float32 like TFLite's kernels; the kernels run these same functions (numpy
+# and BLAS are as fast as anything for these layers), so there is nothing to
+# drift apart.
+
+#: Fused activations of float ops, TFLite's set: name -> function.
+ACTIVATIONS = {
+    "none": lambda x: x,
+    "relu": lambda x: np.maximum(x, np.float32(0)),
+    "relu6": lambda x: np.clip(x, np.float32(0), np.float32(6)),
+    "relu_n1_to_1": lambda x: np.clip(x, np.float32(-1), np.float32(1)),
+    "tanh": np.tanh,
+    "logistic": lambda x: np.float32(1) / (np.float32(1) + np.exp(-x)),
+}
+
+
+def activation(x, *, kind):
+    """float32 -> float32: one of :data:`ACTIVATIONS`."""
+    return ACTIVATIONS[kind](np.asarray(x, dtype=np.float32)).astype(np.float32, copy=False)
+
+
+def conv2d_float(x, weights, *, bias=None, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0),
+                 groups=1, activation="none"):
+    """float32 convolution with zero padding; ``weights`` (Cout, kh, kw, Cin/groups).
+
+    ``groups == Cin`` with one input channel per group is a depthwise conv
+    (Cout = Cin * multiplier, output channel o reads input channel o // multiplier).
+    Each group is one matrix product of the gathered windows (im2col) with the
+    weights, so BLAS does the work."""
+    x = np.asarray(x, dtype=np.float32)
+    w = np.asarray(weights, dtype=np.float32)
+    cout, kh, kw, cin_g = w.shape
+    per_group = cout // groups
+    taps = [tap for _, _, tap in _windows(x, (kh, kw), strides, dilations, pads, 0.0)]
+    n, oh, ow = taps[0].shape[:3]
+    if cin_g == 1 and groups > 1:           # depthwise: a multiply-add per tap
+        acc = np.zeros((n, oh, ow, cout), np.float32)
+        for (ky, kx), tap in zip(np.ndindex(kh, kw), taps):
+            acc += (tap if per_group == 1 else np.repeat(tap, per_group, axis=-1)) * w[:, ky, kx, 0]
+    else:
+        outs = []
+        for g in range(groups):
+            cols = np.concatenate([t[..., g * cin_g:(g + 1) * cin_g] for t in taps], axis=-1)
+            wg = w[g * per_group:(g + 1) * per_group].reshape(per_group, kh * kw * cin_g)
+            outs.append((cols.reshape(-1, kh * kw * cin_g) @ wg.T).reshape(n, oh, ow, per_group))
+        acc = outs[0] if groups == 1 else np.concatenate(outs, axis=-1)
+    if bias is not None:
+        acc += np.asarray(bias, dtype=np.float32)
+    return ACTIVATIONS[activation](acc).astype(np.float32, copy=False)
+
+
+def bconv2d_float(x, weights, *, cin, multiplier, bias, strides=(1, 1), dilations=(1, 1),
+                  pads=(0, 0, 0, 0), pad_value=1, clamp=None):
+    """Binary convolution with a float output, LCE's float epilogue:
+    ``float(clamp(y, lo, hi)) * multiplier[o] + bias[o]`` (the clamp is the
+    fused activation, on y itself; ``None``: no clamp)."""
+    y = bconv2d(x, weights, cin=cin, strides=strides, dilations=dilations, pads=pads,
+                pad_value=pad_value, output="int32")
+    if clamp is not None:
+        y = np.clip(y, clamp[0], clamp[1])
+    m = np.asarray(multiplier, dtype=np.float32)
+    b = np.asarray(bias, dtype=np.float32)
+    return (y.astype(np.float32) * m + b).astype(np.float32)
+
+
+def _elementwise(op, a, b, activation):
+    out = op(np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32))
+    return ACTIVATIONS[activation](out.astype(np.float32, copy=False)).astype(np.float32, copy=False)
+
+
+def add_float(a, b, *, activation="none"):
+    """float32 a + b (b broadcast per channel when it is a constant), then the activation."""
+    return _elementwise(np.add, a, b, activation)
+
+
+def mul_float(a, b, *, activation="none"):
+    """float32 a * b (b broadcast per channel when it is a constant), then the activation."""
+    return _elementwise(np.multiply, a, b, activation)
+
+
+def pad_float(x, *, pads, value=0.0):
+    """Pad H and W with a constant; ``pads`` (top, bottom, left, right)."""
+    return _pad(np.asarray(x, dtype=np.float32), pads, np.float32(value))
+
+
+def maxpool_float(x, *, kernel, strides, pads=(0, 0, 0, 0)):
+    """float32 max pooling; padded taps are ignored (they are -inf)."""
+    out = None
+    for _, _, tap in _windows(np.asarray(x, dtype=np.float32), kernel, strides, (1, 1), pads, -np.inf):
+        out = tap if out is None else np.maximum(out, tap)
+    return out.astype(np.float32)
+
+
+def avgpool_float(x, *, kernel, strides, pads=(0, 0, 0, 0)):
+    """float32 average pooling over the valid taps of each window (TFLite's
+    rule: padded taps are neither summed nor counted)."""
+    x = np.asarray(x, dtype=np.float32)
+    total = count = None
+    ones = np.ones(x.shape[:3] + (1,), np.float32)
+    for (_, _, tap), (_, _, one) in zip(_windows(x, kernel, strides, (1, 1), pads, 0.0),
+                                        _windows(ones, kernel, strides, (1, 1), pads, 0.0)):
+        total = tap if total is None else total + tap
+        count = one if count is None else count + one
+    return (total / count).astype(np.float32)
+
+
+def mean_float(x):
+    """float32 (N,H,W,C) -> (N,1,1,C): the mean over H and W (global average pooling)."""
+    return np.asarray(x, dtype=np.float32).mean(axis=(1, 2), keepdims=True, dtype=np.float32)
+
+
+def reshape(x, *, shape):
+    """(N, ...) -> (N, *shape), row-major (NHWC) order."""
+    x = np.asarray(x)
+    return x.reshape((x.shape[0],) + tuple(shape))
+
+
+def concat(*xs):
+    """Concatenate along channels."""
+    return np.concatenate([np.asarray(x) for x in xs], axis=-1)

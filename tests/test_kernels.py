@@ -75,7 +75,22 @@ def _epilogue(rng, output, cout, k2c):
         kw["bias"] = rng.integers(-50, 50, cout).astype(np.int32)
         kw["multiplier"] = rng.integers(-2 ** 31, 2 ** 31, cout).astype(np.int32)
         kw["shift"] = rng.integers(24, 40, cout).astype(np.int8)
+    if output == "float32":     # LCE's float epilogue: clamp y (a fused activation), multiplier, bias
+        kw["float_multiplier"] = rng.uniform(-2, 2, cout).astype(np.float32)
+        kw["float_bias"] = rng.normal(0, 3, cout).astype(np.float32)
+        kw["y_clamp"] = [None, (0, 2 ** 31 - 1), (-1, 1), (0, 6)][cout % 4]
     return kw
+
+
+def _ref_bconv(x, weights, output, **kw):
+    """The reference for a kernel's keyword arguments (float32 output is the
+    ``bconv2d_float`` op, the others ``bconv2d``)."""
+    if output == "float32":
+        return ref.bconv2d_float(x, weights, multiplier=kw.pop("float_multiplier"),
+                                 bias=kw.pop("float_bias"), clamp=kw.pop("y_clamp"),
+                                 **{k: v for k, v in kw.items() if k not in ("skip", "skip_multiplier",
+                                                                             "skip_shift")})
+    return ref.bconv2d(x, weights, output=output, **kw)
 
 
 BCONV_CASES = [
@@ -95,7 +110,7 @@ BCONV_CASES = [
 
 
 @pytest.mark.parametrize("case", BCONV_CASES, ids=lambda c: "-".join(map(str, c)))
-@pytest.mark.parametrize("output", ["int32", "bits", "int8"])
+@pytest.mark.parametrize("output", ["int32", "bits", "int8", "float32"])
 def test_bconv2d_matches_reference(case, output):
     cin, cout, k, s, mode, d, n, h, w = case
     rng = np.random.default_rng(hash((case, output)) % 2 ** 32)
@@ -105,9 +120,10 @@ def test_bconv2d_matches_reference(case, output):
     oh, ow = conv_geometry((h, w), (k, k), (s, s), (d, d), pads)
     kw = _epilogue(rng, output, cout, k * k * cin)
     skip = tight(rng.integers(-128, 128, (n, oh, ow, cout), dtype=np.int8)) if output == "int8" else None
-    geo = dict(cin=cin, strides=(s, s), dilations=(d, d), pads=pads, pad_value=pad_value, output=output)
+    geo = dict(cin=cin, strides=(s, s), dilations=(d, d), pads=pads, pad_value=pad_value)
     sm, ss = (3 << 27, 28) if cout % 2 else (1 << 20, 20)     # odd: a rescale; even: the identity
-    expected = ref.bconv2d(x, weights, skip=skip, skip_multiplier=sm, skip_shift=ss, **geo, **kw)
+    expected = _ref_bconv(x, weights, output, skip=skip, skip_multiplier=sm, skip_shift=ss, **geo, **kw)
+    geo["output"] = output
     for variant in _variants("bconv2d"):
         kernel = _core.BConv2D(weights, in_hw=(h, w), has_skip=skip is not None, skip_multiplier=sm,
                                skip_shift=ss, variant=variant, **geo, **kw)

@@ -157,7 +157,7 @@ test_suite() {
     local plats=() v
     for v in $(seq 17 40); do plats+=(--platform "manylinux_2_${v}_aarch64"); done
     python -m pip install -q --target "$site" "${plats[@]}" --implementation cp --python-version "$py" \
-        --only-binary=:all: "$whl" "pytest>=7" >"$WORK/pip-$suite.log" 2>&1 \
+        --only-binary=:all: "$whl" "pytest>=7" "tflite>=2.10" "flatbuffers>=23" >"$WORK/pip-$suite.log" 2>&1 \
         || { tail -20 "$WORK/pip-$suite.log" >&2; die "pip could not fetch the aarch64 test dependencies"; }
     # the tests and the files they read, but not the bnnrt sources (the wheel is under test)
     mkdir -p "$root/opt/bnnrt-src"

@@ -56,42 +56,48 @@ def one_conv56():
     return keras.Model(x_in, y)
 
 
-def quicknet(name):
+def zoo_model(name):
+    """A larq_zoo architecture with random weights (pretrained weights are a
+    download this machine cannot make; the architecture is what the speed and
+    the importer's coverage depend on)."""
     import larq_zoo as lqz
     cls = {"quicknet": lqz.sota.QuickNet, "quicknet_small": lqz.sota.QuickNetSmall,
-           "quicknet_large": lqz.sota.QuickNetLarge}[name]
+           "quicknet_large": lqz.sota.QuickNetLarge, "birealnet": lqz.literature.BiRealNet,
+           "binary_resnet_e18": lqz.literature.BinaryResNetE18}[name]
     return cls(weights=None)
 
 
 MODELS = {
     "resnet20b": (binary_resnet20, 642_252_800),
     "conv56": (one_conv56, 115_605_504),
-    "quicknet_small": (lambda: quicknet("quicknet_small"), None),
-    "quicknet": (lambda: quicknet("quicknet"), None),
-    "quicknet_large": (lambda: quicknet("quicknet_large"), None),
+    **{name: ((lambda name=name: zoo_model(name)), None)
+       for name in ("quicknet_small", "quicknet", "quicknet_large", "birealnet", "binary_resnet_e18")},
 }
 
 
 def randomize(model, seed=0):
-    """Random BN statistics so thresholds differ per channel (LCE folds them)."""
+    """Random BN statistics so thresholds differ per channel (LCE folds them);
+    BatchNorms without scale or center (QuickNet's) have fewer weights."""
     rng = np.random.default_rng(seed)
+    gen = {"gamma": lambda s: rng.uniform(0.5, 1.5, s), "beta": lambda s: rng.normal(0, 0.1, s),
+           "moving_mean": lambda s: rng.normal(0, 1, s), "moving_variance": lambda s: rng.uniform(0.5, 2, s)}
     for layer in model.layers:
         if layer.__class__.__name__ == "BatchNormalization":
-            g, b, m, v = layer.get_weights()
-            layer.set_weights([rng.uniform(0.5, 1.5, g.shape).astype(np.float32),
-                               rng.normal(0, 0.1, b.shape).astype(np.float32),
-                               rng.normal(0, 1, m.shape).astype(np.float32),
-                               rng.uniform(0.5, 2, v.shape).astype(np.float32)])
+            layer.set_weights([gen[w.name.split("/")[-1].split(":")[0]](w.shape).astype(np.float32)
+                               for w in layer.weights])
 
 
-def time_interpreter(fb, runs, shape):
+def time_interpreter(fb, runs, shape, max_seconds=60.0):
     from larq_compute_engine.tflite.python.interpreter import Interpreter
     interp = Interpreter(fb, num_threads=1, use_indirect_bgemm=True)
     x = np.random.default_rng(0).standard_normal((1,) + shape).astype(np.float32)
-    for _ in range(5):
+    for _ in range(3):
         interp.predict(x)
     times = []
+    deadline = time.perf_counter() + max_seconds
     for _ in range(runs):
+        if times and time.perf_counter() > deadline:
+            break
         t = time.perf_counter()
         interp.predict(x)
         times.append(time.perf_counter() - t)
@@ -112,9 +118,17 @@ def main():
         randomize(model)
         fb = lce.convert_keras_model(model)
         if args.save_dir:
+            # the file, and LCE's outputs on two random inputs (for tools/lce_zoo_check.py)
+            from larq_compute_engine.tflite.python.interpreter import Interpreter
             os.makedirs(args.save_dir, exist_ok=True)
             with open(os.path.join(args.save_dir, f"{name}.tflite"), "wb") as f:
                 f.write(fb)
+            x = np.random.default_rng(1).standard_normal((2,) + tuple(model.input_shape[1:]))
+            x = x.astype(np.float32)
+            interp = Interpreter(fb, num_threads=1)
+            lce_out = np.concatenate([np.asarray(interp.predict(s[None])).reshape(1, -1) for s in x])
+            keras_out = np.asarray(model(x)).reshape(2, -1)
+            np.savez(os.path.join(args.save_dir, f"{name}.npz"), inputs=x, lce=lce_out, keras=keras_out)
         shape = tuple(model.input_shape[1:])
         out[name] = {"median_ms": time_interpreter(fb, args.runs, shape), "binary_macs": macs,
                      "input_shape": list(shape)}

@@ -22,13 +22,15 @@ from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint64_t
 cdef extern from "bnn_common.h":
     int BNN_VARIANT_AUTO, BNN_VARIANT_SCALAR, BNN_VARIANT_AVX512, BNN_VARIANT_AVX2
     int BNN_VARIANT_NEON, BNN_VARIANT_DOTPROD
-    int BNN_OUT_INT32, BNN_OUT_BITS, BNN_OUT_INT8
+    int BNN_OUT_INT32, BNN_OUT_BITS, BNN_OUT_INT8, BNN_OUT_FLOAT
     ctypedef struct bnn_epilogue:
         int32_t kind
         const int32_t *thresholds
         const int32_t *bias
         const int32_t *multiplier
         const int8_t *shift
+        const float *fmult
+        const float *fbias
         int32_t clamp_lo, clamp_hi
         int32_t has_skip, skip_multiplier, skip_shift
     int bnn_cpu_has(const char *feature)
@@ -217,9 +219,11 @@ cdef class _Conv(Kernel):
     cdef object in_dtype, in_c
 
     def _epilogue(self, output, cout, thresholds, bias, multiplier, shift, clamp, has_skip,
-                  skip_multiplier, skip_shift, bias_for_int32):
-        kinds = {"int32": BNN_OUT_INT32, "bits": BNN_OUT_BITS, "int8": BNN_OUT_INT8}
-        if output not in kinds or (output == "bits" and bias_for_int32):
+                  skip_multiplier, skip_shift, bias_for_int32, float_multiplier=None,
+                  float_bias=None, y_clamp=None):
+        kinds = {"int32": BNN_OUT_INT32, "bits": BNN_OUT_BITS, "int8": BNN_OUT_INT8,
+                 "float32": BNN_OUT_FLOAT}
+        if output not in kinds or (output in ("bits", "float32") and bias_for_int32):
             raise GraphError(f"{self.name}: unknown output {output!r}")
         self.output = output
         self.e.kind = kinds[output]
@@ -228,6 +232,13 @@ cdef class _Conv(Kernel):
         self.e.bias = NULL
         self.e.multiplier = NULL
         self.e.shift = NULL
+        self.e.fmult = NULL
+        self.e.fbias = NULL
+        if output == "float32":
+            keep["fmult"] = _const(float_multiplier, np.float32, (cout,), self.name, "multiplier")
+            keep["fbias"] = _const(float_bias, np.float32, (cout,), self.name, "bias")
+            self.e.fmult = <const float *><size_t>_ptr(keep["fmult"])
+            self.e.fbias = <const float *><size_t>_ptr(keep["fbias"])
         if output == "bits":
             keep["thr"] = _const(thresholds, np.int32, (cout,), self.name, "thresholds")
             self.e.thresholds = <const int32_t *><size_t>_ptr(keep["thr"])
@@ -243,7 +254,14 @@ cdef class _Conv(Kernel):
             self.e.shift = <const int8_t *><size_t>_ptr(keep["shift"])
         elif has_skip:
             raise GraphError(f"{self.name}: a skip input needs output 'int8'")
-        self.e.clamp_lo, self.e.clamp_hi = _clamp(clamp, self.name)
+        if output == "float32":
+            lo, hi = (-2**31, 2**31 - 1) if y_clamp is None else y_clamp
+            self.e.clamp_lo = _int(lo, -2**31, 2**31 - 1, self.name, "clamp")
+            self.e.clamp_hi = _int(hi, lo, 2**31 - 1, self.name, "clamp")
+            if has_skip:
+                raise GraphError(f"{self.name}: a skip input needs output 'int8'")
+        else:
+            self.e.clamp_lo, self.e.clamp_hi = _clamp(clamp, self.name)
         self.has_skip = bool(has_skip)
         self.e.has_skip = self.has_skip
         self.e.skip_multiplier = _int(skip_multiplier, -2**31, 2**31 - 1, self.name, "skip_multiplier")
@@ -266,7 +284,8 @@ cdef class _Conv(Kernel):
         if self.output == "bits":
             out_shape, out_dtype = (n, g.out_h, g.out_w, packed_bytes(g.cout)), np.uint8
         else:
-            out_shape, out_dtype = (n, g.out_h, g.out_w, g.cout), (np.int32 if self.output == "int32" else np.int8)
+            out_shape = (n, g.out_h, g.out_w, g.cout)
+            out_dtype = {"int32": np.int32, "int8": np.int8, "float32": np.float32}[self.output]
         out = _array(arrays[1], out_dtype, out_shape, self.name, "output", writable=True)
         skip = 0
         if self.has_skip:
@@ -280,7 +299,8 @@ cdef class BConv2D(_Conv):
 
     def __init__(self, weights, *, cin, in_hw, strides, dilations, pads, pad_value, output,
                  thresholds=None, bias=None, multiplier=None, shift=None, clamp=(-128, 127),
-                 has_skip=False, skip_multiplier=1, skip_shift=0, variant=None):
+                 has_skip=False, skip_multiplier=1, skip_shift=0, float_multiplier=None,
+                 float_bias=None, y_clamp=None, variant=None):
         self.name = "bconv2d"
         w = np.ascontiguousarray(weights)
         cin = _int(cin, 1, 1 << 20, self.name, "cin")
@@ -297,7 +317,7 @@ cdef class BConv2D(_Conv):
         _geom(&self.g, self.name, tuple(in_hw), cin, cout, w.shape[1:3], tuple(strides),
               tuple(dilations), tuple(pads), pad_value)
         self._epilogue(output, cout, thresholds, bias, multiplier, shift, clamp, has_skip,
-                       skip_multiplier, skip_shift, False)
+                       skip_multiplier, skip_shift, False, float_multiplier, float_bias, y_clamp)
         self.in_dtype, self.in_c = np.uint8, packed_bytes(cin)
         code = _variant_code(variant, ("auto", "scalar", "avx2", "avx512", "neon"), self.name)
         self.k = bnn_bconv_create(&self.g, <const uint8_t *><size_t>_ptr(w), &self.e, code)

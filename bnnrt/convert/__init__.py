@@ -13,4 +13,11 @@ def from_torch(model, input_shape=None, *, metadata=None, threads=None):
     return convert(model, input_shape, metadata=metadata, threads=threads)
 
 
-__all__ = ["from_torch"]
+def from_tflite(source, *, threads=None, metadata=None):
+    """Import a Larq Compute Engine / TFLite ``.tflite`` file (path or bytes) as a
+    :class:`bnnrt.Model`. Needs the flatbuffer reader: ``pip install 'bnnrt[tflite]'``."""
+    from ._tflite import from_tflite as convert
+    return convert(source, threads=threads, metadata=metadata)
+
+
+__all__ = ["from_torch", "from_tflite"]

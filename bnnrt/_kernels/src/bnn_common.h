@@ -49,14 +49,15 @@ static inline int64_t bnn_requant(int64_t x, int64_t m, int64_t rnd, int64_t shi
 static inline int64_t bnn_round_of(int64_t shift) { return shift > 0 ? (int64_t)1 << (shift - 1) : 0; }
 
 /* ---- the epilogue ---- */
-enum { BNN_OUT_INT32 = 0, BNN_OUT_BITS = 1, BNN_OUT_INT8 = 2 };
+enum { BNN_OUT_INT32 = 0, BNN_OUT_BITS = 1, BNN_OUT_INT8 = 2, BNN_OUT_FLOAT = 3 };
 
 typedef struct {            /* what the caller hands over (trusted, validated in Python) */
     int32_t kind;
     const int32_t *thresholds;          /* bits: +1 (bit 0) iff y >= thresholds[c] */
     const int32_t *bias, *multiplier;   /* int8: requant(y + bias) ; int32: y + bias */
     const int8_t *shift;
-    int32_t clamp_lo, clamp_hi;
+    const float *fmult, *fbias;         /* float: float(clamp(y)) * fmult + fbias (LCE's epilogue) */
+    int32_t clamp_lo, clamp_hi;         /* int8: the output range; float: the range of y */
     int32_t has_skip, skip_multiplier, skip_shift;
 } bnn_epilogue;
 
@@ -68,11 +69,12 @@ typedef struct {            /* prepared once: per-channel int64, padded to a mul
     int64_t *thr, *bias, *mult, *rnd, *shift;
     int32_t *bias32, *mult32;   /* int32 copies for 32x32->64 multiplies (meaningful when fits32) */
     int64_t *nshift;            /* -shift, for shift-by-register instructions that shift left */
+    float *fmult, *fbias;
 } bnn_epi;
 
 static inline void bnn_epi_free(bnn_epi *e) {
     free(e->thr); free(e->bias); free(e->mult); free(e->rnd); free(e->shift);
-    free(e->bias32); free(e->mult32); free(e->nshift);
+    free(e->bias32); free(e->mult32); free(e->nshift); free(e->fmult); free(e->fbias);
 }
 
 /* max_abs_y bounds |y| (the accumulator before the bias) for every input. */
@@ -90,7 +92,9 @@ static inline int bnn_epi_init(bnn_epi *e, const bnn_epilogue *src, int32_t cout
     }
     e->bias32 = (int32_t *)aligned_alloc(64, n * sizeof(int32_t));
     e->mult32 = (int32_t *)aligned_alloc(64, n * sizeof(int32_t));
-    if (!e->bias32 || !e->mult32) { bnn_epi_free(e); return -1; }
+    e->fmult = (float *)aligned_alloc(64, n * sizeof(float));
+    e->fbias = (float *)aligned_alloc(64, n * sizeof(float));
+    if (!e->bias32 || !e->mult32 || !e->fmult || !e->fbias) { bnn_epi_free(e); return -1; }
     for (size_t c = 0; c < n; c++) {
         int real = (int32_t)c < cout;
         /* padded lanes: threshold below every y, so their bits stay 0 */
@@ -102,6 +106,8 @@ static inline int bnn_epi_init(bnn_epi *e, const bnn_epilogue *src, int32_t cout
         e->nshift[c] = -e->shift[c];
         e->bias32[c] = (int32_t)e->bias[c];      /* exact: bias is int32 on the way in */
         e->mult32[c] = (int32_t)e->mult[c];
+        e->fmult[c] = (real && src->fmult) ? src->fmult[c] : 0.0f;
+        e->fbias[c] = (real && src->fbias) ? src->fbias[c] : 0.0f;
     }
     e->skip_identity = e->skip_shift >= 0 && e->skip_shift < 31 &&
                        e->skip_mult == ((int64_t)1 << e->skip_shift);
@@ -129,6 +135,14 @@ static inline void bnn_epi_pixel(const bnn_epi *e, const int64_t *y, size_t pix,
             unsigned byte = 0;
             for (int l = 0; l < 8 && c + l < cout; l++) byte |= (unsigned)(y[c + l] < thr[c + l]) << l;
             o[c / 8] = (uint8_t)byte;
+        }
+    } else if (e->kind == BNN_OUT_FLOAT) {
+        const float *restrict fm = e->fmult, *restrict fb = e->fbias;
+        const int64_t lo = e->clamp_lo, hi = e->clamp_hi;
+        float *restrict o = (float *)out + pix * cout;
+        for (int c = 0; c < cout; c++) {
+            int64_t v = y[c] < lo ? lo : y[c] > hi ? hi : y[c];
+            o[c] = (float)v * fm[c] + fb[c];
         }
     } else {
         const int64_t *restrict mult = e->mult, *restrict rnd = e->rnd, *restrict shift = e->shift;
@@ -167,6 +181,13 @@ BNN_AVX512_BASE static inline void bnn_epi8_avx512(const bnn_epi *e, __m512i y, 
         __m256i y32 = _mm512_cvtepi64_epi32(y);
         if (n == 8) _mm256_storeu_si256((__m256i *)((int32_t *)out + pix * cout + c0), y32);
         else _mm256_mask_storeu_epi32((int32_t *)out + pix * cout + c0, m, y32);
+    } else if (e->kind == BNN_OUT_FLOAT) {
+        y = _mm512_max_epi64(y, _mm512_set1_epi64(e->clamp_lo));
+        y = _mm512_min_epi64(y, _mm512_set1_epi64(e->clamp_hi));
+        __m256 f = _mm256_cvtepi32_ps(_mm512_cvtepi64_epi32(y));   /* |y| < 2^31: exact narrowing */
+        f = _mm256_add_ps(_mm256_mul_ps(f, _mm256_load_ps(e->fmult + c0)), _mm256_load_ps(e->fbias + c0));
+        if (n == 8) _mm256_storeu_ps((float *)out + pix * cout + c0, f);
+        else _mm256_mask_storeu_ps((float *)out + pix * cout + c0, m, f);
     } else {
         __m512i t = _mm512_add_epi64(y, _mm512_load_si512(e->bias + c0));
         /* vpmuldq (1 uop) multiplies the low 32 bits of each lane, sign-extended:

@@ -1,0 +1,99 @@
+"""bnnrt and Larq Compute Engine on the same .tflite files, in one run.
+
+    python benchmarks/compare_lce_files.py [--runs 20] [--lce-python /tmp/lce/bin/python]
+        [--models quicknet_small,quicknet,quicknet_large,birealnet,binary_resnet_e18,resnet20b]
+        [--keep DIR]
+
+LCE's half (benchmarks/sidebyside/lce_bench.py, in LCE's own virtualenv, see
+../shared/design/anchors.md) builds each model (larq_zoo architectures with
+random weights and random BatchNorm statistics, and the binary ResNet-20 of
+anchors.md), converts it with LCE, times LCE's best x86 setting (indirect
+BGEMM, one thread, batch 1) and stores the file with LCE's outputs on two
+random inputs. This script then imports each file with
+``bnnrt.convert.from_tflite``, checks top-1 and outputs against LCE's, times
+bnnrt (one thread, batch 1) and prints one table. Quote the ratios, from one
+run: absolute times drift on shared machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_MODELS = "quicknet_small,quicknet,quicknet_large,birealnet,binary_resnet_e18,resnet20b"
+
+
+def median_ms(fn, runs, max_seconds=60.0):
+    for _ in range(3):
+        fn()
+    times = []
+    deadline = time.perf_counter() + max_seconds
+    for _ in range(runs):
+        if times and time.perf_counter() > deadline:
+            break
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1e3
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--lce-python", default=os.environ.get("BNNRT_LCE_PYTHON", "/tmp/lce/bin/python"))
+    ap.add_argument("--models", default=DEFAULT_MODELS)
+    ap.add_argument("--keep", default=None, help="keep the .tflite files and LCE outputs in DIR")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    if not os.path.exists(args.lce_python):
+        sys.exit(f"no LCE virtualenv at {args.lce_python} (see ../shared/design/anchors.md)")
+
+    from bnnrt.convert import from_tflite
+
+    with tempfile.TemporaryDirectory() as tmp:
+        files = args.keep or tmp
+        proc = subprocess.run([args.lce_python, os.path.join(HERE, "sidebyside", "lce_bench.py"),
+                               "--runs", str(args.runs), "--models", args.models, "--save-dir", files],
+                              capture_output=True, text=True, timeout=3600)
+        if proc.returncode != 0:
+            sys.exit(f"lce_bench.py failed:\n{proc.stderr[-3000:]}")
+        lce = json.loads(proc.stdout.strip().splitlines()[-1])
+        rows = {}
+        for name in args.models.split(","):
+            path = os.path.join(files, f"{name}.tflite")
+            data = np.load(os.path.join(files, f"{name}.npz"))
+            t0 = time.perf_counter()
+            model = from_tflite(path, threads=1)
+            import_s = time.perf_counter() - t0
+            out = np.concatenate([model.run(x[None]).reshape(1, -1) for x in data["inputs"]])
+            ref = data["lce"]
+            x1 = data["inputs"][:1]
+            ms = median_ms(lambda: model.run(x1), args.runs)
+            rows[name] = {
+                "bnnrt_ms": ms, "lce_ms": lce[name]["median_ms"], "speedup": lce[name]["median_ms"] / ms,
+                "top1_equal": bool((out.argmax(1) == ref.argmax(1)).all()),
+                "max_rel_diff": float(np.abs(out - ref).max() / np.abs(ref).max()),
+                "binary_macs": sum(r["binary_macs"] for r in model.layers()),
+                "import_s": import_s, "file_bytes": os.path.getsize(path),
+            }
+    if args.json:
+        print(json.dumps(rows))
+        return
+    print(f"{'model':20s} {'binary MACs':>12s} {'LCE ms':>9s} {'bnnrt ms':>9s} {'speedup':>8s} "
+          f"{'top-1':>6s} {'max rel diff':>12s}")
+    for name, r in rows.items():
+        print(f"{name:20s} {r['binary_macs'] / 1e6:10.0f} M {r['lce_ms']:9.2f} {r['bnnrt_ms']:9.2f} "
+              f"{r['speedup']:7.2f}x {'same' if r['top1_equal'] else 'DIFF':>6s} {r['max_rel_diff']:12.2e}")
+
+
+if __name__ == "__main__":
+    main()

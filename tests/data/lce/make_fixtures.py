@@ -1,0 +1,161 @@
+"""Write the LCE test fixtures: small Larq models converted by Larq Compute
+Engine, with LCE's own outputs, so the importer's tests need no TensorFlow.
+
+Run once, inside LCE's virtualenv (../shared/design/anchors.md: TensorFlow
+2.16, larq, larq-compute-engine 0.16, numpy < 2):
+
+    /tmp/lce/bin/python tests/data/lce/make_fixtures.py
+
+For each model NAME it writes NAME.tflite and NAME.npz with ``inputs``
+(float32, N samples), ``lce`` (LCE's reference-kernel outputs, one sample at a
+time: LCE runs batch 1) and ``keras`` (the Keras model's outputs). Models are
+small on purpose (the repository keeps them); together they cover every op
+the importer reads, both pad values, stacked binary convs with bitpacked
+outputs, odd channel counts, strides and dilations.
+"""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SAMPLES = 4
+
+
+def _binary(**extra):
+    kw = dict(input_quantizer="ste_sign", kernel_quantizer="ste_sign",
+              kernel_constraint="weight_clip", use_bias=False)
+    kw.update(extra)
+    return kw
+
+
+def bconv_stack():
+    """Float stem, stacked binary convs writing bits straight into the next
+    (thresholds), stride 2, both pad values, a fused ReLU, 1x1, binary max
+    pool, a float-output binary conv, global mean, dense, softmax."""
+    import larq as lq
+    import tf_keras as keras
+    x_in = keras.Input((9, 11, 5))
+    x = keras.layers.Conv2D(13, 3, padding="same")(x_in)
+    x = keras.layers.BatchNormalization()(x)
+    y = lq.layers.QuantConv2D(21, 3, padding="same", pad_values=1.0, **_binary())(x)
+    y = keras.layers.BatchNormalization()(y)
+    z = lq.layers.QuantConv2D(19, 3, strides=2, padding="same", pad_values=1.0, **_binary())(y)
+    z = keras.layers.BatchNormalization()(z)
+    z2 = lq.layers.QuantConv2D(19, 3, padding="same", pad_values=0.0, **_binary())(z)
+    z2 = keras.layers.BatchNormalization()(z2)
+    z = keras.layers.add([z, z2])
+    z = lq.layers.QuantConv2D(17, 3, padding="valid", **_binary())(z)
+    z = keras.layers.Activation("relu")(z)
+    z = lq.layers.QuantConv2D(16, 1, padding="valid", **_binary())(z)
+    z = lq.layers.QuantConv2D(16, 3, padding="same", pad_values=1.0, **_binary())(z)
+    z = keras.layers.MaxPool2D(2, padding="same")(z)
+    z = lq.layers.QuantConv2D(16, 3, padding="same", pad_values=1.0, **_binary())(z)
+    z = keras.layers.GlobalAveragePooling2D()(z)
+    z = keras.layers.Dense(10)(z)
+    z = keras.layers.Activation("softmax")(z)
+    return keras.Model(x_in, z)
+
+
+def wide_dilated():
+    """More than 32 input channels (several words per tap), dilation, stride
+    2 with odd sizes, zero padding with a float output, a fused ReLU on a float
+    output, and odd spatial sizes throughout."""
+    import larq as lq
+    import tf_keras as keras
+    x_in = keras.Input((15, 13, 3))
+    x = keras.layers.Conv2D(40, 3, strides=2, padding="same", use_bias=False)(x_in)
+    x = keras.layers.BatchNormalization()(x)
+    y = lq.layers.QuantConv2D(70, 3, dilation_rate=2, padding="same", pad_values=1.0, **_binary())(x)
+    y = keras.layers.BatchNormalization()(y)
+    y = lq.layers.QuantConv2D(33, 3, strides=2, padding="same", pad_values=0.0, **_binary())(y)
+    y = keras.layers.Activation("relu")(y)
+    y = lq.layers.QuantConv2D(33, (3, 1), padding="same", pad_values=1.0, **_binary())(y)
+    y = keras.layers.Activation("relu")(y)
+    y = keras.layers.GlobalAveragePooling2D()(y)
+    y = keras.layers.Dense(7, activation="softmax")(y)
+    return keras.Model(x_in, y)
+
+
+def float_ops():
+    """The builtin float ops Larq zoo models use around the binary core:
+    depthwise conv, explicit padding, max/average pooling, concatenation,
+    ReLU6, a standalone BatchNorm (MUL + ADD), flatten (RESHAPE), tanh,
+    sigmoid, and a sign used by a float layer (LceQuantize + LceDequantize)."""
+    import larq as lq
+    import tf_keras as keras
+    x_in = keras.Input((12, 10, 4))
+    x = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same")(x_in)
+    x = keras.layers.ReLU(max_value=6.0)(x)
+    x = keras.layers.ZeroPadding2D(((1, 0), (2, 1)))(x)
+    a = keras.layers.MaxPool2D(3, strides=2, padding="same")(x)
+    b = keras.layers.AveragePooling2D(3, strides=2, padding="same")(x)
+    x = keras.layers.concatenate([a, b])
+    s = lq.quantizers.SteSign()(x)
+    x = keras.layers.Conv2D(9, 1)(s)
+    x = keras.layers.BatchNormalization()(keras.layers.add([x, keras.layers.Conv2D(9, 1)(a)]))
+    x = keras.layers.Activation("tanh")(x)
+    x = keras.layers.AveragePooling2D(2)(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(6, activation="sigmoid")(x)
+    return keras.Model(x_in, x)
+
+
+def resnet20_binary_w1():
+    """The binary ResNet-20 of anchors.md at width 1 (16/32/64 channels)."""
+    import sys
+    sys.path.insert(0, os.path.join(HERE, "..", "..", "..", "benchmarks", "sidebyside"))
+    from lce_bench import binary_resnet20
+    return binary_resnet20(width=1)
+
+
+MODELS = {"bconv_stack": bconv_stack, "wide_dilated": wide_dilated, "float_ops": float_ops,
+          "resnet20_binary_w1": resnet20_binary_w1}
+
+
+def randomize(model, seed):
+    """Random BatchNorm statistics, negative gammas included, so thresholds and
+    multipliers differ per channel and some flip sign."""
+    rng = np.random.default_rng(seed)
+    gen = {"gamma": lambda s: rng.uniform(-1.5, 1.5, s), "beta": lambda s: rng.normal(0, 0.5, s),
+           "moving_mean": lambda s: rng.normal(0, 2, s), "moving_variance": lambda s: rng.uniform(0.5, 2, s)}
+    for layer in model.layers:
+        if layer.__class__.__name__ == "BatchNormalization":
+            layer.set_weights([gen[w.name.split("/")[-1].split(":")[0]](w.shape).astype(np.float32)
+                               for w in layer.weights])
+
+
+def lce_outputs(fb, inputs):
+    """LCE's reference kernels where they run the model; its optimized kernels
+    where they do not (LCE's reference bconv refuses zero padding with an odd
+    number of input channels)."""
+    from larq_compute_engine.tflite.python.interpreter import Interpreter
+    try:
+        interp, kernels = Interpreter(fb, num_threads=1, use_reference_bconv=True), "reference"
+    except RuntimeError:
+        interp, kernels = Interpreter(fb, num_threads=1), "optimized"
+    return np.concatenate([np.asarray(interp.predict(x[None])).reshape(1, -1) for x in inputs]), kernels
+
+
+def main():
+    import larq_compute_engine as lce
+    for seed, (name, build) in enumerate(MODELS.items()):
+        model = build()
+        randomize(model, seed)
+        fb = lce.convert_keras_model(model)
+        rng = np.random.default_rng(100 + seed)
+        inputs = rng.standard_normal((SAMPLES,) + tuple(model.input_shape[1:])).astype(np.float32)
+        keras_out = np.asarray(model(inputs)).reshape(SAMPLES, -1)
+        with open(os.path.join(HERE, f"{name}.tflite"), "wb") as f:
+            f.write(fb)
+        lce_out, kernels = lce_outputs(fb, inputs)
+        np.savez_compressed(os.path.join(HERE, f"{name}.npz"), inputs=inputs, lce=lce_out,
+                            keras=keras_out, lce_kernels=np.array(kernels))
+        print(f"{name}: {len(fb):,} bytes, LCE {kernels} kernels")
+
+
+if __name__ == "__main__":
+    main()
