@@ -90,6 +90,13 @@ class _File:
                           for i in range(self.model.OperatorCodesLength())]
             self.tensors = [self._tensor(i) for i in range(self.graph.TensorsLength())]
             self.ops = [self.graph.Operators(i) for i in range(self.graph.OperatorsLength())]
+            for i in self.inputs + self.outputs:
+                if not 0 <= i < len(self.tensors):
+                    raise ModelFormatError(f"{name}: graph input/output {i} is not one of the "
+                                           f"{len(self.tensors)} tensors")
+            # names and tensor lists of every operator, read (and checked) now
+            self._names = [self._op_name(op) for op in self.ops]
+            self._io = [self._op_io(op) for op in self.ops]
             self.inputs = [int(i) for i in self.graph.InputsAsNumpy()] if self.graph.InputsLength() else []
             self.outputs = [int(i) for i in self.graph.OutputsAsNumpy()] if self.graph.OutputsLength() else []
         except ModelFormatError:
@@ -123,16 +130,22 @@ class _File:
         return _Tensor(i, name, shape, t.Type(), data)
 
     def op_name(self, op) -> str:
+        return self._names[self.ops.index(op)] if not isinstance(op, int) else self._names[op]
+
+    def op_io(self, op):
+        return self._io[self.ops.index(op)] if not isinstance(op, int) else self._io[op]
+
+    def _op_name(self, op) -> str:
         idx = op.OpcodeIndex()
         if idx >= len(self.codes):
             raise ModelFormatError(f"{self.name}: operator code {idx} out of range")
         return self.codes[idx]
 
-    def op_io(self, op):
+    def _op_io(self, op):
         ins = [int(i) for i in op.InputsAsNumpy()] if op.InputsLength() else []
         outs = [int(i) for i in op.OutputsAsNumpy()] if op.OutputsLength() else []
         for i in ins + outs:
-            if i >= len(self.tensors):
+            if not -1 <= i < len(self.tensors) or (i == -1 and i in outs):
                 raise ModelFormatError(f"{self.name}: operator refers to tensor {i} of {len(self.tensors)}")
         return ins, outs
 
@@ -252,10 +265,15 @@ class _Importer:
         spec = self.spec_of(t_in, "float32")
         self.bind(t_in.index, self.b.input("input", spec.shape), spec)
         for index, op in enumerate(f.ops):
-            name = f.op_name(op)
+            name = f.op_name(index)
             self._where = self.where(name, index)
-            ins, outs = f.op_io(op)
-            HANDLERS[name](self, op, ins, outs)
+            ins, outs = f.op_io(index)
+            try:
+                HANDLERS[name](self, op, ins, outs)
+            except (GraphError, ModelFormatError):
+                raise
+            except Exception as e:   # the reader's accessors on a malformed table
+                raise ModelFormatError(f"{self._where}: malformed operator ({type(e).__name__}: {e})") from None
             for o in outs:
                 if o in self.specs:
                     self._check_output_shape(o, name)
@@ -586,7 +604,7 @@ def read(source) -> tuple[bytes, str]:
 def to_graph(source, metadata=None):
     data, name = read(source)
     f = _File(data, name)
-    counts = collections.Counter(f.op_name(op) for op in f.ops)
+    counts = collections.Counter(f.op_name(i) for i in range(len(f.ops)))
     missing = {op: n for op, n in counts.items() if op not in HANDLERS}
     if missing:
         listing = ", ".join(f"{op} x{n}" for op, n in sorted(missing.items()))

@@ -1,7 +1,7 @@
 """Run a fuzz target over files (a corpus, or the regression inputs), without
 the fuzzer: for replaying what the fuzzers found under the sanitizer build.
 
-    python tests/fuzz/replay.py load|predict FILE_OR_DIR...
+    python tests/fuzz/replay.py load|predict|tflite FILE_OR_DIR...
 """
 
 import os
@@ -11,7 +11,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 def main(target, paths):
-    module = __import__({"load": "fuzz_load", "predict": "fuzz_predict"}[target])
+    module = __import__({"load": "fuzz_load", "predict": "fuzz_predict", "tflite": "fuzz_tflite"}[target])
     files = []
     for p in paths:
         files += [os.path.join(p, f) for f in sorted(os.listdir(p))] if os.path.isdir(p) else [p]
