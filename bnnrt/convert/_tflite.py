@@ -90,15 +90,15 @@ class _File:
                           for i in range(self.model.OperatorCodesLength())]
             self.tensors = [self._tensor(i) for i in range(self.graph.TensorsLength())]
             self.ops = [self.graph.Operators(i) for i in range(self.graph.OperatorsLength())]
-            for i in self.inputs + self.outputs:
-                if not 0 <= i < len(self.tensors):
-                    raise ModelFormatError(f"{name}: graph input/output {i} is not one of the "
-                                           f"{len(self.tensors)} tensors")
             # names and tensor lists of every operator, read (and checked) now
             self._names = [self._op_name(op) for op in self.ops]
             self._io = [self._op_io(op) for op in self.ops]
             self.inputs = [int(i) for i in self.graph.InputsAsNumpy()] if self.graph.InputsLength() else []
             self.outputs = [int(i) for i in self.graph.OutputsAsNumpy()] if self.graph.OutputsLength() else []
+            for i in self.inputs + self.outputs:
+                if not 0 <= i < len(self.tensors):
+                    raise ModelFormatError(f"{name}: graph input/output {i} is not one of the "
+                                           f"{len(self.tensors)} tensors")
         except ModelFormatError:
             raise
         except Exception as e:  # a malformed flatbuffer surfaces as any exception from the reader
