@@ -22,7 +22,7 @@ import numpy as np
 
 from . import reference as ref
 from ._kernels import _core
-from ._shapes import conv_geometry, packed_bytes
+from ._shapes import conv_geometry, packed_bytes, valid_outputs
 from .errors import GraphError
 from .graph import Node, TensorSpec
 
@@ -580,6 +580,21 @@ class Conv2DFloat(_FloatOp):
         return dict(weights=w, bias=node.consts.get("bias"), strides=strides, dilations=dilations,
                     pads=pads, groups=node.attrs.get("groups", 1), activation=_activation_attr(node))
 
+    #: Below this many products per output value a GEMM (BLAS) is mostly
+    #: overhead: stems over RGB and depthwise convs run the direct C kernel.
+    DIRECT_MAX_K = 32
+
+    def kernel(self, node, ins):
+        kw = self._kwargs(node, ins)
+        w = kw["weights"]
+        depthwise = kw["groups"] > 1 and w.shape[3] == 1
+        direct = depthwise or (kw["groups"] == 1 and int(np.prod(w.shape[1:])) < self.DIRECT_MAX_K)
+        if direct and kw["activation"] in _core.FLOAT_CLAMPS:
+            return _core.FloatConv(w, kw["bias"], in_hw=ins[0].shape[:2], strides=kw["strides"],
+                                   dilations=kw["dilations"], pads=kw["pads"], groups=kw["groups"],
+                                   activation=kw["activation"])
+        return super().kernel(node, ins)
+
     def cost(self, node, ins, outs):
         w = node.consts["weights"]
         return _macs(float_=int(np.prod(outs[0].shape)) * int(np.prod(w.shape[1:])))
@@ -707,12 +722,54 @@ class _PoolFloat(_FloatOp):
         return [TensorSpec((oh, ow, spec.channels), "float32")]
 
 
+def _tap_rectangles(spec_hw, out_hw, kernel, strides, pads):
+    """Per tap: the output rectangle it reaches with valid inputs, and the
+    matching strided input slice (no padded copy of the input)."""
+    rects = []
+    for ky in range(kernel[0]):
+        y0, y1, iy = valid_outputs(out_hw[0], spec_hw[0], ky, strides[0], pads[0])
+        for kx in range(kernel[1]):
+            x0, x1, ix = valid_outputs(out_hw[1], spec_hw[1], kx, strides[1], pads[2])
+            if y0 < y1 and x0 < x1:
+                rects.append(((slice(None), slice(y0, y1), slice(x0, x1)),
+                              (slice(None), slice(iy, iy + (y1 - y0 - 1) * strides[0] + 1, strides[0]),
+                               slice(ix, ix + (x1 - x0 - 1) * strides[1] + 1, strides[1]))))
+    return rects
+
+
 class MaxPoolFloat(_PoolFloat):
     name = "maxpool_float"
+
+    def kernel(self, node, ins):
+        kw = self._kwargs(node, ins)
+        out_hw = self.infer(node, ins)[0].shape[:2]
+        rects = _tap_rectangles(ins[0].shape[:2], out_hw, kw["kernel"], kw["strides"], kw["pads"])
+
+        def run(x, out):
+            out.fill(-np.inf)
+            for o, i in rects:
+                np.maximum(out[o], x[i], out=out[o])
+        return NumpyKernel(run)
 
 
 class AvgPoolFloat(_PoolFloat):
     name = "avgpool_float"
+
+    def kernel(self, node, ins):
+        kw = self._kwargs(node, ins)
+        out_hw = self.infer(node, ins)[0].shape[:2]
+        rects = _tap_rectangles(ins[0].shape[:2], out_hw, kw["kernel"], kw["strides"], kw["pads"])
+        count = np.zeros(out_hw + (1,), np.float32)
+        for (_, oy, ox), _ in rects:
+            count[oy, ox] += 1
+
+        def run(x, out):
+            out.fill(0)
+            for o, i in rects:
+                np.add(out[o], x[i], out=out[o])
+            # divide, as the reference does (a multiply by 1/count rounds differently)
+            np.divide(out, count, out=out)
+        return NumpyKernel(run)
 
 
 class MeanFloat(_FloatOp):

@@ -342,3 +342,35 @@ def test_disable_simd_forces_scalar(monkeypatch):
     if len(_variants("bconv2d")) > 1:
         with pytest.raises(GraphError, match="does not run on this CPU"):
             _bconv(variant="avx512")
+
+
+def _float_conv_variants():
+    feats = set(_core.cpu_info()["features"])
+    return ["scalar"] + [v for v in ("avx2", "avx512") if v in feats]
+
+
+@pytest.mark.parametrize("cin,cout,k,s,d,mode,groups,act,n", [
+    (3, 16, 3, 2, 1, "same-one", 1, "relu", 1),        # a stem over RGB (TF's asymmetric "same")
+    (3, 17, 7, 2, 1, "same-one", 1, "none", 2),        # a 7x7 stem, odd channels
+    (1, 5, 3, 1, 2, "valid", 1, "relu6", 3),           # dilated
+    (16, 16, 3, 2, 1, "same-one", 16, "none", 1),      # depthwise
+    (17, 34, 3, 1, 1, "same-one", 17, "relu_n1_to_1", 2),  # depthwise, multiplier 2
+    (64, 64, 5, 1, 1, "torch", 64, "relu", 1),
+])
+def test_float_conv_matches_reference(cin, cout, k, s, d, mode, groups, act, n):
+    rng = np.random.default_rng(cin * 1000 + cout + k)
+    h, w = 11, 9
+    pads, _ = _pads(mode, h, w, k, s, d)
+    x = tight(rng.standard_normal((n, h, w, cin)).astype(np.float32))
+    weights = rng.standard_normal((cout, k, k, cin // groups)).astype(np.float32)
+    bias = rng.standard_normal(cout).astype(np.float32)
+    geo = dict(strides=(s, s), dilations=(d, d), pads=pads, groups=groups, activation=act)
+    expected = ref.conv2d_float(x, weights, bias=bias, **geo)
+    for variant in _float_conv_variants():
+        kernel = _core.FloatConv(weights, bias, in_hw=(h, w), variant=variant, **geo)
+        assert kernel.variant == variant
+        out = tight(np.zeros_like(expected))
+        kernel.run(x, out, threads=2)
+        # float sums in another order: equal within rounding
+        np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max(),
+                                   err_msg=f"variant {variant}")

@@ -59,6 +59,16 @@ cdef extern from "bnn_conv.h":
                       int threads) nogil
 
 
+cdef extern from "bnn_fconv.h":
+    ctypedef struct bnn_fconv:
+        pass
+    bnn_fconv *bnn_fconv_create(const bnn_conv_geom *g, int32_t groups, const float *weights,
+                                const float *bias, float lo, float hi, int variant)
+    void bnn_fconv_free(bnn_fconv *k)
+    const char *bnn_fconv_variant(const bnn_fconv *k)
+    int bnn_fconv_run(const bnn_fconv *k, const float *inp, float *out, int n, int threads) nogil
+
+
 cdef extern from "bnn_misc.h":
     ctypedef struct bnn_binarizer:
         pass
@@ -371,6 +381,64 @@ cdef class Conv2DInt8(_Conv):
 
     cdef int _launch(self, size_t a, size_t b, size_t c, size_t d, int n, int threads) noexcept nogil:
         return bnn_conv8_run(self.k, <const int8_t *>a, <void *>b, <const int8_t *>c, n, threads)
+
+
+#: The fused activations the direct float conv applies, as a clamp.
+FLOAT_CLAMPS = {"none": (-np.inf, np.inf), "relu": (0.0, np.inf), "relu6": (0.0, 6.0),
+                "relu_n1_to_1": (-1.0, 1.0)}
+
+
+cdef class FloatConv(Kernel):
+    """Direct float32 convolution for stems and depthwise layers (see
+    bnnrt.reference.conv2d_float; sums in another order: equal within rounding)."""
+    cdef bnn_conv_geom g
+    cdef bnn_fconv *k
+
+    def __init__(self, weights, bias=None, *, in_hw, strides, dilations, pads, groups=1,
+                 activation="none", variant=None):
+        self.name = "conv2d_float"
+        w = np.ascontiguousarray(weights, dtype=np.float32)
+        if w.ndim != 4 or min(w.shape) < 1:
+            raise GraphError(f"{self.name}: weights must be float32 (Cout, kh, kw, Cin/groups), got {w.shape}")
+        cout, cin_g = w.shape[0], w.shape[3]
+        groups = _int(groups, 1, 1 << 20, self.name, "groups")
+        if groups != 1 and (cin_g != 1 or cout % groups):
+            raise GraphError(f"{self.name}: groups={groups} must be 1 or depthwise (one input channel per group)")
+        if activation not in FLOAT_CLAMPS:
+            raise GraphError(f"{self.name}: activation {activation!r} is not one of {sorted(FLOAT_CLAMPS)}")
+        b = None if bias is None else _const(bias, np.float32, (cout,), self.name, "bias")
+        _geom(&self.g, self.name, tuple(in_hw), cin_g * groups, cout, w.shape[1:3], tuple(strides),
+              tuple(dilations), tuple(pads), 0)
+        lo, hi = FLOAT_CLAMPS[activation]
+        code = _variant_code(variant, ("auto", "scalar", "avx2", "avx512"), self.name)
+        self.k = bnn_fconv_create(&self.g, groups, <const float *><size_t>_ptr(w),
+                                  <const float *><size_t>(0 if b is None else _ptr(b)), lo, hi, code)
+        if self.k == NULL:
+            if code != BNN_VARIANT_AUTO and code != BNN_VARIANT_SCALAR:
+                raise GraphError(f"{self.name}: variant {variant!r} does not run on this CPU "
+                                 "(or BNNRT_DISABLE_SIMD disables it)")
+            raise MemoryError("conv2d_float: out of memory")
+        self.variant = bnn_fconv_variant(self.k).decode()
+
+    def __dealloc__(self):
+        bnn_fconv_free(self.k)
+
+    def _check(self, arrays):
+        if len(arrays) != 2:
+            raise InputError(f"{self.name}: takes 2 arrays (input, output), got {len(arrays)}")
+        x = arrays[0]
+        if not isinstance(x, np.ndarray) or x.ndim != 4:
+            raise InputError(f"{self.name}: input must be a 4-D (N, H, W, C) array")
+        n = x.shape[0]
+        if n < 1 or n > 1 << 24:
+            raise InputError(f"{self.name}: batch of {n}")
+        g = self.g
+        _array(x, np.float32, (n, g.in_h, g.in_w, g.cin), self.name, "input")
+        _array(arrays[1], np.float32, (n, g.out_h, g.out_w, g.cout), self.name, "output", writable=True)
+        return _ptr(x), _ptr(arrays[1]), 0, 0, n
+
+    cdef int _launch(self, size_t a, size_t b, size_t c, size_t d, int n, int threads) noexcept nogil:
+        return bnn_fconv_run(self.k, <const float *>a, <float *>b, n, threads)
 
 
 cdef class _Pixelwise(Kernel):

@@ -1,0 +1,113 @@
+"""The float ops of imported models: the reference against a plain loop
+definition, and the planned kernels against the reference."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+import bnnrt
+from bnnrt import reference as ref
+from bnnrt._shapes import conv_geometry, same_pads, valid_outputs
+from bnnrt.errors import GraphError
+from bnnrt.graph import GraphBuilder
+
+
+def loop_conv(x, w, bias, strides, dilations, pads, groups):
+    """float64 convolution by its definition, one output value at a time."""
+    n, h, wd, cin = x.shape
+    cout, kh, kw, cin_g = w.shape
+    oh, ow = conv_geometry((h, wd), (kh, kw), strides, dilations, pads)
+    per_group = cout // groups
+    out = np.zeros((n, oh, ow, cout))
+    for b, oy, ox, o in itertools.product(range(n), range(oh), range(ow), range(cout)):
+        g = o // per_group
+        acc = float(bias[o])
+        for ky, kx, c in itertools.product(range(kh), range(kw), range(cin_g)):
+            iy = oy * strides[0] - pads[0] + ky * dilations[0]
+            ix = ox * strides[1] - pads[2] + kx * dilations[1]
+            if 0 <= iy < h and 0 <= ix < wd:
+                acc += float(x[b, iy, ix, g * cin_g + c]) * float(w[o, ky, kx, c])
+        out[b, oy, ox, o] = acc
+    return out
+
+
+@pytest.mark.parametrize("cin,cout,k,s,d,groups", [
+    (3, 4, 3, 2, 1, 1), (2, 3, 1, 1, 1, 1), (4, 8, 3, 1, 2, 4), (6, 6, 3, 2, 1, 6), (4, 6, 2, 1, 1, 2),
+])
+def test_conv2d_float_reference_is_a_convolution(cin, cout, k, s, d, groups):
+    rng = np.random.default_rng(cin + 10 * cout + 100 * groups)
+    x = rng.standard_normal((2, 7, 6, cin)).astype(np.float32)
+    w = rng.standard_normal((cout, k, k, cin // groups)).astype(np.float32)
+    bias = rng.standard_normal(cout).astype(np.float32)
+    pads = same_pads(7, k, s, d) + same_pads(6, k, s, d)
+    got = ref.conv2d_float(x, w, bias=bias, strides=(s, s), dilations=(d, d), pads=pads, groups=groups)
+    np.testing.assert_allclose(got, loop_conv(x, w, bias, (s, s), (d, d), pads, groups), rtol=1e-5, atol=1e-5)
+
+
+def test_avgpool_counts_only_valid_taps():
+    x = np.ones((1, 3, 3, 1), np.float32)
+    x[0, 0, 0, 0] = 4
+    out = ref.avgpool_float(x, kernel=(2, 2), strides=(2, 2), pads=(1, 0, 1, 0))
+    # the corner window holds one valid tap: its mean is that value, not 4 / 4
+    assert out[0, 0, 0, 0] == 4 and out[0, 1, 1, 0] == 1
+
+
+def test_valid_outputs_brute_force():
+    for out_size, in_size, off, s, p in itertools.product(range(1, 7), range(1, 9), range(5), range(1, 4),
+                                                          range(4)):
+        o0, o1, i0 = valid_outputs(out_size, in_size, off, s, p)
+        want = [o for o in range(out_size) if 0 <= o * s - p + off < in_size]
+        assert list(range(o0, o1)) == want
+        if want:
+            assert i0 == want[0] * s - p + off
+
+
+def _graph(op, shape, attrs=None, consts=None, n_inputs=1):
+    b = GraphBuilder()
+    xs = [b.input(f"x{i}", shape) for i in range(n_inputs)]
+    return b.build(b.add(op, xs, attrs or {}, consts or {}))
+
+
+CASES = [
+    ("maxpool_float", {"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 0, 1]}, {}, 1),
+    ("maxpool_float", {"kernel": [2, 2], "strides": [2, 2], "pads": [0, 0, 0, 0]}, {}, 1),
+    ("avgpool_float", {"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}, {}, 1),
+    ("avgpool_float", {"kernel": [3, 3], "strides": [1, 1], "pads": [0, 2, 2, 0]}, {}, 1),
+    ("add_float", {"activation": "relu"}, {}, 2),
+    ("add_float", {}, {"operand": np.arange(5, dtype=np.float32)}, 1),
+    ("mul_float", {"activation": "relu6"}, {"operand": np.float32([0.5])}, 1),
+    ("pad_float", {"pads": [1, 0, 2, 3], "value": -1.5}, {}, 1),
+    ("mean_float", {}, {}, 1),
+    ("activation", {"kind": "tanh"}, {}, 1),
+    ("activation", {"kind": "logistic"}, {}, 1),
+    ("activation", {"kind": "relu_n1_to_1"}, {}, 1),
+    ("reshape", {"shape": [1, 1, 315]}, {}, 1),
+    ("reshape", {"shape": [5, 9, 7]}, {}, 1),
+    ("concat", {}, {}, 3),
+    ("softmax", {"beta": 0.5}, {}, 1),
+]
+
+
+@pytest.mark.parametrize("op,attrs,consts,n_inputs", CASES, ids=[c[0] for c in CASES])
+def test_kernels_equal_reference(op, attrs, consts, n_inputs):
+    g = _graph(op, (9, 7, 5), attrs, consts, n_inputs)
+    rng = np.random.default_rng(len(op))
+    xs = [rng.standard_normal((3, 9, 7, 5)).astype(np.float32) for _ in range(n_inputs)]
+    got = bnnrt.Model(g).run(xs)
+    want = bnnrt.Model(g, resolver="reference").run(xs)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("op,attrs,consts,match", [
+    ("conv2d_float", {"groups": 2}, {"weights": np.zeros((4, 3, 3, 5), np.float32)}, "do not fit"),
+    ("conv2d_float", {"activation": "gelu"}, {"weights": np.zeros((4, 1, 1, 5), np.float32)}, "activation"),
+    ("add_float", {}, {"operand": np.zeros(3, np.float32)}, "does not broadcast"),
+    ("reshape", {"shape": [2, 2, 2]}, {}, "cannot reshape"),
+    ("pad_float", {"pads": [1, 1, 1, 1], "value": float("nan")}, {}, "finite"),
+    ("softmax", {"beta": -1.0}, {}, "beta"),
+    ("bconv2d_float", {"cin": 5}, {}, "expected dtype bits"),
+])
+def test_bad_float_layers_name_the_problem(op, attrs, consts, match):
+    with pytest.raises(GraphError, match=match):
+        bnnrt.Model(_graph(op, (9, 7, 5), attrs, consts))
