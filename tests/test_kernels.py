@@ -219,9 +219,13 @@ def test_binarize_and_sign_bits(c, n, hw):
     f = tight(rng.standard_normal((n, 4, 3, c)).astype(np.float32))
     f.flat[::5] = 0.0
     f.flat[1::9] = -0.0
-    out[...] = 0xFF
-    _core.SignBits(c).run(f, out)
-    np.testing.assert_array_equal(out, ref.sign_bits(f, channels=c))
+    f.flat[2::11] = np.nan            # Model.run refuses NaN inputs; a NaN activation is +1
+    for variant in ["scalar"] + [v for v in ("avx512",) if v in feats]:
+        out[...] = 0xFF
+        kernel = _core.SignBits(c, variant=variant)
+        assert kernel.variant == variant
+        kernel.run(f, out, threads=2)
+        np.testing.assert_array_equal(out, ref.sign_bits(f, channels=c), err_msg=variant)
 
 
 @pytest.mark.parametrize("scale", [1 / 32, 0.7, 3.0])

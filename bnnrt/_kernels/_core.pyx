@@ -77,7 +77,8 @@ cdef extern from "bnn_misc.h":
     void bnn_binarizer_free(bnn_binarizer *b)
     const char *bnn_binarizer_variant(const bnn_binarizer *b)
     void bnn_binarize(const bnn_binarizer *b, const int8_t *x, uint8_t *out, size_t pixels, int threads) nogil
-    void bnn_sign_bits(const float *x, uint8_t *out, size_t pixels, int32_t c, int threads) nogil
+    void bnn_sign_bits(const float *x, uint8_t *out, size_t pixels, int32_t c, int threads, int variant) nogil
+    int bnn_sign_bits_variant(int variant)
     void bnn_quantize(const float *x, int8_t *out, size_t n, float scale, int threads) nogil
     void bnn_add_int8(const int8_t *a, const int8_t *b, int8_t *out, size_t n, int32_t am, int32_t ash,
                       int32_t bm, int32_t bsh, int32_t lo, int32_t hi, int threads) nogil
@@ -497,14 +498,20 @@ cdef class Binarize(_Pixelwise):
 cdef class SignBits(_Pixelwise):
     """float32 -> bits, -1 where x < 0 (bnnrt.reference.sign_bits)."""
 
-    def __init__(self, channels):
+    cdef int code
+
+    def __init__(self, channels, variant=None):
         self.name = "sign_bits"
         self.c = _int(channels, 1, 1 << 24, self.name, "channels")
         self.in_dtype, self.out_dtype, self.out_c = np.float32, np.uint8, packed_bytes(self.c)
-        self.variant = "scalar"
+        self.code = bnn_sign_bits_variant(_variant_code(variant, ("auto", "scalar", "avx512"), self.name))
+        if self.code < 0:
+            raise GraphError(f"{self.name}: variant {variant!r} does not run on this CPU "
+                             "(or BNNRT_DISABLE_SIMD disables it)")
+        self.variant = "avx512" if self.code == BNN_VARIANT_AVX512 else "scalar"
 
     cdef int _launch(self, size_t a, size_t b, size_t c, size_t d, int n, int threads) noexcept nogil:
-        bnn_sign_bits(<const float *>a, <uint8_t *>b, c, self.c, threads)
+        bnn_sign_bits(<const float *>a, <uint8_t *>b, c, self.c, threads, self.code)
         return 0
 
 

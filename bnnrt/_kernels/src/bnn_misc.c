@@ -202,9 +202,9 @@ void bnn_quantize(const float *x, int8_t *out, size_t n, float scale, int thread
     }
 }
 
-void bnn_sign_bits(const float *x, uint8_t *out, size_t pixels, int32_t c, int threads) {
+static void sign_bits_scalar(const float *x, uint8_t *out, size_t pixels, int32_t c, int threads) {
     size_t cb = ((size_t)c + 7) / 8;
-#pragma omp parallel for num_threads(threads) schedule(static) if (pixels > 4096)
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && pixels > 4096)
     for (size_t p = 0; p < pixels; p++) {
         const float *v = x + p * c;
         for (size_t b = 0; b < cb; b++) {
@@ -213,6 +213,54 @@ void bnn_sign_bits(const float *x, uint8_t *out, size_t pixels, int32_t c, int t
             out[p * cb + b] = (uint8_t)byte;
         }
     }
+}
+
+#ifdef BNN_X86
+/* 16 channels per compare: the sign mask is the bit pattern itself (LSB =
+ * lowest channel). Ordered less-than: NaN and -0.0 give +1, as x < 0 does. */
+BNN_AVX512_BASE static void sign_bits_avx512(const float *x, uint8_t *out, size_t pixels, int32_t c,
+                                              int threads) {
+    const size_t cb = ((size_t)c + 7) / 8;
+    const int full = c / 16, rest = c % 16;
+    const __mmask16 tail = (__mmask16)((1u << rest) - 1);
+    const __m512 zero = _mm512_setzero_ps();
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && pixels > 4096)
+    for (size_t p = 0; p < pixels; p++) {
+        const float *v = x + p * c;
+        uint8_t *o = out + p * cb;
+        for (int g = 0; g < full; g++) {
+            __mmask16 m = _mm512_cmp_ps_mask(_mm512_loadu_ps(v + 16 * g), zero, _CMP_LT_OQ);
+            memcpy(o + 2 * g, &m, 2);
+        }
+        if (rest) {
+            __mmask16 m = _mm512_mask_cmp_ps_mask(tail, _mm512_maskz_loadu_ps(tail, v + 16 * full), zero,
+                                                  _CMP_LT_OQ);
+            o[2 * full] = (uint8_t)m;
+            if (rest > 8) o[2 * full + 1] = (uint8_t)(m >> 8);
+        }
+    }
+}
+#endif
+
+int bnn_sign_bits_variant(int variant) {
+    static const char *const avx512[] = {"avx512", NULL};
+#ifdef BNN_X86
+    int ok512 = bnn_variant_enabled("avx512", avx512);
+    if (variant == BNN_VARIANT_AUTO) return ok512 ? BNN_VARIANT_AVX512 : BNN_VARIANT_SCALAR;
+    if (variant == BNN_VARIANT_AVX512) return ok512 ? variant : -1;
+#else
+    (void)avx512;
+    if (variant == BNN_VARIANT_AUTO) return BNN_VARIANT_SCALAR;
+#endif
+    return variant == BNN_VARIANT_SCALAR ? variant : -1;
+}
+
+void bnn_sign_bits(const float *x, uint8_t *out, size_t pixels, int32_t c, int threads, int variant) {
+#ifdef BNN_X86
+    if (variant == BNN_VARIANT_AVX512) { sign_bits_avx512(x, out, pixels, c, threads); return; }
+#endif
+    (void)variant;
+    sign_bits_scalar(x, out, pixels, c, threads);
 }
 
 void bnn_add_int8(const int8_t *a, const int8_t *b, int8_t *out, size_t n, int32_t am, int32_t as,

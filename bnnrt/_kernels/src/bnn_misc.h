@@ -16,7 +16,10 @@ void bnn_binarize(const bnn_binarizer *b, const int8_t *x, uint8_t *out, size_t 
 /* float -> int8: clamp(rint(x / scale)), rint rounding half to even (numpy's) */
 void bnn_quantize(const float *x, int8_t *out, size_t n, float scale, int threads);
 /* float [pixels][c] -> bits: -1 iff x < 0 */
-void bnn_sign_bits(const float *x, uint8_t *out, size_t pixels, int32_t c, int threads);
+/* variant: the one bnn_sign_bits_variant resolved (BNN_VARIANT_SCALAR or _AVX512). */
+void bnn_sign_bits(const float *x, uint8_t *out, size_t pixels, int32_t c, int threads, int variant);
+/* The variant AUTO (or a forced one) resolves to on this CPU, or -1 if it cannot run. */
+int bnn_sign_bits_variant(int variant);
 /* clamp(requant(a) + requant(b)) elementwise */
 void bnn_add_int8(const int8_t *a, const int8_t *b, int8_t *out, size_t n, int32_t am, int32_t as,
                   int32_t bm, int32_t bs, int32_t lo, int32_t hi, int threads);
