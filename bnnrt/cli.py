@@ -6,7 +6,8 @@
     bnnrt bench MODEL [--batch N] [--threads N] [--runs N] [--json]
     bnnrt convert MODEL.tflite OUT.bnn [--labels FILE]
 
-MODEL is a .bnn file or a zoo model (random weights): ``zoo:blendnet20[:width]``
+MODEL is a .bnn file, an LCE .tflite file (imported on the fly; ``convert``
+writes it as .bnn once), or a zoo model (random weights): ``zoo:blendnet20[:width]``
 (BlendNet-20, width 1 by default) or ``zoo:resnet20_binary[:width]`` (the
 binary ResNet-20 of the benchmarks, width 4 by default).
 """
@@ -41,6 +42,9 @@ def open_model(spec: str, threads: int | None = None) -> Model:
                 raise BnnrtError(f"zoo width must be a positive integer, got {parts[2]!r}")
             width = int(parts[2])
         return make(width=width, threads=threads)
+    if spec.lower().endswith(".tflite"):       # an LCE file runs directly, imported on the fly
+        from .convert import from_tflite
+        return from_tflite(spec, threads=threads)
     return load(spec, threads=threads)
 
 
@@ -185,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def model_cmd(name, help_):
         p = sub.add_parser(name, help=help_)
-        p.add_argument("model", help="a .bnn file, zoo:blendnet20[:width] or zoo:resnet20_binary[:width]")
+        p.add_argument("model", help="a .bnn file, an LCE .tflite file, zoo:blendnet20[:width] or "
+                       "zoo:resnet20_binary[:width]")
         p.add_argument("--threads", type=_positive, default=None, help="threads (default: all cores)")
         return p
 

@@ -156,3 +156,18 @@ def test_missing_reader_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "tflite", None)
     with pytest.raises(ImportError, match=r"bnnrt\[tflite\]"):
         from_tflite(fixture("bconv_stack")[0])
+
+
+def test_cli_runs_tflite_files_directly():
+    path, _ = fixture("resnet20_binary_w1")
+    r = subprocess.run([sys.executable, "-m", "bnnrt", "info", path], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "bconv2d_float" in r.stdout and "sign_bits" in r.stdout
+
+
+def test_cli_convert_reports_missing_reader_cleanly(tmp_path):
+    path, _ = fixture("bconv_stack")
+    code = ("import sys; sys.modules['tflite'] = None; from bnnrt.cli import main; "
+            f"sys.exit(main(['convert', {path!r}, {str(tmp_path / 'x.bnn')!r}]))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 2 and "pip install 'bnnrt[tflite]'" in r.stderr and "Traceback" not in r.stderr

@@ -116,6 +116,12 @@ def main():
         build, macs = MODELS[name]
         model = build()
         randomize(model)
+        last = model.layers[-1]
+        if getattr(last, "activation", None) is not None and last.activation.__name__ == "softmax" \
+                and last.__class__.__name__ == "Activation":
+            # compare logits, not saturated probabilities (random weights)
+            import tf_keras as keras
+            model = keras.Model(model.input, model.layers[-2].output)
         fb = lce.convert_keras_model(model)
         if args.save_dir:
             # the file, and LCE's outputs on two random inputs (for tools/lce_zoo_check.py)
