@@ -105,7 +105,9 @@ BNN_AVX512_BASE static void fconv_row_avx512(const bnn_fconv *k, const float *in
 
 bnn_fconv *bnn_fconv_create(const bnn_conv_geom *g, int32_t groups, const float *weights, const float *bias,
                             float lo, float hi, int variant) {
+#ifdef BNN_X86
     static const char *const avx512[] = {"avx512", NULL}, *const avx2[] = {"avx2", NULL};
+#endif
     if (variant == BNN_VARIANT_AUTO) {
 #ifdef BNN_X86
         variant = bnn_variant_enabled("avx512", avx512) ? BNN_VARIANT_AVX512
