@@ -107,6 +107,8 @@ class Op(abc.ABC):
     name: str = ""
     n_inputs: tuple[int, int] = (1, 1)
     precision = "int8"
+    #: the kernel takes (input, output, skip): a second input is the fused skip add
+    skip_last = False
 
     def precision_of(self, ins: list[TensorSpec]) -> str:
         """"binary", "int8", "float" or "none": what arithmetic the op does."""
@@ -164,7 +166,7 @@ class ReferenceKernel:
     def run(self, *arrays, threads=1):
         # kernels take (inputs..., output[, skip]); the oracle takes inputs in graph order
         n_in = len(self._node.inputs)
-        if self._node.op in ("bconv2d", "conv2d_int8") and n_in == 2:
+        if self._op.skip_last and n_in == 2:
             inputs, out = [arrays[0], arrays[2]], arrays[1]
         else:
             inputs, out = list(arrays[:n_in]), arrays[n_in]
@@ -380,6 +382,7 @@ class BConv2D(Op):
     name = "bconv2d"
     n_inputs = (1, 2)
     precision = "binary"
+    skip_last = True
 
     def infer(self, node, ins):
         spec = _input(node, ins, 0, ["bits"])
@@ -430,6 +433,7 @@ class BConv2D(Op):
 class Conv2DInt8(Op):
     name = "conv2d_int8"
     n_inputs = (1, 2)
+    skip_last = True
 
     def infer(self, node, ins):
         spec = _input(node, ins, 0, ["int8"])
@@ -601,10 +605,14 @@ class Conv2DFloat(_FloatOp):
 
 
 class BConv2DFloat(_FloatOp):
-    """A binary conv with LCE's float epilogue (clamp y, then multiplier and bias)."""
+    """A binary conv with LCE's float epilogue (clamp y, then multiplier and
+    bias), and optionally the float residual add that follows it in Larq
+    models (a second input, added last: exactly the separate ADD)."""
 
     name = "bconv2d_float"
     precision = "binary"
+    n_inputs = (1, 2)
+    skip_last = True
 
     def infer(self, node, ins):
         spec = _input(node, ins, 0, ["bits"])
@@ -626,7 +634,16 @@ class BConv2DFloat(_FloatOp):
                     or not -2**31 <= clamp[0] <= clamp[1] <= 2**31 - 1):
                 _fail(node, f"clamp must be two int32 [lo, hi] with lo <= hi, got {clamp!r}")
         _, _, _, oh, ow = _window(node, spec, w.shape[1:3])
-        return [TensorSpec((oh, ow, cout), "float32")]
+        out = TensorSpec((oh, ow, cout), "float32")
+        if len(node.inputs) == 2:
+            skip = _input(node, ins, 1, ["float32"])
+            if skip.shape != out.shape:
+                _fail(node, f"skip input {skip} does not match the output {out}")
+        return [out]
+
+    def reference(self, node, ins, arrays):
+        skip = arrays[1] if len(arrays) > 1 else None
+        return [ref.bconv2d_float(arrays[0], skip=skip, **self._kwargs(node, ins))]
 
     def _kwargs(self, node, ins):
         w = node.consts["weights"]
@@ -643,7 +660,7 @@ class BConv2DFloat(_FloatOp):
                              strides=kw["strides"], dilations=kw["dilations"], pads=kw["pads"],
                              pad_value=kw["pad_value"], output="float32",
                              float_multiplier=kw["multiplier"], float_bias=kw["bias"],
-                             y_clamp=kw["clamp"])
+                             y_clamp=kw["clamp"], has_skip=len(node.inputs) == 2)
 
     def cost(self, node, ins, outs):
         w = node.consts["weights"]

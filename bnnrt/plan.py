@@ -201,7 +201,7 @@ class Context:
             arrays = [self.views[t] for t in step.node.inputs]
             outs = [self.views[t] for t in step.node.outputs]
             # kernels take (inputs..., output[, skip]): the skip operand of a conv comes last
-            if step.node.op in ("bconv2d", "conv2d_int8") and len(arrays) == 2:
+            if step.op.skip_last and len(arrays) == 2:
                 args = [arrays[0], outs[0], arrays[1]]
             else:
                 args = arrays + outs

@@ -269,17 +269,21 @@ def conv2d_float(x, weights, *, bias=None, strides=(1, 1), dilations=(1, 1), pad
 
 
 def bconv2d_float(x, weights, *, cin, multiplier, bias, strides=(1, 1), dilations=(1, 1),
-                  pads=(0, 0, 0, 0), pad_value=1, clamp=None):
+                  pads=(0, 0, 0, 0), pad_value=1, clamp=None, skip=None):
     """Binary convolution with a float output, LCE's float epilogue:
     ``float(clamp(y, lo, hi)) * multiplier[o] + bias[o]`` (the clamp is the
-    fused activation, on y itself; ``None``: no clamp)."""
+    fused activation, on y itself; ``None``: no clamp), then ``+ skip`` if
+    given (the residual add, rounded separately as a float ADD is)."""
     y = bconv2d(x, weights, cin=cin, strides=strides, dilations=dilations, pads=pads,
                 pad_value=pad_value, output="int32")
     if clamp is not None:
         y = np.clip(y, clamp[0], clamp[1])
     m = np.asarray(multiplier, dtype=np.float32)
     b = np.asarray(bias, dtype=np.float32)
-    return (y.astype(np.float32) * m + b).astype(np.float32)
+    out = (y.astype(np.float32) * m + b).astype(np.float32)
+    if skip is not None:
+        out = (out + np.asarray(skip, dtype=np.float32)).astype(np.float32)
+    return out
 
 
 def _elementwise(op, a, b, activation):

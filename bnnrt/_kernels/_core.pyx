@@ -263,14 +263,12 @@ cdef class _Conv(Kernel):
                 raise GraphError(f"{self.name}: shift must lie in [0, 62]")
             self.e.multiplier = <const int32_t *><size_t>_ptr(keep["mult"])
             self.e.shift = <const int8_t *><size_t>_ptr(keep["shift"])
-        elif has_skip:
-            raise GraphError(f"{self.name}: a skip input needs output 'int8'")
+        elif has_skip and output != "float32":
+            raise GraphError(f"{self.name}: a skip input needs output 'int8' or 'float32'")
         if output == "float32":
             lo, hi = (-2**31, 2**31 - 1) if y_clamp is None else y_clamp
             self.e.clamp_lo = _int(lo, -2**31, 2**31 - 1, self.name, "clamp")
             self.e.clamp_hi = _int(hi, lo, 2**31 - 1, self.name, "clamp")
-            if has_skip:
-                raise GraphError(f"{self.name}: a skip input needs output 'int8'")
         else:
             self.e.clamp_lo, self.e.clamp_hi = _clamp(clamp, self.name)
         self.has_skip = bool(has_skip)
@@ -300,7 +298,8 @@ cdef class _Conv(Kernel):
         out = _array(arrays[1], out_dtype, out_shape, self.name, "output", writable=True)
         skip = 0
         if self.has_skip:
-            skip = _ptr(_array(arrays[2], np.int8, (n, g.out_h, g.out_w, g.cout), self.name, "skip"))
+            skip_dtype = np.float32 if self.output == "float32" else np.int8
+            skip = _ptr(_array(arrays[2], skip_dtype, (n, g.out_h, g.out_w, g.cout), self.name, "skip"))
         return _ptr(x), _ptr(out), skip, 0, n
 
 

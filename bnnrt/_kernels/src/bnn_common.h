@@ -56,7 +56,8 @@ typedef struct {            /* what the caller hands over (trusted, validated in
     const int32_t *thresholds;          /* bits: +1 (bit 0) iff y >= thresholds[c] */
     const int32_t *bias, *multiplier;   /* int8: requant(y + bias) ; int32: y + bias */
     const int8_t *shift;
-    const float *fmult, *fbias;         /* float: float(clamp(y)) * fmult + fbias (LCE's epilogue) */
+    const float *fmult, *fbias;         /* float: float(clamp(y)) * fmult + fbias (LCE's epilogue)
+                                           [+ skip: a float tensor, handed over as the skip pointer] */
     int32_t clamp_lo, clamp_hi;         /* int8: the output range; float: the range of y */
     int32_t has_skip, skip_multiplier, skip_shift;
 } bnn_epilogue;
@@ -140,9 +141,12 @@ static inline void bnn_epi_pixel(const bnn_epi *e, const int64_t *y, size_t pix,
         const float *restrict fm = e->fmult, *restrict fb = e->fbias;
         const int64_t lo = e->clamp_lo, hi = e->clamp_hi;
         float *restrict o = (float *)out + pix * cout;
+        /* the skip of a float output is float (the residual add), passed as bytes */
+        const float *restrict sk = e->has_skip ? (const float *)(const void *)skip + pix * cout : NULL;
         for (int c = 0; c < cout; c++) {
             int64_t v = y[c] < lo ? lo : y[c] > hi ? hi : y[c];
-            o[c] = (float)v * fm[c] + fb[c];
+            float t = (float)v * fm[c] + fb[c];
+            o[c] = sk ? t + sk[c] : t;
         }
     } else {
         const int64_t *restrict mult = e->mult, *restrict rnd = e->rnd, *restrict shift = e->shift;
@@ -186,6 +190,10 @@ BNN_AVX512_BASE static inline void bnn_epi8_avx512(const bnn_epi *e, __m512i y, 
         y = _mm512_min_epi64(y, _mm512_set1_epi64(e->clamp_hi));
         __m256 f = _mm256_cvtepi32_ps(_mm512_cvtepi64_epi32(y));   /* |y| < 2^31: exact narrowing */
         f = _mm256_add_ps(_mm256_mul_ps(f, _mm256_load_ps(e->fmult + c0)), _mm256_load_ps(e->fbias + c0));
+        if (e->has_skip) {
+            const float *sk = (const float *)(const void *)skip + pix * cout + c0;
+            f = _mm256_add_ps(f, n == 8 ? _mm256_loadu_ps(sk) : _mm256_maskz_loadu_ps(m, sk));
+        }
         if (n == 8) _mm256_storeu_ps((float *)out + pix * cout + c0, f);
         else _mm256_mask_storeu_ps((float *)out + pix * cout + c0, m, f);
     } else {
