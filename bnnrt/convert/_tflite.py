@@ -613,6 +613,23 @@ HANDLERS = {
 }
 
 
+#: Integer activation types (int8 models: QUANTIZE/DEQUANTIZE at the edges,
+#: integer tensors with zero points in between) bnnrt does not import yet.
+_INTEGER_ACTIVATIONS = {3, 7, 9}        # uint8, int16, int8
+
+
+def _op_kind(f: _File, i: int) -> str:
+    """The op's name, marked " (int8)" when it computes on integer activations:
+    the importer reads float models, and its error should say so per op.
+    Constants (weights) do not count, nor LCE's bit tensors (int32 words)."""
+    name = f.op_name(i)
+    ins, outs = f.op_io(i)
+    acts = [f.tensors[t] for t in ins + outs if t >= 0 and f.tensors[t].data is None]
+    if any(t.type_code in _INTEGER_ACTIVATIONS for t in acts):
+        return f"{name} (int8)"
+    return name
+
+
 def read(source) -> tuple[bytes, str]:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source), "<bytes>"
@@ -630,7 +647,7 @@ def read(source) -> tuple[bytes, str]:
 def to_graph(source, metadata=None):
     data, name = read(source)
     f = _File(data, name)
-    counts = collections.Counter(f.op_name(i) for i in range(len(f.ops)))
+    counts = collections.Counter(_op_kind(f, i) for i in range(len(f.ops)))
     missing = {op: n for op, n in counts.items() if op not in HANDLERS}
     if missing:
         listing = ", ".join(f"{op} x{n}" for op, n in sorted(missing.items()))

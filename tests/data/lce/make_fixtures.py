@@ -112,6 +112,21 @@ def resnet20_binary_w1():
     return binary_resnet20(width=1)
 
 
+def int8_model():
+    """A model converted to int8 (QUANTIZE/DEQUANTIZE, integer activations),
+    which the importer does not read yet: its error must list the ops."""
+    import larq as lq
+    import tf_keras as keras
+    x_in = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same")(x_in)
+    x = keras.layers.BatchNormalization()(x)
+    y = lq.layers.QuantConv2D(8, 3, padding="same", pad_values=1.0, **_binary())(x)
+    y = keras.layers.BatchNormalization()(y)
+    x = keras.layers.add([x, y])
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(x_in, keras.layers.Dense(4)(x))
+
+
 MODELS = {"bconv_stack": bconv_stack, "wide_dilated": wide_dilated, "float_ops": float_ops,
           "resnet20_binary_w1": resnet20_binary_w1}
 
@@ -142,7 +157,10 @@ def lce_outputs(fb, inputs):
 
 def main():
     import larq_compute_engine as lce
+    only = set(os.environ.get("FIXTURES", "").split(",")) - {""}
     for seed, (name, build) in enumerate(MODELS.items()):
+        if only and name not in only:
+            continue
         model = build()
         randomize(model, seed)
         fb = lce.convert_keras_model(model)
@@ -155,6 +173,14 @@ def main():
         np.savez_compressed(os.path.join(HERE, f"{name}.npz"), inputs=inputs, lce=lce_out,
                             keras=keras_out, lce_kernels=np.array(kernels))
         print(f"{name}: {len(fb):,} bytes, LCE {kernels} kernels")
+    import tensorflow as tf
+    model = int8_model()
+    randomize(model, 99)
+    fb = lce.convert_keras_model(model, inference_input_type=tf.int8, inference_output_type=tf.int8,
+                                 experimental_default_int8_range=(-3.0, 3.0))
+    with open(os.path.join(HERE, "int8_model.tflite"), "wb") as f:
+        f.write(fb)
+    print(f"int8_model: {len(fb):,} bytes (for the unsupported-ops error)")
 
 
 if __name__ == "__main__":
