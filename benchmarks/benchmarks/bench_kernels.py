@@ -7,7 +7,7 @@ from .common import BCONV_SHAPES, random_bits, rng
 
 
 class BConv2D:
-    params = [sorted(BCONV_SHAPES), ["int32", "bits", "int8"]]
+    params = [sorted(BCONV_SHAPES), ["int32", "bits", "int8", "float32"]]
     param_names = ["shape", "output"]
 
     def setup(self, shape, output):
@@ -26,6 +26,10 @@ class BConv2D:
             kw.update(bias=np.zeros(cout, np.int32), multiplier=np.full(cout, 1 << 30, np.int32),
                       shift=np.full(cout, 33, np.int8))
             out = np.empty((1, oh, ow, cout), np.int8)
+        elif output == "float32":         # LCE's float epilogue (imported Larq models)
+            kw.update(float_multiplier=r.uniform(-1, 1, cout).astype(np.float32),
+                      float_bias=r.uniform(-1, 1, cout).astype(np.float32))
+            out = np.empty((1, oh, ow, cout), np.float32)
         else:
             out = np.empty((1, oh, ow, cout), np.int32)
         self.kernel = _core.BConv2D(weights, **kw)
@@ -74,4 +78,41 @@ class Binarize:
         self.call = self.kernel.bind(x, out, threads=1)
 
     def time_binarize(self, shape):
+        self.call()
+
+
+class SignBits:
+    """LceQuantize: float32 -> bits."""
+    params = [[(56, 56, 64), (14, 14, 256)]]
+    param_names = ["shape"]
+
+    def setup(self, shape):
+        from bnnrt._kernels import _core
+        c = shape[-1]
+        self.kernel = _core.SignBits(c)
+        x = rng().standard_normal((1,) + shape).astype(np.float32)
+        self.call = self.kernel.bind(x, np.empty((1,) + shape[:2] + ((c + 7) // 8,), np.uint8), threads=1)
+
+    def time_sign_bits(self, shape):
+        self.call()
+
+
+class FloatConv:
+    """The direct float conv of imported models: a stem over RGB, depthwise."""
+    params = [["224x224x3-32-3x3-s2", "112x112x32-dw3x3-s2", "28x28x128-dw3x3-s2"]]
+    param_names = ["shape"]
+    SHAPES = {"224x224x3-32-3x3-s2": (224, 3, 32, 1), "112x112x32-dw3x3-s2": (112, 32, 32, 32),
+              "28x28x128-dw3x3-s2": (28, 128, 128, 128)}
+
+    def setup(self, shape):
+        from bnnrt._kernels import _core
+        hw, cin, cout, groups = self.SHAPES[shape]
+        r = rng()
+        w = r.standard_normal((cout, 3, 3, cin // groups)).astype(np.float32)
+        self.kernel = _core.FloatConv(w, None, in_hw=(hw, hw), strides=(2, 2), dilations=(1, 1),
+                                      pads=(0, 1, 0, 1), groups=groups, activation="relu")
+        x = r.standard_normal((1, hw, hw, cin)).astype(np.float32)
+        self.call = self.kernel.bind(x, np.empty((1, hw // 2, hw // 2, cout), np.float32), threads=1)
+
+    def time_float_conv(self, shape):
         self.call()
