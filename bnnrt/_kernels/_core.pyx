@@ -647,13 +647,17 @@ def cpu_info():
     probe_c = Conv2DInt8(np.zeros((16, 1, 1, 4), np.int8), bias=np.zeros(16, np.int32), in_hw=(1, 1),
                          strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0), output="int32")
     probe_z = Binarize(np.zeros(8, np.int16), np.ones(8, np.int8))
+    probe_s = SignBits(16)
+    probe_f = FloatConv(np.zeros((16, 1, 1, 1), np.float32), in_hw=(1, 1), strides=(1, 1),
+                        dilations=(1, 1), pads=(0, 0, 0, 0))
     return {
         "arch": platform.machine(),
         "features": feats,
         "kernels": {"bconv2d": probe_b.variant, "conv2d_int8": probe_c.variant,
                     "binarize": probe_z.variant, "quantize": "avx512" if "avx512" in feats and
                     "avx512" not in os.environ.get("BNNRT_DISABLE_SIMD", "") else "scalar",
-                    "maxpool": "scalar", "add_int8": "scalar", "global_avgpool": "scalar"},
+                    "maxpool": "scalar", "add_int8": "scalar", "global_avgpool": "scalar",
+                    "sign_bits": probe_s.variant, "conv2d_float": probe_f.variant},
         "disabled": os.environ.get("BNNRT_DISABLE_SIMD", ""),
         "max_threads": os.cpu_count(),
     }
