@@ -816,10 +816,26 @@ class Concat(_FloatOp):
     n_inputs = (1, 64)
 
     def infer(self, node, ins):
-        specs = [_input(node, ins, i, ["float32", "int8"]) for i in range(len(node.inputs))]
+        specs = [_input(node, ins, i, ["float32", "int8", "bits"]) for i in range(len(node.inputs))]
         if len({s.dtype for s in specs}) != 1 or len({s.shape[:2] for s in specs}) != 1:
             _fail(node, f"cannot concatenate {', '.join(map(str, specs))} along channels")
+        if specs[0].dtype == "bits" and any(s.channels % 8 for s in specs[:-1]):
+            _fail(node, f"bit tensors concatenate whole bytes: {', '.join(map(str, specs))}")
         return [TensorSpec(specs[0].shape[:2] + (sum(s.channels for s in specs),), specs[0].dtype)]
+
+
+class SliceChannels(_FloatOp):
+    name = "slice_channels"
+    precision = "none"
+    attr_keys = ("start", "stop")
+
+    def infer(self, node, ins):
+        spec = _input(node, ins, 0, ["float32", "int8", "bits"])
+        start = _int(node, "start", lo=0, hi=spec.channels - 1)
+        stop = _int(node, "stop", lo=start + 1, hi=spec.channels)
+        if spec.dtype == "bits" and start % 8:
+            _fail(node, f"a bit tensor slices whole bytes: start {start} is not a multiple of 8")
+        return [TensorSpec(spec.shape[:2] + (stop - start,), spec.dtype)]
 
 
 #: op name -> Op. The one table the planner, the file reader and the
@@ -828,7 +844,7 @@ OPS: dict[str, Op] = {op.name: op for op in (
     Quantize(), Dequantize(), Softmax(), Flatten(), SignBits(), Binarize(), AddInt8(),
     BConv2D(), Conv2DInt8(), MaxPool(), GlobalAvgPool(),
     Activation(), Conv2DFloat(), BConv2DFloat(), AddFloat(), MulFloat(), PadFloat(),
-    MaxPoolFloat(), AvgPoolFloat(), MeanFloat(), Reshape(), Concat(),
+    MaxPoolFloat(), AvgPoolFloat(), MeanFloat(), Reshape(), Concat(), SliceChannels(),
 )}
 
 # Every op has its reference definition, under the same name (style.md, 5: the

@@ -339,5 +339,18 @@ def reshape(x, *, shape):
 
 
 def concat(*xs):
-    """Concatenate along channels."""
+    """Concatenate along channels. Bit tensors concatenate their bytes: every
+    input but the last has a multiple of 8 channels (the op checks)."""
     return np.concatenate([np.asarray(x) for x in xs], axis=-1)
+
+
+def slice_channels(x, *, start, stop):
+    """Channels ``[start, stop)``. On a bit tensor ``start`` is a multiple of 8
+    and the slice is whole bytes; bits past ``stop`` in the last byte are cleared."""
+    x = np.asarray(x)
+    if x.dtype != np.uint8:
+        return np.ascontiguousarray(x[..., start:stop])
+    out = np.array(x[..., start // 8:packed_bytes(stop)])
+    if (stop - start) % 8:
+        out[..., -1] &= (1 << ((stop - start) % 8)) - 1
+    return out

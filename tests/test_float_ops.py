@@ -111,3 +111,28 @@ def test_kernels_equal_reference(op, attrs, consts, n_inputs):
 def test_bad_float_layers_name_the_problem(op, attrs, consts, match):
     with pytest.raises(GraphError, match=match):
         bnnrt.Model(_graph(op, (9, 7, 5), attrs, consts))
+
+
+def test_slice_and_concat_of_bit_tensors():
+    """Grouped binary convs of imported models slice and concatenate bit tensors
+    by whole bytes; the values are those of the float tensor they came from."""
+    b = GraphBuilder()
+    x = b.input("x", (4, 3, 21))
+    bits = b.sign_bits(x)
+    parts = [b.add("slice_channels", [bits], {"start": s, "stop": e}) for s, e in ((8, 16), (0, 8), (16, 21))]
+    y = b.dequantize(b.add("concat", parts), scale=1.0)
+    g = b.build(y)
+    xs = np.random.default_rng(0).standard_normal((2, 4, 3, 21)).astype(np.float32)
+    want = np.where(np.concatenate([xs[..., 8:16], xs[..., 0:8], xs[..., 16:21]], axis=-1) < 0, -1, 1)
+    for resolver in ("kernels", "reference"):
+        np.testing.assert_array_equal(bnnrt.Model(g, resolver=resolver).run(xs), want)
+
+
+@pytest.mark.parametrize("slices,match", [(((4, 12),), "whole bytes"), (((0, 5), (5, 21)), "whole bytes")])
+def test_bit_slices_must_be_whole_bytes(slices, match):
+    b = GraphBuilder()
+    bits = b.sign_bits(b.input("x", (4, 3, 21)))
+    parts = [b.add("slice_channels", [bits], {"start": s, "stop": e}) for s, e in slices]
+    out = b.add("concat", parts) if len(parts) > 1 else parts[0]
+    with pytest.raises(GraphError, match=match):
+        bnnrt.Model(b.build(out))

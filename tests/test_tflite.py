@@ -21,7 +21,7 @@ from bnnrt.convert import _tflite, from_tflite  # noqa: E402
 from bnnrt.errors import ModelFormatError, ModelIOError, UnsupportedOpError  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "lce")
-FIXTURES = ["bconv_stack", "wide_dilated", "float_ops", "resnet20_binary_w1"]
+FIXTURES = ["bconv_stack", "wide_dilated", "float_ops", "resnet20_binary_w1", "grouped"]
 
 
 def fixture(name):

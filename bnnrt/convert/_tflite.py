@@ -521,13 +521,16 @@ def _lce_bconv2d(im, op, ins, outs):
     if cin != spec.channels:
         im.fail(f"channels_in={cin} but the input has {spec.channels} channels")
     packed = im.const(ins[1], "the filter")
-    if packed.ndim != 4 or packed.dtype != np.int32 or packed.shape[3] * 32 < cin:
-        im.fail(f"filter {packed.dtype}{list(packed.shape)} is not a bitpacked OHWI filter of {cin} channels")
-    if packed.shape[3] != -(-cin // 32):
-        im.fail(f"filter {list(packed.shape)} has groups (channels_in {cin}); grouped binary "
-                "convolutions are not supported yet")
-    weights = lce_weights(packed, cin)
+    if packed.ndim != 4 or packed.dtype != np.int32 or packed.shape[3] < 1:
+        im.fail(f"filter {packed.dtype}{list(packed.shape)} is not a bitpacked OHWI filter")
     cout, kh, kw = (int(d) for d in packed.shape[:3])
+    groups, cin_g = 1, cin
+    if packed.shape[3] != -(-cin // 32):      # grouped: each group's channels are whole words
+        cin_g = 32 * int(packed.shape[3])
+        if cin % cin_g or cout % (cin // cin_g):
+            im.fail(f"filter {list(packed.shape)} does not divide channels_in {cin} and {cout} outputs "
+                    "into groups of whole 32-channel words")
+        groups = cin // cin_g
     strides = (int(o.get("stride_height", 1)), int(o.get("stride_width", 1)))
     dilations = (int(o.get("dilation_height_factor", 1)), int(o.get("dilation_width_factor", 1)))
     pad_value = int(o.get("pad_values", 0))
@@ -537,17 +540,22 @@ def _lce_bconv2d(im, op, ins, outs):
     act = int(o.get("fused_activation_function", 0))
     out_t = im.f.tensors[outs[0]]
     name = im._node_name(outs[0])
-    geometry = dict(cin=cin, strides=strides, dilations=dilations, pads=pads, pad_value=pad_value)
+    geometry = dict(cin=cin_g, strides=strides, dilations=dilations, pads=pads, pad_value=pad_value)
     if out_t.type_code == 2:          # bitpacked output: -1 iff popcount > threshold
         if len(ins) < 5 or ins[4] < 0:
             im.fail("a bitpacked output needs the thresholds input")
         thr = im.const(ins[4], "the thresholds").astype(np.int64).reshape(-1)
         if thr.shape != (cout,):
             im.fail(f"thresholds of shape {thr.shape}, expected ({cout},)")
-        k = kh * kw * cin
-        y_thresholds = np.clip(k - 2 * thr, -2**31, 2**31 - 1)
-        name = im.b.bconv2d(x, weights, output="bits", thresholds=y_thresholds, name=name, **geometry)
-        im.out(outs[0], name, "bits", channels=cout)
+        if groups > 1 and (cout // groups) % 8:
+            im.fail(f"grouped convolution with bit outputs of {cout // groups} channels per group "
+                    "(not whole bytes) is not supported")
+        y_thresholds = np.clip(kh * kw * cin_g - 2 * thr, -2**31, 2**31 - 1)
+
+        def emit(xg, sl, nm):
+            return im.b.bconv2d(xg, lce_weights(packed[sl], cin_g), output="bits",
+                                thresholds=y_thresholds[sl], name=nm, **geometry)
+        dtype = "bits"
     elif out_t.type_code == 0:        # float output: clamp(y) * multiplier + bias
         if act not in _Y_CLAMPS:
             im.fail(f"fused activation {act} is not supported")
@@ -558,11 +566,23 @@ def _lce_bconv2d(im, op, ins, outs):
         attrs = {k_: list(v) if isinstance(v, tuple) else v for k_, v in geometry.items()}
         if _Y_CLAMPS[act] is not None:
             attrs["clamp"] = list(_Y_CLAMPS[act])
-        name = im.b.add("bconv2d_float", [x], attrs, {"weights": weights, "multiplier": mult, "bias": bias},
-                        name=name)
-        im.out(outs[0], name)
+
+        def emit(xg, sl, nm):
+            return im.b.add("bconv2d_float", [xg], attrs, {"weights": lce_weights(packed[sl], cin_g),
+                                                            "multiplier": mult[sl], "bias": bias[sl]}, name=nm)
+        dtype = "float32"
     else:
         im.fail(f"output {out_t} is {out_t.type_name}; int8 outputs are not supported yet")
+    if groups == 1:
+        name = emit(x, slice(None), name)
+    else:                             # one binary conv per group on its slice of channels, then concat
+        cout_g = cout // groups
+        parts = [emit(im.b.add("slice_channels", [x], {"start": g * cin_g, "stop": (g + 1) * cin_g},
+                               name=f"{name}/group{g}/in"),
+                      slice(g * cout_g, (g + 1) * cout_g), f"{name}/group{g}")
+                 for g in range(groups)]
+        name = im.b.add("concat", parts, name=name)
+    im.out(outs[0], name, dtype, channels=cout if dtype == "bits" else None)
 
 
 def _lce_bmaxpool2d(im, op, ins, outs):

@@ -104,6 +104,24 @@ def float_ops():
     return keras.Model(x_in, x)
 
 
+def grouped():
+    """Grouped binary convolutions (LCE: whole 32-channel words per group),
+    with bitpacked and float outputs."""
+    import larq as lq
+    import tf_keras as keras
+    x_in = keras.Input((10, 9, 3))
+    x = keras.layers.Conv2D(64, 3, padding="same")(x_in)
+    x = keras.layers.BatchNormalization()(x)
+    y = lq.layers.QuantConv2D(64, 3, padding="same", pad_values=1.0, groups=2, **_binary())(x)
+    y = keras.layers.BatchNormalization()(y)
+    y = lq.layers.QuantConv2D(96, 3, strides=2, padding="same", pad_values=1.0, groups=2, **_binary())(y)
+    y = keras.layers.BatchNormalization()(y)
+    y = lq.layers.QuantConv2D(48, 1, groups=3, **_binary())(y)
+    y = keras.layers.BatchNormalization()(y)
+    y = keras.layers.GlobalAveragePooling2D()(y)
+    return keras.Model(x_in, keras.layers.Dense(5)(y))
+
+
 def resnet20_binary_w1():
     """The binary ResNet-20 of anchors.md at width 1 (16/32/64 channels)."""
     import sys
@@ -128,7 +146,7 @@ def int8_model():
 
 
 MODELS = {"bconv_stack": bconv_stack, "wide_dilated": wide_dilated, "float_ops": float_ops,
-          "resnet20_binary_w1": resnet20_binary_w1}
+          "resnet20_binary_w1": resnet20_binary_w1, "grouped": grouped}
 
 
 def randomize(model, seed):
