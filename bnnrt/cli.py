@@ -4,7 +4,7 @@
     bnnrt predict MODEL IMAGE... [--top-k K]
     bnnrt eval MODEL --dataset fashion-mnist [--data DIR] [--batch N] [--json]
     bnnrt bench MODEL [--batch N] [--threads N] [--runs N] [--json]
-    bnnrt convert MODEL.tflite OUT.bnn [--labels FILE]
+    bnnrt convert MODEL.tflite OUT.bnn [--labels FILE] [--scale S --mean M,.. --std S,..]
 
 MODEL is a .bnn file, an LCE .tflite file (imported on the fly; ``convert``
 writes it as .bnn once), or a zoo model (random weights): ``zoo:blendnet20[:width]``
@@ -161,6 +161,10 @@ def cmd_convert(args) -> int:
     if args.labels:
         with open(args.labels, encoding="utf-8") as fh:
             metadata["labels"] = [line.strip() for line in fh if line.strip()]
+    if args.mean or args.std or args.scale is not None:
+        # how predict() turns pixels into the model's input: (pixel * scale - mean) / std
+        metadata["input"] = {"scale": 1 / 255 if args.scale is None else args.scale,
+                             "mean": args.mean, "std": args.std}
     t0 = time.perf_counter()
     model = from_tflite(args.source, metadata=metadata)
     save(model, args.out)
@@ -170,6 +174,13 @@ def cmd_convert(args) -> int:
           f"{binary / 1e6:.1f} M binary MACs, {os.path.getsize(args.out):,} bytes "
           f"({time.perf_counter() - t0:.1f} s)")
     return 0
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def _positive(text: str) -> int:
@@ -219,6 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="the .tflite file (needs pip install 'bnnrt[tflite]')")
     p.add_argument("out", help="the .bnn file to write")
     p.add_argument("--labels", default=None, help="a text file with one class label per line")
+    p.add_argument("--scale", type=float, default=None, help="pixel scale for predict() (default 1/255)")
+    p.add_argument("--mean", type=_floats, default=None, help="per-channel mean after scaling, e.g. "
+                   "0.485,0.456,0.406 (Larq zoo's ImageNet models)")
+    p.add_argument("--std", type=_floats, default=None, help="per-channel std, e.g. 0.229,0.224,0.225")
     p.set_defaults(func=cmd_convert)
     return parser
 

@@ -116,12 +116,16 @@ def test_cli_convert(tmp_path):
     labels = tmp_path / "labels.txt"
     labels.write_text("\n".join(f"class{i}" for i in range(10)) + "\n")
     out = tmp_path / "m.bnn"
-    r = subprocess.run([sys.executable, "-m", "bnnrt", "convert", path, str(out), "--labels", str(labels)],
-                       capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "bnnrt", "convert", path, str(out), "--labels", str(labels),
+                        "--mean", "0.5", "--std", "0.25"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "binary MACs" in r.stdout
     model = bnnrt.load(out)
     assert model.labels[3] == "class3"
+    # predict() normalizes pixels as told: (p / 255 - 0.5) / 0.25
+    pixels = np.full((9, 11, 5), 255, np.uint8)
+    np.testing.assert_allclose(model.predict(pixels), model.run(np.full((1, 9, 11, 5), 2.0, np.float32)).reshape(-1),
+                               rtol=1e-6)
     assert_matches_lce(model.run(data["inputs"]), data["lce"])
 
 
