@@ -17,9 +17,14 @@ run: absolute times drift on shared machines.
 
 from __future__ import annotations
 
+import os
+
+# One thread means one thread: numpy's BLAS (bnnrt's 1x1 float convs and dense
+# layers) would otherwise use every core. Set before numpy is imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
