@@ -585,14 +585,18 @@ class Conv2DFloat(_FloatOp):
                     pads=pads, groups=node.attrs.get("groups", 1), activation=_activation_attr(node))
 
     #: Below this many products per output value a GEMM (BLAS) is mostly
-    #: overhead: stems over RGB and depthwise convs run the direct C kernel.
+    #: overhead; with this few input channels its im2col copy costs as much as
+    #: the GEMM (a 7x7 stem over RGB). Those, and depthwise convs, run the
+    #: direct C kernel.
     DIRECT_MAX_K = 32
+    DIRECT_MAX_CIN = 4
 
     def kernel(self, node, ins):
         kw = self._kwargs(node, ins)
         w = kw["weights"]
         depthwise = kw["groups"] > 1 and w.shape[3] == 1
-        direct = depthwise or (kw["groups"] == 1 and int(np.prod(w.shape[1:])) < self.DIRECT_MAX_K)
+        direct = depthwise or (kw["groups"] == 1 and (int(np.prod(w.shape[1:])) < self.DIRECT_MAX_K
+                                                      or w.shape[3] <= self.DIRECT_MAX_CIN))
         if direct and kw["activation"] in _core.FLOAT_CLAMPS:
             return _core.FloatConv(w, kw["bias"], in_hw=ins[0].shape[:2], strides=kw["strides"],
                                    dilations=kw["dilations"], pads=kw["pads"], groups=kw["groups"],
