@@ -48,7 +48,8 @@ def test_reference_resolver_agrees(name):
     graph = _tflite.to_graph(path)
     kernels = bnnrt.Model(graph).run(data["inputs"])
     oracle = bnnrt.Model(graph, resolver="reference").run(data["inputs"])
-    np.testing.assert_allclose(kernels, oracle, rtol=1e-5, atol=1e-6)
+    # float layers sum in another order in the kernels: equal within rounding, relative to the output's scale
+    np.testing.assert_allclose(kernels, oracle, rtol=1e-5, atol=1e-5 * np.abs(oracle).max())
 
 
 def test_covers_every_handled_op():
