@@ -259,7 +259,8 @@ def conv2d_float(x, weights, *, bias=None, strides=(1, 1), dilations=(1, 1), pad
     else:
         outs = []
         for g in range(groups):
-            cols = np.concatenate([t[..., g * cin_g:(g + 1) * cin_g] for t in taps], axis=-1)
+            cols = (np.ascontiguousarray(taps[0]) if len(taps) == 1 and groups == 1 else   # 1x1: no copy to make
+                    np.concatenate([t[..., g * cin_g:(g + 1) * cin_g] for t in taps], axis=-1))
             wg = w[g * per_group:(g + 1) * per_group].reshape(per_group, kh * kw * cin_g)
             outs.append((cols.reshape(-1, kh * kw * cin_g) @ wg.T).reshape(n, oh, ow, per_group))
         acc = outs[0] if groups == 1 else np.concatenate(outs, axis=-1)
