@@ -28,6 +28,7 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))     # the repository's bnnrt when it is not installed
 
 
 def median_ms(fn, runs):

@@ -34,6 +34,7 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))     # the repository's bnnrt when it is not installed
 DEFAULT_MODELS = "quicknet_small,quicknet,quicknet_large,birealnet,binary_resnet_e18,resnet20b"
 
 
