@@ -631,6 +631,7 @@ class BConv2DFloat(_FloatOp):
         _choice(node, "pad_value", (0, 1), default=1)
         _const(node, "multiplier", np.float32, (cout,))
         _const(node, "bias", np.float32, (cout,))
+        _choice(node, "activation", ("none", "relu", "relu6", "relu_n1_to_1"), default="none")
         clamp = node.attrs.get("clamp")
         if clamp is not None:
             if (not isinstance(clamp, (list, tuple)) or len(clamp) != 2
@@ -656,7 +657,8 @@ class BConv2DFloat(_FloatOp):
         return dict(weights=w, cin=node.attrs["cin"], multiplier=node.consts["multiplier"],
                     bias=node.consts["bias"], strides=strides, dilations=dilations, pads=pads,
                     pad_value=node.attrs.get("pad_value", 1),
-                    clamp=None if clamp is None else tuple(clamp))
+                    clamp=None if clamp is None else tuple(clamp),
+                    activation=node.attrs.get("activation", "none"))
 
     def kernel(self, node, ins):
         kw = self._kwargs(node, ins)
@@ -664,7 +666,8 @@ class BConv2DFloat(_FloatOp):
                              strides=kw["strides"], dilations=kw["dilations"], pads=kw["pads"],
                              pad_value=kw["pad_value"], output="float32",
                              float_multiplier=kw["multiplier"], float_bias=kw["bias"],
-                             y_clamp=kw["clamp"], has_skip=len(node.inputs) == 2)
+                             y_clamp=kw["clamp"], activation=kw["activation"],
+                             has_skip=len(node.inputs) == 2)
 
     def cost(self, node, ins, outs):
         w = node.consts["weights"]

@@ -270,11 +270,12 @@ def conv2d_float(x, weights, *, bias=None, strides=(1, 1), dilations=(1, 1), pad
 
 
 def bconv2d_float(x, weights, *, cin, multiplier, bias, strides=(1, 1), dilations=(1, 1),
-                  pads=(0, 0, 0, 0), pad_value=1, clamp=None, skip=None):
+                  pads=(0, 0, 0, 0), pad_value=1, clamp=None, skip=None, activation="none"):
     """Binary convolution with a float output, LCE's float epilogue:
     ``float(clamp(y, lo, hi)) * multiplier[o] + bias[o]`` (the clamp is the
     fused activation, on y itself; ``None``: no clamp), then ``+ skip`` if
-    given (the residual add, rounded separately as a float ADD is)."""
+    given (the residual add, rounded separately as a float ADD is), then the
+    ``activation`` (that of the fused ADD: none, relu, relu6, relu_n1_to_1)."""
     y = bconv2d(x, weights, cin=cin, strides=strides, dilations=dilations, pads=pads,
                 pad_value=pad_value, output="int32")
     if clamp is not None:
@@ -284,7 +285,7 @@ def bconv2d_float(x, weights, *, cin, multiplier, bias, strides=(1, 1), dilation
     out = (y.astype(np.float32) * m + b).astype(np.float32)
     if skip is not None:
         out = (out + np.asarray(skip, dtype=np.float32)).astype(np.float32)
-    return out
+    return ACTIVATIONS[activation](out).astype(np.float32, copy=False)
 
 
 def _elementwise(op, a, b, activation):

@@ -79,6 +79,7 @@ def _epilogue(rng, output, cout, k2c):
         kw["float_multiplier"] = rng.uniform(-2, 2, cout).astype(np.float32)
         kw["float_bias"] = rng.normal(0, 3, cout).astype(np.float32)
         kw["y_clamp"] = [None, (0, 2 ** 31 - 1), (-1, 1), (0, 6)][cout % 4]
+        kw["activation"] = ["none", "relu", "relu6", "relu_n1_to_1"][(cout // 4) % 4]   # after the skip add
     return kw
 
 

@@ -31,6 +31,7 @@ cdef extern from "bnn_common.h":
         const int8_t *shift
         const float *fmult
         const float *fbias
+        float flo, fhi
         int32_t clamp_lo, clamp_hi
         int32_t has_skip, skip_multiplier, skip_shift
     int bnn_cpu_has(const char *feature)
@@ -231,7 +232,7 @@ cdef class _Conv(Kernel):
 
     def _epilogue(self, output, cout, thresholds, bias, multiplier, shift, clamp, has_skip,
                   skip_multiplier, skip_shift, bias_for_int32, float_multiplier=None,
-                  float_bias=None, y_clamp=None):
+                  float_bias=None, y_clamp=None, activation="none"):
         kinds = {"int32": BNN_OUT_INT32, "bits": BNN_OUT_BITS, "int8": BNN_OUT_INT8,
                  "float32": BNN_OUT_FLOAT}
         if output not in kinds or (output in ("bits", "float32") and bias_for_int32):
@@ -245,6 +246,9 @@ cdef class _Conv(Kernel):
         self.e.shift = NULL
         self.e.fmult = NULL
         self.e.fbias = NULL
+        if activation not in FLOAT_CLAMPS:
+            raise GraphError(f"{self.name}: activation {activation!r} is not one of {sorted(FLOAT_CLAMPS)}")
+        self.e.flo, self.e.fhi = FLOAT_CLAMPS[activation]
         if output == "float32":
             keep["fmult"] = _const(float_multiplier, np.float32, (cout,), self.name, "multiplier")
             keep["fbias"] = _const(float_bias, np.float32, (cout,), self.name, "bias")
@@ -310,7 +314,7 @@ cdef class BConv2D(_Conv):
     def __init__(self, weights, *, cin, in_hw, strides, dilations, pads, pad_value, output,
                  thresholds=None, bias=None, multiplier=None, shift=None, clamp=(-128, 127),
                  has_skip=False, skip_multiplier=1, skip_shift=0, float_multiplier=None,
-                 float_bias=None, y_clamp=None, variant=None):
+                 float_bias=None, y_clamp=None, activation="none", variant=None):
         self.name = "bconv2d"
         w = np.ascontiguousarray(weights)
         cin = _int(cin, 1, 1 << 20, self.name, "cin")
@@ -327,7 +331,8 @@ cdef class BConv2D(_Conv):
         _geom(&self.g, self.name, tuple(in_hw), cin, cout, w.shape[1:3], tuple(strides),
               tuple(dilations), tuple(pads), pad_value)
         self._epilogue(output, cout, thresholds, bias, multiplier, shift, clamp, has_skip,
-                       skip_multiplier, skip_shift, False, float_multiplier, float_bias, y_clamp)
+                       skip_multiplier, skip_shift, False, float_multiplier, float_bias, y_clamp,
+                       activation)
         self.in_dtype, self.in_c = np.uint8, packed_bytes(cin)
         code = _variant_code(variant, ("auto", "scalar", "avx2", "avx512", "neon"), self.name)
         self.k = bnn_bconv_create(&self.g, <const uint8_t *><size_t>_ptr(w), &self.e, code)

@@ -374,14 +374,15 @@ def _elementwise(op_name, options):
             b_, sb = im.inp(ins[1])
             if sa.shape != sb.shape:
                 im.fail(f"operands {sa} and {sb} differ in shape (broadcasting is not supported)")
-            if op_name == "add_float" and act == "none" and _fuse_residual(im, ins, outs):
+            if (op_name == "add_float" and act in ("none", "relu", "relu6", "relu_n1_to_1")
+                    and _fuse_residual(im, ins, outs, act)):
                 return
             name = im.b.add(op_name, [a, b_], {"activation": act}, name=im._node_name(outs[0]))
         im.out(outs[0], name)
     return handler
 
 
-def _fuse_residual(im, ins, outs) -> bool:
+def _fuse_residual(im, ins, outs, act) -> bool:
     """ADD(bconv2d_float(x), r) -> bconv2d_float(x, skip=r), when the binary
     conv's output feeds only this ADD and r exists before the conv runs (the
     residual add of every Larq block: one pass over the output instead of two)."""
@@ -395,7 +396,11 @@ def _fuse_residual(im, ins, outs) -> bool:
         src = im.b.producer(im.names[other])
         if src is not None and src[0] >= index:
             continue                  # the residual is computed after the conv
+        if node.attrs.get("activation", "none") != "none":
+            continue
         node.inputs.append(im.names[other])
+        if act != "none":
+            node.attrs["activation"] = act       # the ADD's fused activation, after the add
         im.bind(outs[0], im.names[mine], im.specs[mine])
         return True
     return False

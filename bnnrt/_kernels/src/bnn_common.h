@@ -57,7 +57,9 @@ typedef struct {            /* what the caller hands over (trusted, validated in
     const int32_t *bias, *multiplier;   /* int8: requant(y + bias) ; int32: y + bias */
     const int8_t *shift;
     const float *fmult, *fbias;         /* float: float(clamp(y)) * fmult + fbias (LCE's epilogue)
-                                           [+ skip: a float tensor, handed over as the skip pointer] */
+                                           [+ skip: a float tensor, handed over as the skip pointer],
+                                           then clamped to [flo, fhi] (the fused add's activation) */
+    float flo, fhi;
     int32_t clamp_lo, clamp_hi;         /* int8: the output range; float: the range of y */
     int32_t has_skip, skip_multiplier, skip_shift;
 } bnn_epilogue;
@@ -71,6 +73,7 @@ typedef struct {            /* prepared once: per-channel int64, padded to a mul
     int32_t *bias32, *mult32;   /* int32 copies for 32x32->64 multiplies (meaningful when fits32) */
     int64_t *nshift;            /* -shift, for shift-by-register instructions that shift left */
     float *fmult, *fbias;
+    float flo, fhi;
 } bnn_epi;
 
 static inline void bnn_epi_free(bnn_epi *e) {
@@ -84,6 +87,7 @@ static inline int bnn_epi_init(bnn_epi *e, const bnn_epilogue *src, int32_t cout
     memset(e, 0, sizeof(*e));
     e->kind = src->kind; e->cout = cout;
     e->clamp_lo = src->clamp_lo; e->clamp_hi = src->clamp_hi;
+    e->flo = src->flo; e->fhi = src->fhi;
     e->has_skip = src->has_skip; e->skip_shift = src->skip_shift;
     e->skip_mult = src->skip_multiplier; e->skip_round = bnn_round_of(src->skip_shift);
     int64_t **arrs[6] = {&e->thr, &e->bias, &e->mult, &e->rnd, &e->shift, &e->nshift};
@@ -146,7 +150,8 @@ static inline void bnn_epi_pixel(const bnn_epi *e, const int64_t *y, size_t pix,
         for (int c = 0; c < cout; c++) {
             int64_t v = y[c] < lo ? lo : y[c] > hi ? hi : y[c];
             float t = (float)v * fm[c] + fb[c];
-            o[c] = sk ? t + sk[c] : t;
+            t = sk ? t + sk[c] : t;
+            o[c] = t < e->flo ? e->flo : (t > e->fhi ? e->fhi : t);
         }
     } else {
         const int64_t *restrict mult = e->mult, *restrict rnd = e->rnd, *restrict shift = e->shift;
@@ -194,6 +199,7 @@ BNN_AVX512_BASE static inline void bnn_epi8_avx512(const bnn_epi *e, __m512i y, 
             const float *sk = (const float *)(const void *)skip + pix * cout + c0;
             f = _mm256_add_ps(f, n == 8 ? _mm256_loadu_ps(sk) : _mm256_maskz_loadu_ps(m, sk));
         }
+        f = _mm256_min_ps(_mm256_max_ps(f, _mm256_set1_ps(e->flo)), _mm256_set1_ps(e->fhi));
         if (n == 8) _mm256_storeu_ps((float *)out + pix * cout + c0, f);
         else _mm256_mask_storeu_ps((float *)out + pix * cout + c0, m, f);
     } else {
