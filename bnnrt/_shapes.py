@@ -60,13 +60,3 @@ def packed_bytes(channels: int) -> int:
     """Bytes one pixel of a bit tensor with ``channels`` channels occupies."""
     return (channels + 7) // 8
 
-
-def valid_outputs(out_size: int, in_size: int, offset: int, stride: int, pad_before: int) -> tuple[int, int, int]:
-    """For one kernel tap at ``offset`` (= k * dilation) along one axis: the
-    outputs ``[o0, o1)`` whose input ``o * stride - pad_before + offset`` lies
-    inside ``[0, in_size)``, and the input of ``o0``. Lets a pooling kernel
-    visit each tap's valid rectangle instead of padding its input."""
-    first = pad_before - offset                       # input of output 0 is -first
-    o0 = max(0, -(-first // stride)) if first > 0 else 0
-    o1 = min(out_size, (in_size - 1 + first) // stride + 1) if in_size - 1 + first >= 0 else 0
-    return o0, max(o0, o1), o0 * stride - first

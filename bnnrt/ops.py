@@ -22,7 +22,7 @@ import numpy as np
 
 from . import reference as ref
 from ._kernels import _core
-from ._shapes import conv_geometry, packed_bytes, valid_outputs
+from ._shapes import conv_geometry, packed_bytes
 from .errors import GraphError
 from .graph import Node, TensorSpec
 
@@ -497,7 +497,7 @@ class MaxPool(Op):
         return [ref.maxpool(arrays[0], **self._params(node, ins))]
 
     def kernel(self, node, ins):
-        return _core.MaxPool(in_hw=ins[0].shape[:2], **self._params(node, ins))
+        return _core.Pool(in_hw=ins[0].shape[:2], **self._params(node, ins))
 
 
 class GlobalAvgPool(Op):
@@ -746,54 +746,18 @@ class _PoolFloat(_FloatOp):
         return [TensorSpec((oh, ow, spec.channels), "float32")]
 
 
-def _tap_rectangles(spec_hw, out_hw, kernel, strides, pads):
-    """Per tap: the output rectangle it reaches with valid inputs, and the
-    matching strided input slice (no padded copy of the input)."""
-    rects = []
-    for ky in range(kernel[0]):
-        y0, y1, iy = valid_outputs(out_hw[0], spec_hw[0], ky, strides[0], pads[0])
-        for kx in range(kernel[1]):
-            x0, x1, ix = valid_outputs(out_hw[1], spec_hw[1], kx, strides[1], pads[2])
-            if y0 < y1 and x0 < x1:
-                rects.append(((slice(None), slice(y0, y1), slice(x0, x1)),
-                              (slice(None), slice(iy, iy + (y1 - y0 - 1) * strides[0] + 1, strides[0]),
-                               slice(ix, ix + (x1 - x0 - 1) * strides[1] + 1, strides[1]))))
-    return rects
-
-
 class MaxPoolFloat(_PoolFloat):
     name = "maxpool_float"
+    average = False
 
     def kernel(self, node, ins):
         kw = self._kwargs(node, ins)
-        out_hw = self.infer(node, ins)[0].shape[:2]
-        rects = _tap_rectangles(ins[0].shape[:2], out_hw, kw["kernel"], kw["strides"], kw["pads"])
-
-        def run(x, out):
-            out.fill(-np.inf)
-            for o, i in rects:
-                np.maximum(out[o], x[i], out=out[o])
-        return NumpyKernel(run)
+        return _core.Pool(in_hw=ins[0].shape[:2], dtype="float32", average=self.average, **kw)
 
 
-class AvgPoolFloat(_PoolFloat):
+class AvgPoolFloat(MaxPoolFloat):
     name = "avgpool_float"
-
-    def kernel(self, node, ins):
-        kw = self._kwargs(node, ins)
-        out_hw = self.infer(node, ins)[0].shape[:2]
-        rects = _tap_rectangles(ins[0].shape[:2], out_hw, kw["kernel"], kw["strides"], kw["pads"])
-        count = np.zeros(out_hw + (1,), np.float32)
-        for (_, oy, ox), _ in rects:
-            count[oy, ox] += 1
-
-        def run(x, out):
-            out.fill(0)
-            for o, i in rects:
-                np.add(out[o], x[i], out=out[o])
-            # divide, as the reference does (a multiply by 1/count rounds differently)
-            np.divide(out, count, out=out)
-        return NumpyKernel(run)
+    average = True
 
 
 class MeanFloat(_FloatOp):

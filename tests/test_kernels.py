@@ -264,12 +264,38 @@ def test_maxpool(c, k, s, pads):
     oh, ow = conv_geometry((h, w), k, s, (1, 1), pads)
     x = tight(rng.integers(-128, 128, (2, h, w, c), dtype=np.int8))
     out = np.zeros((2, oh, ow, c), np.int8)
-    _core.MaxPool(kernel=k, strides=s, pads=pads, in_hw=(h, w)).run(x, out)
+    _core.Pool(kernel=k, strides=s, pads=pads, in_hw=(h, w)).run(x, out)
     np.testing.assert_array_equal(out, ref.maxpool(x, kernel=k, strides=s, pads=pads))
     xb = random_bits(rng, (2, h, w), c)
     outb = np.zeros((2, oh, ow, packed_bytes(c)), np.uint8)
-    _core.MaxPool(kernel=k, strides=s, pads=pads, in_hw=(h, w), channels=c).run(xb, outb)
+    _core.Pool(kernel=k, strides=s, pads=pads, in_hw=(h, w), channels=c).run(xb, outb)
     np.testing.assert_array_equal(outb, ref.maxpool(xb, kernel=k, strides=s, pads=pads, channels=c))
+
+
+@pytest.mark.parametrize("c", [3, 17, 64])
+@pytest.mark.parametrize("k,s,pads", [((3, 3), (2, 2), (0, 1, 0, 1)), ((3, 3), (2, 2), (1, 1, 1, 1)),
+                                      ((3, 2), (1, 2), (0, 2, 1, 0)), ((2, 2), (2, 2), (0, 0, 0, 0))])
+def test_float_pools_equal_reference(c, k, s, pads, monkeypatch):
+    rng = np.random.default_rng(c)
+    h, w = 9, 7
+    oh, ow = conv_geometry((h, w), k, s, (1, 1), pads)
+    x = tight(rng.standard_normal((2, h, w, c)).astype(np.float32))
+    x[1, 4, 3, 1] = x[0, 2, 2, c - 1] = np.nan  # propagate through max and mean, as in numpy
+    x[0, 5, 5, 0] = np.inf
+    for disabled in ("", "avx512", "avx512,avx2"):  # every variant this CPU has (chosen per call)
+        monkeypatch.setenv("BNNRT_DISABLE_SIMD", disabled)
+        for average, fn in ((False, ref.maxpool_float), (True, ref.avgpool_float)):
+            out = np.zeros((2, oh, ow, c), np.float32)
+            _core.Pool(kernel=k, strides=s, pads=pads, in_hw=(h, w), dtype="float32", average=average).run(
+                x, out, threads=2)
+            # same taps, same order, same division: bit-exact
+            np.testing.assert_array_equal(out, fn(x, kernel=k, strides=s, pads=pads),
+                                          err_msg=f"average={average}, disabled {disabled!r}")
+
+
+def test_pool_rejects_average_of_int8():
+    with pytest.raises(GraphError, match="float32 only"):
+        _core.Pool(kernel=(2, 2), strides=(2, 2), pads=(0, 0, 0, 0), in_hw=(4, 4), average=True)
 
 
 @pytest.mark.parametrize("c,h,w", [(1, 1, 1), (64, 8, 8), (17, 5, 3)])
@@ -358,17 +384,20 @@ def _float_conv_variants():
     return ["scalar"] + [v for v in ("avx2", "avx512") if v in feats]
 
 
-@pytest.mark.parametrize("cin,cout,k,s,d,mode,groups,act,n", [
-    (3, 16, 3, 2, 1, "same-one", 1, "relu", 1),        # a stem over RGB (TF's asymmetric "same")
-    (3, 17, 7, 2, 1, "same-one", 1, "none", 2),        # a 7x7 stem, odd channels
-    (1, 5, 3, 1, 2, "valid", 1, "relu6", 3),           # dilated
-    (16, 16, 3, 2, 1, "same-one", 16, "none", 1),      # depthwise
-    (17, 34, 3, 1, 1, "same-one", 17, "relu_n1_to_1", 2),  # depthwise, multiplier 2
-    (64, 64, 5, 1, 1, "torch", 64, "relu", 1),
+@pytest.mark.parametrize("cin,cout,k,s,d,mode,groups,act,n,hw", [
+    (3, 16, 3, 2, 1, "same-one", 1, "relu", 1, (11, 9)),   # a stem over RGB (TF's asymmetric "same")
+    (3, 17, 7, 2, 1, "same-one", 1, "none", 2, (11, 9)),   # a 7x7 stem, odd channels, rows < one block
+    (3, 64, 7, 2, 1, "same-one", 1, "relu", 2, (9, 31)),   # BiRealNet's stem: 4-vector blocks, last overlaps
+    (4, 40, 3, 1, 1, "torch", 1, "relu6", 1, (5, 29)),     # 2 + 1 vector blocks
+    (5, 100, 3, 2, 1, "valid", 1, "none", 3, (8, 27)),     # 4 + 2 + 1 vectors, odd everything
+    (1, 5, 3, 1, 2, "valid", 1, "relu6", 3, (11, 9)),      # dilated
+    (16, 16, 3, 2, 1, "same-one", 16, "none", 1, (11, 9)),  # depthwise
+    (17, 34, 3, 1, 1, "same-one", 17, "relu_n1_to_1", 2, (11, 9)),  # depthwise, multiplier 2
+    (64, 64, 5, 1, 1, "torch", 64, "relu", 1, (11, 9)),
 ])
-def test_float_conv_matches_reference(cin, cout, k, s, d, mode, groups, act, n):
+def test_float_conv_matches_reference(cin, cout, k, s, d, mode, groups, act, n, hw):
     rng = np.random.default_rng(cin * 1000 + cout + k)
-    h, w = 11, 9
+    h, w = hw
     pads, _ = _pads(mode, h, w, k, s, d)
     x = tight(rng.standard_normal((n, h, w, cin)).astype(np.float32))
     weights = rng.standard_normal((cout, k, k, cin // groups)).astype(np.float32)

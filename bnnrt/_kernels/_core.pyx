@@ -87,6 +87,8 @@ cdef extern from "bnn_misc.h":
         int32_t in_h, in_w, c, out_h, out_w, kh, kw, sh, sw, pad_top, pad_left
     void bnn_maxpool_int8(const bnn_pool_geom *g, const int8_t *inp, int8_t *out, int n, int threads) nogil
     void bnn_maxpool_bits(const bnn_pool_geom *g, const uint8_t *inp, uint8_t *out, int n, int threads) nogil
+    void bnn_pool_float(const bnn_pool_geom *g, const float *inp, float *out, int n, int average,
+                        int threads) nogil
     void bnn_global_avgpool(const int8_t *inp, int8_t *out, int n, int32_t hw, int32_t c, int32_t m,
                             int32_t shift, int32_t lo, int32_t hi) nogil
 
@@ -568,22 +570,35 @@ cdef class AddInt8(Kernel):
         return 0
 
 
-cdef class MaxPool(Kernel):
-    """Max pooling of int8 or bit tensors (bnnrt.reference.maxpool)."""
+cdef class Pool(Kernel):
+    """Max pooling of int8, bit or float32 tensors, average pooling of float32
+    ones (bnnrt.reference.maxpool, maxpool_float, avgpool_float): padded taps
+    are ignored."""
     cdef bnn_pool_geom g
-    cdef bint bits
+    cdef str dtype
+    cdef int code           # the dtype for _launch, which runs without the GIL: 0 int8, 1 bits, 2 float32
+    cdef bint average
     cdef int32_t cstore
 
-    def __init__(self, *, kernel, strides, pads, in_hw, channels=None):
-        self.name = "maxpool"
+    def __init__(self, *, kernel, strides, pads, in_hw, channels=None, dtype=None, average=False):
+        self.name = "avgpool_float" if average else "maxpool"
         cdef bnn_conv_geom cg
         _geom(&cg, self.name, tuple(in_hw), 1, 1, tuple(kernel), tuple(strides), (1, 1), tuple(pads), 0)
         self.g.in_h, self.g.in_w, self.g.out_h, self.g.out_w = cg.in_h, cg.in_w, cg.out_h, cg.out_w
         self.g.kh, self.g.kw, self.g.sh, self.g.sw = cg.kh, cg.kw, cg.sh, cg.sw
         self.g.pad_top, self.g.pad_left = cg.pad_top, cg.pad_left
-        self.bits = channels is not None
+        # channels given: a bit tensor of that many channels (the only way to know it)
+        self.dtype = dtype or ("bits" if channels is not None else "int8")
+        if self.dtype not in ("int8", "bits", "float32"):
+            raise GraphError(f"{self.name}: dtype {self.dtype!r} is not int8, bits or float32")
+        if (self.dtype == "bits") != (channels is not None):
+            raise GraphError(f"{self.name}: a bit tensor needs its channel count, other dtypes none")
+        self.code = ("int8", "bits", "float32").index(self.dtype)
+        self.average = bool(average)
+        if self.average and self.dtype != "float32":
+            raise GraphError(f"{self.name}: average pooling is float32 only")
         self.g.c = 0
-        if self.bits:
+        if self.dtype == "bits":
             self.g.c = _int(channels, 1, 1 << 24, self.name, "channels")
             self.cstore = packed_bytes(self.g.c)
         self.variant = "scalar"
@@ -594,9 +609,9 @@ cdef class MaxPool(Kernel):
         x = arrays[0]
         if not isinstance(x, np.ndarray) or x.ndim != 4 or x.shape[0] < 1:
             raise InputError(f"{self.name}: input must be a 4-D (N, H, W, C) array")
-        dtype = np.uint8 if self.bits else np.int8
-        c = self.cstore if self.bits else x.shape[3]
-        if not self.bits:
+        dtype = {"bits": np.uint8, "int8": np.int8, "float32": np.float32}[self.dtype]
+        c = self.cstore if self.dtype == "bits" else x.shape[3]
+        if self.dtype != "bits":
             if c < 1 or c > 1 << 24:
                 raise InputError(f"{self.name}: {c} channels")
             self.g.c = c
@@ -606,10 +621,12 @@ cdef class MaxPool(Kernel):
         return _ptr(x), _ptr(arrays[1]), 0, 0, x.shape[0]
 
     cdef int _launch(self, size_t a, size_t b, size_t c, size_t d, int n, int threads) noexcept nogil:
-        if self.bits:
+        if self.code == 1:
             bnn_maxpool_bits(&self.g, <const uint8_t *>a, <uint8_t *>b, n, threads)
-        else:
+        elif self.code == 0:
             bnn_maxpool_int8(&self.g, <const int8_t *>a, <int8_t *>b, n, threads)
+        else:
+            bnn_pool_float(&self.g, <const float *>a, <float *>b, n, self.average, threads)
         return 0
 
 

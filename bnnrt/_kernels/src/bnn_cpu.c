@@ -16,6 +16,7 @@ int bnn_cpu_has(const char *f) {
     __builtin_cpu_init();
     if (!strcmp(f, "popcnt")) return __builtin_cpu_supports("popcnt");
     if (!strcmp(f, "avx2")) return __builtin_cpu_supports("avx2");
+    if (!strcmp(f, "fma")) return __builtin_cpu_supports("fma");
     if (!strcmp(f, "avx512"))
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");

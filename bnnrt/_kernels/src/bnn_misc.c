@@ -1,5 +1,7 @@
 #include "bnn_misc.h"
 
+#include <math.h>
+
 /* Per channel, -1 iff q < lo or q > hi or always: direction +1 is "q < t"
  * (lo = t, hi = 127, which nothing exceeds), direction -1 is "q > t"; a t
  * beyond the int8 range turns the channel constant. When c is a multiple of 8
@@ -300,6 +302,113 @@ void bnn_maxpool_int8(const bnn_pool_geom *g, const int8_t *in, int8_t *out, int
                 }
         }
     }
+}
+
+/* float32: max (NaN propagates, as np.maximum) or average over the valid taps
+ * (summed in tap order, then divided by their count: TFLite's average, and
+ * the reference's arithmetic, so the result is bit-exact). Output pixels go
+ * 16 channels at a time, the running max or sum held in registers across the
+ * taps. MAXPS (m > v ? m : v) lets a later tap replace a NaN, so NaN taps
+ * are also or-ed into a mask applied at the end; GCC's generic vectors do not
+ * lower that to vector code, hence intrinsics for x86. Elsewhere the scalar
+ * loop (vectorized by the compiler where it can). */
+#define FPOOL_BLOCKS(...)                                                                          \
+    int i = r / g->out_h, oy = r % g->out_h;                                                          \
+    const float *img = in + (size_t)i * g->in_h * g->in_w * g->c;                                     \
+    for (int ox = 0; ox < g->out_w; ox++) {                                                           \
+        int y0, y1, x0, x1;                                                                           \
+        window(g, oy, ox, &y0, &y1, &x0, &x1);                                                        \
+        float *o = out + (((size_t)i * g->out_h + oy) * g->out_w + ox) * g->c;                        \
+        const float count = (float)((y1 - y0) * (x1 - x0));                                           \
+        for (int c0 = 0; c0 < g->c; c0 += 16) {                                                       \
+            const int nc = g->c - c0 < 16 ? g->c - c0 : 16;                                          \
+            __VA_ARGS__                                                                               \
+        }                                                                                             \
+    }
+#define FPOOL_TAPS(...)                                                                              \
+    for (int y = y0; y < y1; y++)                                                                     \
+        for (int x = x0; x < x1; x++) {                                                               \
+            const float *p = img + ((size_t)y * g->in_w + x) * g->c + c0;                             \
+            __VA_ARGS__                                                                               \
+        }
+
+/* up to 16 channels of one output pixel, one at a time */
+static inline __attribute__((always_inline)) void pool_float_lanes(const bnn_pool_geom *g, const float *img,
+                                                                   float *o, int average, int y0, int y1,
+                                                                   int x0, int x1, int c0, int nc, float count) {
+    float m[16];
+    for (int ch = 0; ch < nc; ch++) m[ch] = average ? 0.0f : -INFINITY;
+    if (average) {
+        FPOOL_TAPS(for (int ch = 0; ch < nc; ch++) m[ch] += p[ch];)
+        for (int ch = 0; ch < nc; ch++) o[c0 + ch] = m[ch] / count;
+    } else {
+        FPOOL_TAPS(for (int ch = 0; ch < nc; ch++) m[ch] = (m[ch] > p[ch] || m[ch] != m[ch]) ? m[ch] : p[ch];)
+        for (int ch = 0; ch < nc; ch++) o[c0 + ch] = m[ch];
+    }
+}
+
+static void pool_float_scalar(const bnn_pool_geom *g, const float *in, float *out, int average, int r) {
+    FPOOL_BLOCKS(pool_float_lanes(g, img, o, average, y0, y1, x0, x1, c0, nc, count);)
+}
+
+#ifdef BNN_X86
+BNN_AVX2 static void pool_float_avx2(const bnn_pool_geom *g, const float *in, float *out, int average, int r) {
+    FPOOL_BLOCKS(
+        if (nc < 16) {  /* the last channels */
+            pool_float_lanes(g, img, o, average, y0, y1, x0, x1, c0, nc, count);
+            continue;
+        }
+        __m256 m0 = _mm256_set1_ps(average ? 0.0f : -INFINITY), m1 = m0;
+        if (average) {
+            FPOOL_TAPS(m0 = _mm256_add_ps(m0, _mm256_loadu_ps(p)); m1 = _mm256_add_ps(m1, _mm256_loadu_ps(p + 8));)
+            const __m256 cnt = _mm256_set1_ps(count);
+            m0 = _mm256_div_ps(m0, cnt);
+            m1 = _mm256_div_ps(m1, cnt);
+        } else {  /* MAXPS lets a NaN tap through but not stay: NaN taps are or-ed into a mask */
+            __m256 nan0 = _mm256_setzero_ps(), nan1 = nan0;
+            FPOOL_TAPS(
+                const __m256 v0 = _mm256_loadu_ps(p), v1 = _mm256_loadu_ps(p + 8);
+                m0 = _mm256_max_ps(m0, v0);
+                m1 = _mm256_max_ps(m1, v1);
+                nan0 = _mm256_or_ps(nan0, _mm256_cmp_ps(v0, v0, _CMP_UNORD_Q));
+                nan1 = _mm256_or_ps(nan1, _mm256_cmp_ps(v1, v1, _CMP_UNORD_Q));)
+            m0 = _mm256_blendv_ps(m0, _mm256_set1_ps(NAN), nan0);
+            m1 = _mm256_blendv_ps(m1, _mm256_set1_ps(NAN), nan1);
+        }
+        _mm256_storeu_ps(o + c0, m0);
+        _mm256_storeu_ps(o + c0 + 8, m1);)
+}
+
+BNN_AVX512_BASE static void pool_float_avx512(const bnn_pool_geom *g, const float *in, float *out, int average,
+                                              int r) {
+    FPOOL_BLOCKS(
+        const __mmask16 k = (__mmask16)((1u << nc) - 1);
+        __m512 m = _mm512_set1_ps(average ? 0.0f : -INFINITY);
+        if (average) {
+            FPOOL_TAPS(m = _mm512_add_ps(m, _mm512_maskz_loadu_ps(k, p));)
+            m = _mm512_div_ps(m, _mm512_set1_ps(count));
+        } else {  /* MAXPS lets a NaN tap through but not stay: NaN taps are or-ed into a mask */
+            __mmask16 nan = 0;
+            FPOOL_TAPS(
+                const __m512 v = _mm512_maskz_loadu_ps(k, p);
+                m = _mm512_max_ps(m, v);
+                nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);)
+            m = _mm512_mask_blend_ps(nan, m, _mm512_set1_ps(NAN));
+        }
+        _mm512_mask_storeu_ps(o + c0, k, m);)
+}
+#endif
+
+void bnn_pool_float(const bnn_pool_geom *g, const float *in, float *out, int n, int average, int threads) {
+    void (*row)(const bnn_pool_geom *, const float *, float *, int, int) = pool_float_scalar;
+#ifdef BNN_X86
+    static const char *const avx512[] = {"avx512", NULL}, *const avx2[] = {"avx2", NULL};
+    if (bnn_variant_enabled("avx512", avx512)) row = pool_float_avx512;
+    else if (bnn_variant_enabled("avx2", avx2)) row = pool_float_avx2;
+#endif
+    int rows = n * g->out_h;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (int r = 0; r < rows; r++) row(g, in, out, average, r);
 }
 
 void bnn_maxpool_bits(const bnn_pool_geom *g, const uint8_t *in, uint8_t *out, int n, int threads) {
