@@ -366,8 +366,8 @@ def slice_channels(x, *, start, stop):
 # ops reproduce TFLite's integer kernels bit for bit (docs/ops.md):
 #
 # * ``tfl_multiply`` is TFLite's MultiplyByQuantizedMultiplier: an optional
-#   left shift, a rounding doubling high multiply (round half away from zero,
-#   saturating), then a rounding right shift (round half away from zero).
+#   left shift, a rounding doubling high multiply (saturating; its nudge makes
+#   ties go up, toward +inf), then a rounding right shift (ties away from zero).
 #   ``shift`` follows TFLite's sign (> 0: left, < 0: right).
 # * ruy, the GEMM library TFLite's int8 CONV_2D and FULLY_CONNECTED call on
 #   x86, rounds once instead: round_half_up(x * M / 2**(31 - shift)), bnnrt's

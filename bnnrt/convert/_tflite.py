@@ -822,6 +822,14 @@ def _quantize(im, op, ins, outs):
 
 
 def _lce_quantize(im, op, ins, outs):
+    if im.is_int8(ins[0]):
+        # the sign of the real value s * (q - zero point): -1 iff q < zero point
+        x, spec = im.inp(ins[0], ("int8",))
+        _, zp = im.qparams(ins[0])
+        name = im.b.binarize(x, thresholds=np.full(spec.channels, zp), directions=np.ones(spec.channels),
+                             name=im._node_name(outs[0]))
+        im.out(outs[0], name, "bits", channels=spec.channels)
+        return
     x, spec = im.inp(ins[0])
     name = im.b.sign_bits(x, name=im._node_name(outs[0]))
     im.out(outs[0], name, "bits", channels=spec.channels)
@@ -971,7 +979,7 @@ _INTEGER_ACTIVATIONS = {3: "uint8", 7: "int16", 9: "int8"}
 #: The handlers that read int8 activations (TFLite's integer kernels).
 INT8_HANDLERS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "PAD", "PADV2",
                  "MAX_POOL_2D", "AVERAGE_POOL_2D", "MEAN", "RESHAPE", "CONCATENATION", "QUANTIZE",
-                 "DEQUANTIZE", "SOFTMAX"}
+                 "DEQUANTIZE", "SOFTMAX", "LceQuantize"}
 
 
 def _op_kind(f: _File, i: int) -> tuple[str, bool]:
