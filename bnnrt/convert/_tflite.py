@@ -17,6 +17,12 @@ What maps to what (docs/tflite.md has the full table):
   output, ``bconv2d_float`` (LCE's epilogue: clamp y by the fused activation,
   then multiplier and bias).
 * Float layers become bnnrt's float ops (``conv2d_float`` etc.).
+* int8 layers (files converted with ``inference_input_type=tf.int8``) become
+  the ``tfl_*`` ops, which reproduce TFLite's integer kernels bit for bit
+  (zero points, double rounding); the importer computes their multipliers and
+  shifts as TFLite's Prepare does. An int8 input is quantized by the graph's
+  first op and int8 outputs are dequantized by its last, so such a model
+  takes and returns floats like any other.
 
 Every op the file uses is checked before anything is built: a file with ops
 bnnrt lacks raises one :class:`UnsupportedOpError` listing each with its count.
@@ -655,10 +661,10 @@ def _dequantize(im, op, ins, outs):
 
 # -- int8 (TFLite integer kernels, the tfl_* ops)
 
-#: How TFLite's int8 CONV_2D and FULLY_CONNECTED round on x86: they run
-#: through ruy, which rounds once (DEPTHWISE_CONV_2D and the element-wise
-#: kernels use TFLite's own double rounding). Checked against LCE's outputs
-#: (tests/test_tflite_int8.py).
+#: How LCE's int8 CONV_2D and FULLY_CONNECTED round: TFLite's double rounding,
+#: like its other integer kernels. Checked against LCE 0.16's outputs, where
+#: ruy's single rounding ("single") mismatched more outputs
+#: (tests/test_tflite_int8.py); kept as a switch for builds that use ruy.
 GEMM_ROUNDING = "double"
 
 
