@@ -809,6 +809,298 @@ class SliceChannels(_FloatOp):
         return [TensorSpec(spec.shape[:2] + (stop - start,), spec.dtype)]
 
 
+# --------------------------------------------------------------------------
+# TFLite integer ops: the int8 layers of int8 models imported from LCE/TFLite
+# files. Their tensors carry a zero point and TFLite rounds twice
+# (reference.tfl_multiply), unlike bnnrt's own symmetric, single-rounding int8
+# ops above; hence ops of their own, named tfl_*, with every TFLite constant
+# explicit (zero points, multipliers and shifts in TFLite's sign convention).
+# Their kernels are numpy in exact integer arithmetic.
+
+#: TFLite's QuantizeMultiplier yields shifts in this range (shift > 0: left).
+TFL_SHIFT = (-31, 30)
+
+
+def _zero_point(node: Node, key: str) -> int:
+    return _int(node, key, lo=INT8_RANGE[0], hi=INT8_RANGE[1])
+
+
+def _multiplier(node: Node, key: str, shift_key: str) -> tuple[int, int]:
+    return (_int(node, key, lo=0, hi=2**31 - 1), _int(node, shift_key, lo=TFL_SHIFT[0], hi=TFL_SHIFT[1]))
+
+
+def _scale(node: Node, key: str = "scale") -> float:
+    value = node.attrs.get(key)
+    if (not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value)
+            or not value > 0):
+        _fail(node, f"attribute {key!r} must be a positive number, got {value!r}")
+    return float(value)
+
+
+class _TflOp(Op):
+    """A TFLite integer op whose kernel is its reference function (numpy,
+    exact integers) written into the planned output."""
+
+    #: attribute keys passed to the reference function (validated by infer)
+    attr_keys: tuple[str, ...] = ()
+
+    def _kwargs(self, node, ins):
+        kw = {k: node.attrs[k] for k in self.attr_keys if k in node.attrs}
+        if "clamp" in self.attr_keys:
+            kw["clamp"] = _clamp(node)
+        return kw
+
+    def reference(self, node, ins, arrays):
+        return [getattr(ref, self.name)(*arrays, **self._kwargs(node, ins))]
+
+    def kernel(self, node, ins):
+        fn, kw = getattr(ref, self.name), self._kwargs(node, ins)
+
+        def run(*arrays):
+            arrays[-1][...] = fn(*arrays[:-1], **kw)
+        return NumpyKernel(run)
+
+
+class TflQuantize(_TflOp):
+    name = "tfl_quantize"
+    precision = "float"
+    attr_keys = ("scale", "zero_point")
+
+    def infer(self, node, ins):
+        spec = _input(node, ins, 0, ["float32"])
+        _scale(node)
+        _zero_point(node, "zero_point")
+        return [TensorSpec(spec.shape, "int8")]
+
+
+class TflDequantize(_TflOp):
+    name = "tfl_dequantize"
+    precision = "float"
+    attr_keys = ("scale", "zero_point")
+
+    def infer(self, node, ins):
+        spec = _input(node, ins, 0, ["int8"])
+        _scale(node)
+        _zero_point(node, "zero_point")
+        return [TensorSpec(spec.shape, "float32")]
+
+
+class TflRequantize(_TflOp):
+    name = "tfl_requantize"
+    attr_keys = ("multiplier", "shift", "in_zero_point", "out_zero_point")
+
+    def infer(self, node, ins):
+        spec = _input(node, ins, 0, ["int8"])
+        _multiplier(node, "multiplier", "shift")
+        _zero_point(node, "in_zero_point")
+        _zero_point(node, "out_zero_point")
+        return [spec]
+
+
+class TflConv2D(Op):
+    """CONV_2D, DEPTHWISE_CONV_2D (groups = Cin) and FULLY_CONNECTED (1x1)."""
+
+    name = "tfl_conv2d"
+
+    def infer(self, node, ins):
+        spec = _input(node, ins, 0, ["int8"])
+        w = _const(node, "weights", np.int8)
+        if w.ndim != 4:
+            _fail(node, f"weights must be int8 (Cout, kh, kw, Cin/groups), got shape {w.shape}")
+        groups = _int(node, "groups", default=1, lo=1, hi=MAX_DIM)
+        cout = int(w.shape[0])
+        if spec.channels != groups * w.shape[3] or cout % groups:
+            _fail(node, f"weights {w.shape} with groups={groups} do not fit the input {spec}")
+        _const(node, "bias", np.int32, (cout,))
+        m = _const(node, "multiplier", np.int32, (cout,))
+        s = _const(node, "shift", np.int8, (cout,))
+        if m.min() < 0:
+            _fail(node, "multipliers must be non-negative (TFLite's QuantizeMultiplier)")
+        if s.min() < TFL_SHIFT[0] or s.max() > TFL_SHIFT[1]:
+            _fail(node, f"shifts must lie in {list(TFL_SHIFT)}")
+        _zero_point(node, "in_zero_point")
+        _zero_point(node, "out_zero_point")
+        _choice(node, "rounding", ("double", "single"), default="double")
+        _clamp(node)
+        _, _, _, oh, ow = _window(node, spec, w.shape[1:3])
+        return [TensorSpec((oh, ow, cout), "int8")]
+
+    def _kwargs(self, node, ins):
+        w = node.consts["weights"]
+        strides, dilations, pads, _, _ = _window(node, ins[0], w.shape[1:3])
+        a = node.attrs
+        return dict(bias=node.consts["bias"], multiplier=node.consts["multiplier"], shift=node.consts["shift"],
+                    in_zero_point=a["in_zero_point"], out_zero_point=a["out_zero_point"], strides=strides,
+                    dilations=dilations, pads=pads, groups=a.get("groups", 1), clamp=_clamp(node),
+                    rounding=a.get("rounding", "double"))
+
+    def reference(self, node, ins, arrays):
+        return [ref.tfl_conv2d(arrays[0], node.consts["weights"], **self._kwargs(node, ins))]
+
+    def kernel(self, node, ins):
+        """im2col and one matrix product per group, in float64: exact, since
+        |acc| <= 255 * 128 * K stays far below 2**53 for any K <= MAX_DIM**2."""
+        kw = self._kwargs(node, ins)
+        w = node.consts["weights"]
+        cout, kh, kw_, cin_g = w.shape
+        groups, zp = kw["groups"], kw["in_zero_point"]
+        per_group = cout // groups
+        strides, dilations, pads = kw["strides"], kw["dilations"], kw["pads"]
+        oh, ow = conv_geometry(ins[0].shape[:2], (kh, kw_), strides, dilations, pads)
+        depthwise = cin_g == 1 and groups > 1
+        if depthwise:   # (kh*kw, Cout): a multiply-add per tap
+            wmat = w.reshape(cout, kh * kw_).T.astype(np.float64)
+        else:           # per group (K, Cout/groups), K in (ky, kx, c) order as the im2col rows
+            wmat = [w[g * per_group:(g + 1) * per_group].reshape(per_group, -1).T.astype(np.float64)
+                    for g in range(groups)]
+        bias = kw["bias"].astype(np.int64)
+        top, _, left, _ = pads
+        sh, sw = strides
+        dh, dw = dilations
+
+        def run(x, out):
+            n = x.shape[0]
+            # padded taps hold the zero point: they add (zp - zp) * w = 0
+            xp = np.full((n, ins[0].shape[0] + pads[0] + pads[1], ins[0].shape[1] + pads[2] + pads[3],
+                          ins[0].shape[2]), zp, np.float64)
+            xp[:, top:top + x.shape[1], left:left + x.shape[2]] = x
+            xp -= zp
+            taps = [xp[:, ky * dh:ky * dh + sh * (oh - 1) + 1:sh, kx * dw:kx * dw + sw * (ow - 1) + 1:sw]
+                    for ky in range(kh) for kx in range(kw_)]
+            if depthwise:
+                acc = np.zeros((n, oh, ow, cout), np.float64)
+                for t, tap in enumerate(taps):
+                    acc += (tap if per_group == 1 else np.repeat(tap, per_group, axis=-1)) * wmat[t]
+            else:
+                parts = []
+                for g in range(groups):
+                    cols = np.concatenate([t[..., g * cin_g:(g + 1) * cin_g] for t in taps], axis=-1)
+                    parts.append(cols.reshape(-1, kh * kw_ * cin_g) @ wmat[g])
+                acc = (parts[0] if groups == 1 else np.concatenate(parts, axis=-1)).reshape(n, oh, ow, cout)
+            total = acc.astype(np.int64) + bias
+            y = ref._tfl_rescale(total, kw["multiplier"], kw["shift"], kw["rounding"]) + kw["out_zero_point"]
+            np.clip(y, kw["clamp"][0], kw["clamp"][1], out=y)
+            out[...] = y
+        return NumpyKernel(run)
+
+    def cost(self, node, ins, outs):
+        w = node.consts["weights"]
+        return _macs(int8=int(np.prod(outs[0].shape)) * int(np.prod(w.shape[1:])))
+
+
+class _TflBinary(_TflOp):
+    """a (op) b on int8: b is the second input or the constant int8
+    ``operand`` ((C,), (1,) or the input's shape, broadcast as TFLite does)."""
+
+    n_inputs = (1, 2)
+
+    def infer(self, node, ins):
+        a = _input(node, ins, 0, ["int8"])
+        if len(node.inputs) == 2:
+            b = _input(node, ins, 1, ["int8"])
+            if a.shape != b.shape:
+                _fail(node, f"operands {a} and {b} differ in shape")
+            if "operand" in node.consts:
+                _fail(node, "takes a second input or a constant operand, not both")
+        else:
+            c = _const(node, "operand", np.int8)
+            if c.shape not in ((1,), (a.channels,), tuple(a.shape)):
+                _fail(node, f"constant operand of shape {c.shape} does not broadcast over {a}")
+        for key in ("a_zero_point", "b_zero_point", "out_zero_point"):
+            _zero_point(node, key)
+        self.check_multipliers(node)
+        _clamp(node)
+        return [a]
+
+    def _operands(self, node, arrays):
+        return list(arrays) if len(arrays) == 2 else [arrays[0], node.consts["operand"]]
+
+    def reference(self, node, ins, arrays):
+        return [getattr(ref, self.name)(*self._operands(node, arrays), **self._kwargs(node, ins))]
+
+    def kernel(self, node, ins):
+        fn, kw = getattr(ref, self.name), self._kwargs(node, ins)
+        const = node.consts.get("operand")
+
+        def run(*arrays):
+            operands = arrays[:-1] if const is None else (arrays[0], const)
+            arrays[-1][...] = fn(*operands, **kw)
+        return NumpyKernel(run)
+
+
+class TflAdd(_TflBinary):
+    name = "tfl_add"
+    attr_keys = ("a_zero_point", "b_zero_point", "out_zero_point", "left_shift", "a_multiplier", "a_shift",
+                 "b_multiplier", "b_shift", "out_multiplier", "out_shift", "clamp")
+
+    def check_multipliers(self, node):
+        _int(node, "left_shift", lo=0, hi=20)
+        for side in ("a", "b", "out"):
+            _multiplier(node, f"{side}_multiplier", f"{side}_shift")
+
+
+class TflMul(_TflBinary):
+    name = "tfl_mul"
+    attr_keys = ("a_zero_point", "b_zero_point", "out_zero_point", "multiplier", "shift", "clamp")
+
+    def check_multipliers(self, node):
+        _multiplier(node, "multiplier", "shift")
+
+
+class TflAvgPool(_TflOp):
+    name = "tfl_avgpool"
+    attr_keys = ("kernel", "strides", "pads", "clamp")
+
+    def infer(self, node, ins):
+        spec = _input(node, ins, 0, ["int8"])
+        kernel = _ints(node, "kernel", 2, minimum=1)
+        _, _, _, oh, ow = _window(node, spec, kernel)
+        _clamp(node)
+        return [TensorSpec((oh, ow, spec.channels), "int8")]
+
+
+class TflMean(_TflOp):
+    name = "tfl_mean"
+    attr_keys = ("multiplier", "shift", "bias", "clamp")
+
+    def infer(self, node, ins):
+        spec = _input(node, ins, 0, ["int8"])
+        _multiplier(node, "multiplier", "shift")
+        _int(node, "bias", lo=-2**31, hi=2**31 - 1)
+        _clamp(node)
+        return [TensorSpec((1, 1, spec.channels), "int8")]
+
+
+class TflPad(_TflOp):
+    name = "tfl_pad"
+    precision = "none"
+    attr_keys = ("pads", "value")
+
+    def infer(self, node, ins):
+        spec = _input(node, ins, 0, ["int8"])
+        top, bottom, left, right = _ints(node, "pads", 4, minimum=0)
+        _zero_point(node, "value")
+        h, w, c = spec.shape
+        return [TensorSpec((h + top + bottom, w + left + right, c), "int8")]
+
+
+class TflSoftmax(_TflOp):
+    name = "tfl_softmax"
+    attr_keys = ("scale", "zero_point")
+
+    def infer(self, node, ins):
+        spec = _input(node, ins, 0, ["int8"])
+        t = _const(node, "table", np.float32, (256,))
+        if not (np.all(np.isfinite(t)) and np.all(t >= 0)):
+            _fail(node, "the exp table must hold finite non-negative values")
+        _scale(node)
+        _zero_point(node, "zero_point")
+        return [spec]
+
+    def _kwargs(self, node, ins):
+        return dict(super()._kwargs(node, ins), table=node.consts["table"])
+
+
 #: op name -> Op. The one table the planner, the file reader and the
 #: converters consult.
 OPS: dict[str, Op] = {op.name: op for op in (
@@ -816,6 +1108,8 @@ OPS: dict[str, Op] = {op.name: op for op in (
     BConv2D(), Conv2DInt8(), MaxPool(), GlobalAvgPool(),
     Activation(), Conv2DFloat(), BConv2DFloat(), AddFloat(), MulFloat(), PadFloat(),
     MaxPoolFloat(), AvgPoolFloat(), MeanFloat(), Reshape(), Concat(), SliceChannels(),
+    TflQuantize(), TflDequantize(), TflRequantize(), TflConv2D(), TflAdd(), TflMul(), TflAvgPool(),
+    TflMean(), TflPad(), TflSoftmax(),
 )}
 
 # Every op has its reference definition, under the same name (style.md, 5: the

@@ -58,3 +58,24 @@ def quantize_multipliers(reals) -> tuple[np.ndarray, np.ndarray]:
 
 def clamp_int8(x, lo: int = -128, hi: int = 127) -> np.ndarray:
     return np.clip(x, lo, hi).astype(np.int8)
+
+
+def tflite_multiplier(real: float) -> tuple[int, int]:
+    """TFLite's QuantizeMultiplier: (multiplier, shift) with real ~=
+    multiplier * 2**(shift - 31), multiplier in [2**30, 2**31) rounded half
+    away from zero, shift > 0 meaning a left shift (TFLite's sign, the
+    opposite of :func:`quantize_multiplier`'s). Tiny values flush to (0, 0)."""
+    if not math.isfinite(real) or real < 0:
+        raise ValueError(f"cannot represent scale {real!r} as a TFLite multiplier")
+    if real == 0.0:
+        return 0, 0
+    mant, shift = math.frexp(real)
+    q = math.floor(mant * 2.0 ** 31 + 0.5)          # exact: mant * 2**31 < 2**31, half away from zero
+    if q == 2 ** 31:
+        q //= 2
+        shift += 1
+    if shift < -31:
+        return 0, 0
+    if shift > 30:
+        raise ValueError(f"scale {real!r} is too large for a TFLite multiplier")
+    return int(q), int(shift)

@@ -356,3 +356,168 @@ def slice_channels(x, *, start, stop):
     if (stop - start) % 8:
         out[..., -1] &= (1 << ((stop - start) % 8)) - 1
     return out
+
+
+# --------------------------------------------------------------------------
+# TFLite's integer arithmetic (int8 models imported from LCE / TFLite files).
+#
+# bnnrt's own int8 ops above are symmetric and round once; TFLite's int8
+# tensors carry a zero point and its kernels round twice. These ``tfl_*``
+# ops reproduce TFLite's integer kernels bit for bit (docs/ops.md):
+#
+# * ``tfl_multiply`` is TFLite's MultiplyByQuantizedMultiplier: an optional
+#   left shift, a rounding doubling high multiply (saturating; its nudge makes
+#   ties go up, toward +inf), then a rounding right shift (ties away from zero).
+#   ``shift`` follows TFLite's sign (> 0: left, < 0: right).
+# * ruy, the GEMM library TFLite's int8 CONV_2D and FULLY_CONNECTED call on
+#   x86, rounds once instead: round_half_up(x * M / 2**(31 - shift)), bnnrt's
+#   own :func:`bnnrt.quant.requantize`. The conv op names which one it uses.
+
+INT32_MIN, INT32_MAX = -2**31, 2**31 - 1
+
+
+def _round_half_away(x):
+    """TfLiteRound / std::round on float arrays: halves go away from zero."""
+    x = np.asarray(x)
+    return np.sign(x) * np.floor(np.abs(x) + x.dtype.type(0.5))
+
+
+def tfl_multiply(x, multiplier, shift):
+    """TFLite's MultiplyByQuantizedMultiplier (double rounding), on int64
+    arrays holding int32 values; ``multiplier`` and ``shift`` broadcast."""
+    x = np.asarray(x, dtype=np.int64)
+    m = np.asarray(multiplier, dtype=np.int64)
+    s = np.asarray(shift, dtype=np.int64)
+    # the left shift is an int32 product in TFLite; kernels keep it in range
+    a = x * np.left_shift(np.int64(1), np.maximum(s, 0))
+    prod = a * m
+    nudge = np.where(prod >= 0, np.int64(1 << 30), np.int64(1 - (1 << 30)))
+    num = prod + nudge
+    # C's int64 division by 2**31 truncates toward zero
+    high = np.where(num >= 0, num >> 31, -((-num) >> 31))
+    high = np.where((a == INT32_MIN) & (m == INT32_MIN), INT32_MAX, high)
+    e = np.maximum(-s, 0)
+    mask = np.left_shift(np.int64(1), e) - 1
+    remainder = high & mask
+    threshold = (mask >> 1) + (high < 0)
+    return (high >> e) + (remainder > threshold)
+
+
+def _tfl_rescale(acc, multiplier, shift, rounding):
+    if rounding == "double":
+        return tfl_multiply(acc, multiplier, shift)
+    return requantize(acc, multiplier, 31 - np.asarray(shift, dtype=np.int64))
+
+
+def _clamp8(x, clamp):
+    return np.clip(x, clamp[0], clamp[1]).astype(np.int8)
+
+
+def tfl_quantize(x, *, scale, zero_point):
+    """float32 -> int8, TFLite's QUANTIZE: round_half_away(x / scale) (a float32
+    division) + zero_point, clamped."""
+    q = _round_half_away((np.asarray(x, dtype=np.float32) / np.float32(scale)).astype(np.float32))
+    return np.clip(q.astype(np.int64) + zero_point, -128, 127).astype(np.int8)
+
+
+def tfl_dequantize(x, *, scale, zero_point):
+    """int8 -> float32, TFLite's DEQUANTIZE: (q - zero_point) * scale, one
+    rounding (q - zero_point is exact in float32)."""
+    d = (np.asarray(x, dtype=np.int32) - zero_point).astype(np.float32)
+    return (d * np.float32(scale)).astype(np.float32)
+
+
+def tfl_requantize(x, *, multiplier, shift, in_zero_point, out_zero_point):
+    """int8 -> int8 with another scale (QUANTIZE of an int8 tensor):
+    tfl_multiply(q - in_zero_point) + out_zero_point, clamped."""
+    y = tfl_multiply(np.asarray(x, dtype=np.int64) - in_zero_point, multiplier, shift) + out_zero_point
+    return _clamp8(y, (-128, 127))
+
+
+def tfl_conv2d(x, weights, *, bias, multiplier, shift, in_zero_point, out_zero_point,
+               strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0), groups=1,
+               clamp=(-128, 127), rounding="double"):
+    """TFLite's int8 CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED with
+    symmetric per-channel weights: acc = sum over valid taps of
+    (q - in_zero_point) * w + bias (padded taps add nothing: they hold the
+    real value 0), then rescale per output channel (``rounding``: "double",
+    TFLite's reference, or "single", ruy's), + out_zero_point, clamped.
+    ``weights`` (Cout, kh, kw, Cin/groups) as :func:`conv2d_float`."""
+    xs = np.asarray(x, dtype=np.int64) - in_zero_point
+    w = np.asarray(weights, dtype=np.int64)
+    cout, kh, kw, cin_g = w.shape
+    per_group = cout // groups
+    acc = None
+    for ky, kx, tap in _windows(xs, (kh, kw), strides, dilations, pads, 0):
+        parts = []
+        for g in range(groups):
+            xg = tap[..., g * cin_g:(g + 1) * cin_g]
+            parts.append(np.tensordot(xg, w[g * per_group:(g + 1) * per_group, ky, kx, :], axes=([3], [1])))
+        term = parts[0] if groups == 1 else np.concatenate(parts, axis=-1)
+        acc = term if acc is None else acc + term
+    acc = acc + np.asarray(bias, dtype=np.int64)
+    out = _tfl_rescale(acc, multiplier, shift, rounding) + out_zero_point
+    return _clamp8(out, clamp)
+
+
+def tfl_add(a, b, *, a_zero_point, b_zero_point, out_zero_point, left_shift, a_multiplier, a_shift,
+            b_multiplier, b_shift, out_multiplier, out_shift, clamp=(-128, 127)):
+    """TFLite's int8 ADD: each input, less its zero point, is shifted left by
+    ``left_shift`` (20) and rescaled to twice the larger input scale; the sum
+    is rescaled to the output (all with :func:`tfl_multiply`), + zero point,
+    clamped."""
+    sa = tfl_multiply((np.asarray(a, dtype=np.int64) - a_zero_point) << left_shift, a_multiplier, a_shift)
+    sb = tfl_multiply((np.asarray(b, dtype=np.int64) - b_zero_point) << left_shift, b_multiplier, b_shift)
+    return _clamp8(tfl_multiply(sa + sb, out_multiplier, out_shift) + out_zero_point, clamp)
+
+
+def tfl_mul(a, b, *, a_zero_point, b_zero_point, out_zero_point, multiplier, shift, clamp=(-128, 127)):
+    """TFLite's int8 MUL: tfl_multiply((a - za) * (b - zb)) + out zero point, clamped."""
+    prod = (np.asarray(a, dtype=np.int64) - a_zero_point) * (np.asarray(b, dtype=np.int64) - b_zero_point)
+    return _clamp8(tfl_multiply(prod, multiplier, shift) + out_zero_point, clamp)
+
+
+def tfl_avgpool(x, *, kernel, strides, pads=(0, 0, 0, 0), clamp=(-128, 127)):
+    """TFLite's int8 AVERAGE_POOL_2D: the sum of the valid taps divided by
+    their count, rounded half away from zero (input and output share scale
+    and zero point), clamped."""
+    x = np.asarray(x, dtype=np.int64)
+    total = count = None
+    ones = np.ones(x.shape[:3] + (1,), np.int64)
+    for (_, _, tap), (_, _, one) in zip(_windows(x, kernel, strides, (1, 1), pads, 0),
+                                        _windows(ones, kernel, strides, (1, 1), pads, 0)):
+        total = tap if total is None else total + tap
+        count = one if count is None else count + one
+    half = count // 2
+    # C division truncates toward zero
+    q = np.where(total > 0, (total + half) // count, -((-total + half) // count))
+    return _clamp8(q, clamp)
+
+
+def tfl_mean(x, *, multiplier, shift, bias, clamp=(-128, 127)):
+    """TFLite's int8 MEAN over H and W (its optimized kernel, which x86 runs):
+    tfl_multiply(sum of q) with the multiplier of in_scale / (H * W * out_scale),
+    + ``bias`` (the output zero point less the rescaled input zero point,
+    computed by the converter as TFLite does), clamped."""
+    total = np.asarray(x, dtype=np.int64).sum(axis=(1, 2), keepdims=True)
+    return _clamp8(tfl_multiply(total, multiplier, shift) + bias, clamp)
+
+
+def tfl_pad(x, *, pads, value):
+    """Pad H and W of an int8 tensor with ``value`` (TFLite pads with the zero point)."""
+    return _pad(np.asarray(x, dtype=np.int8), pads, np.int8(value))
+
+
+def tfl_softmax(x, *, table, scale, zero_point):
+    """TFLite's int8 SOFTMAX (the float lookup-table kernel x86 runs):
+    e = table[255 - (max - q)] with table[255 - d] = exp(-in_scale * beta * d)
+    (float32[256], made by the converter); the row's e summed in float32 in
+    order; each e times 1 / (sum * out_scale), rounded half away from zero,
+    + zero_point, clamped."""
+    q = np.asarray(x, dtype=np.int64)
+    t = np.asarray(table, dtype=np.float32)
+    e = t[255 - (q.max(axis=-1, keepdims=True) - q)]
+    total = np.cumsum(e, axis=-1, dtype=np.float32)[..., -1:]      # in order, as TFLite's loop
+    inv = np.float32(1) / (total * np.float32(scale))
+    prob = (e * inv).astype(np.float32)
+    return _clamp8(_round_half_away(prob).astype(np.int64) + zero_point, (-128, 127))

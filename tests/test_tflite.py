@@ -53,15 +53,15 @@ def test_reference_resolver_agrees(name):
 
 
 def test_covers_every_handled_op():
-    """The fixtures together use every op the importer reads, but four that
-    Keras + LCE do not emit for these models (ReLU6 and friends as separate ops,
-    PADV2, float16 weights): those share their code with RELU, PAD and the
-    constant folding."""
+    """The fixtures together (with the int8 ones of test_tflite_int8.py) use
+    every op the importer reads, but three that Keras + LCE do not emit for
+    these models (ReLU6 and friends as separate ops, PADV2): those share their
+    code with RELU and PAD."""
     used = set()
-    for name in FIXTURES:
+    for name in FIXTURES + ["int8_model", "int8_ops", "int8_quicknet", "int8_birealnet"]:
         f = _tflite._File(open(os.path.join(DATA, f"{name}.tflite"), "rb").read(), name)
         used |= {f.op_name(i) for i in range(len(f.ops))}
-    assert set(_tflite.HANDLERS) - used == {"PADV2", "RELU6", "RELU_N1_TO_1", "DEQUANTIZE"}
+    assert set(_tflite.HANDLERS) - used == {"PADV2", "RELU6", "RELU_N1_TO_1"}
 
 
 def test_bitpacked_and_float_bconv_layers_are_fused():
@@ -176,15 +176,3 @@ def test_cli_convert_reports_missing_reader_cleanly(tmp_path):
             f"sys.exit(main(['convert', {path!r}, {str(tmp_path / 'x.bnn')!r}]))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 2 and "pip install 'bnnrt[tflite]'" in r.stderr and "Traceback" not in r.stderr
-
-
-def test_int8_models_list_their_integer_ops():
-    """int8 models (LCE's inference_input_type=tf.int8) are not imported yet:
-    the one error lists every integer op with its count, not the first failure."""
-    with pytest.raises(UnsupportedOpError) as e:
-        from_tflite(os.path.join(DATA, "int8_model.tflite"))
-    msg = str(e.value)
-    for op in ("CONV_2D (int8) x1", "QUANTIZE (int8) x1", "DEQUANTIZE (int8) x1", "MEAN (int8) x1",
-               "FULLY_CONNECTED (int8) x1"):
-        assert op in msg
-    assert "LceBconv2d" not in msg and "ADD" not in msg     # those run on floats in this file

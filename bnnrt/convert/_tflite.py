@@ -17,6 +17,12 @@ What maps to what (docs/tflite.md has the full table):
   output, ``bconv2d_float`` (LCE's epilogue: clamp y by the fused activation,
   then multiplier and bias).
 * Float layers become bnnrt's float ops (``conv2d_float`` etc.).
+* int8 layers (files converted with ``inference_input_type=tf.int8``) become
+  the ``tfl_*`` ops, which reproduce TFLite's integer kernels bit for bit
+  (zero points, double rounding); the importer computes their multipliers and
+  shifts as TFLite's Prepare does. An int8 input is quantized by the graph's
+  first op and int8 outputs are dequantized by its last, so such a model
+  takes and returns floats like any other.
 
 Every op the file uses is checked before anything is built: a file with ops
 bnnrt lacks raises one :class:`UnsupportedOpError` listing each with its count.
@@ -30,6 +36,7 @@ import os
 import numpy as np
 
 from .._shapes import packed_bytes, same_pads
+from ..quant import tflite_multiplier
 from ..errors import GraphError, ModelFormatError, ModelIOError, UnsupportedOpError
 from ..graph import GraphBuilder, TensorSpec
 from ..model import Model
@@ -61,8 +68,11 @@ def _import_reader():
 class _Tensor:
     """What the converter knows of one TFLite tensor."""
 
-    def __init__(self, index, name, shape, type_code, data):
+    def __init__(self, index, name, shape, type_code, data, scale=None, zero_point=None):
         self.index, self.name, self.shape, self.type_code, self.data = index, name, shape, type_code, data
+        #: TFLite's affine quantization (float64 scales, int64 zero points; per
+        #: channel along the last axis for int8 weights), or None
+        self.scale, self.zero_point = scale, zero_point
 
     @property
     def type_name(self):
@@ -127,7 +137,16 @@ class _File:
                                                f"not {count} x {np.dtype(dtype).name}")
                     data = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<")).reshape(shape)
         name = (t.Name() or b"").decode("utf-8", "replace")
-        return _Tensor(i, name, shape, t.Type(), data)
+        scale = zero_point = None
+        q = t.Quantization()
+        if q is not None and q.ScaleLength():
+            scale = np.array(q.ScaleAsNumpy(), dtype=np.float32)
+            zero_point = (np.array(q.ZeroPointAsNumpy(), dtype=np.int64) if q.ZeroPointLength()
+                          else np.zeros(scale.shape, np.int64))
+            if zero_point.shape != scale.shape:
+                raise ModelFormatError(f"{self.name}: tensor {i} has {scale.size} scales and "
+                                       f"{zero_point.size} zero points")
+        return _Tensor(i, name, shape, t.Type(), data, scale, zero_point)
 
     def op_name(self, op) -> str:
         return self._names[self.ops.index(op)] if not isinstance(op, int) else self._names[op]
@@ -247,6 +266,61 @@ class _Importer:
         left, right = same_pads(in_hw[1], kernel_hw[1], strides[1], dilations[1])
         return (top, bottom, left, right)
 
+    # -- int8 tensors
+    def is_int8(self, i) -> bool:
+        return i >= 0 and self.f.tensors[i].type_code == 9
+
+    def qparams(self, i) -> tuple[float, int]:
+        """(scale, zero point) of a per-tensor quantized int8 tensor."""
+        t = self.f.tensors[i]
+        if t.scale is None:
+            self.fail(f"int8 tensor {t} has no quantization parameters")
+        if t.scale.size != 1:
+            self.fail(f"int8 tensor {t} is quantized per channel ({t.scale.size} scales); "
+                      "activations must be per tensor")
+        scale, zp = float(t.scale[0]), int(t.zero_point[0])
+        if not (np.isfinite(scale) and scale > 0):
+            self.fail(f"int8 tensor {t} has scale {scale}")
+        if not -128 <= zp <= 127:
+            self.fail(f"int8 tensor {t} has zero point {zp}, outside the int8 range")
+        return scale, zp
+
+    def weight_scales(self, i, channels) -> np.ndarray:
+        """float32 per-channel scales of symmetric int8 weights (one scale is
+        broadcast to every channel)."""
+        t = self.f.tensors[i]
+        if t.type_code != 9 or t.scale is None:
+            self.fail(f"weights {t} are not quantized int8")
+        if np.any(t.zero_point != 0):
+            self.fail(f"weights {t} have nonzero zero points {sorted(set(t.zero_point.tolist()))[:4]}; "
+                      "int8 weights must be symmetric")
+        if t.scale.size not in (1, channels):
+            self.fail(f"weights {t} have {t.scale.size} scales for {channels} output channels")
+        if not (np.all(np.isfinite(t.scale)) and np.all(t.scale > 0)):
+            self.fail(f"weights {t} have non-positive scales")
+        return np.broadcast_to(t.scale, (channels,)).astype(np.float32)
+
+    def int8_clamp(self, code, i) -> list[int]:
+        """TFLite's CalculateActivationRangeQuantized: the fused activation as an
+        int8 range of the output tensor ``i`` (its real bounds quantized)."""
+        scale, zp = self.qparams(i)
+
+        def q(real):      # float32 division, rounded half away from zero
+            r = float(np.float32(real) / np.float32(scale))
+            return zp + int(np.sign(r) * np.floor(abs(r) + 0.5))
+        act = self._activation(code)
+        lo, hi = {"none": (-128, 127), "relu": (q(0.0), 127), "relu6": (q(0.0), q(6.0)),
+                  "relu_n1_to_1": (q(-1.0), q(1.0))}.get(act, (None, None))
+        if lo is None:
+            self.fail(f"fused activation {act} on an int8 output is not supported")
+        return [max(-128, lo), min(127, hi)]
+
+    def multiplier(self, real, what) -> tuple[int, int]:
+        try:
+            return tflite_multiplier(real)
+        except ValueError as e:
+            self.fail(f"{what}: {e}")
+
     def _check_output_shape(self, out_index, name):
         """The shape the converter computed must be the one TFLite recorded."""
         want = self.spec_of(self.f.tensors[out_index], self.specs[out_index].dtype,
@@ -262,12 +336,21 @@ class _Importer:
             raise GraphError(f"{f.name}: bnnrt imports models with one input "
                              f"(this one has {len(f.inputs)}) and at least one output")
         t_in = f.tensors[f.inputs[0]]
-        if t_in.type_code != 0:
+        if t_in.type_code not in (0, 9):
             raise UnsupportedOpError(f"{f.name}: input {t_in} is {t_in.type_name}; bnnrt imports "
-                                     "float32-input models")
+                                     "float32- and int8-input models")
         self._where = f.name
         spec = self.spec_of(t_in, "float32")
-        self.bind(t_in.index, self.b.input("input", spec.shape), spec)
+        x = self.b.input("input", spec.shape)
+        quantization = {}
+        if t_in.type_code == 9:
+            # an int8 input: the graph takes floats and quantizes them as the
+            # file's input tensor says, so run() and predict() work as for float models
+            scale, zp = self.qparams(t_in.index)
+            quantization["input"] = [scale, zp]
+            x = self.b.add("tfl_quantize", [x], {"scale": scale, "zero_point": zp}, name="input/quantize")
+            spec = TensorSpec(spec.shape, "int8")
+        self.bind(t_in.index, x, spec)
         for index, op in enumerate(f.ops):
             name = f.op_name(index)
             self._where = self.where(name, index)
@@ -288,9 +371,20 @@ class _Importer:
         meta = {"name": os.path.splitext(os.path.basename(f.name))[0],
                 "source": {"format": "tflite", "file": os.path.basename(f.name)}}
         outputs = [self.names[o] for o in f.outputs]
+        last = {out: node.op for node in self.b.build(outputs).nodes for out in node.outputs}
+        probabilities = last.get(outputs[0]) in ("softmax", "tfl_softmax")
+        for k, o in enumerate(f.outputs):
+            if self.specs[o].dtype == "int8":
+                # int8 outputs leave as floats: (q - zero point) * scale, exactly
+                # LCE's int8 output times its scale
+                scale, zp = self.qparams(o)
+                quantization.setdefault("outputs", []).append([scale, zp])
+                outputs[k] = self.b.add("tfl_dequantize", [outputs[k]], {"scale": scale, "zero_point": zp},
+                                        name=f"{outputs[k]}/dequantize")
+        if quantization:
+            meta["quantization"] = quantization
         graph = self.b.build(outputs, metadata=meta)
-        last = {out: node.op for node in graph.nodes for out in node.outputs}
-        if last.get(outputs[0]) == "softmax":     # predict() must not apply a second softmax
+        if probabilities:     # predict() must not apply a second softmax
             graph.metadata["output"] = "probabilities"
         graph.metadata.update(metadata or {})
         return graph
@@ -301,11 +395,17 @@ class _Importer:
 
 
 def _conv_2d(im, op, ins, outs):
+    o = im.f.builtin_options(op, "Conv2DOptions")
+    strides, dilations = (o.StrideH(), o.StrideW()), (o.DilationHFactor(), o.DilationWFactor())
+    if im.is_int8(ins[0]):
+        _, spec = im.inp(ins[0], ("int8",))
+        w = im.const(ins[1], "the filter")
+        groups = spec.channels // w.shape[3] if w.ndim == 4 and w.shape[3] else 0
+        pads = im._pads(o.Padding(), spec.shape[:2], w.shape[1:3], strides, dilations)
+        return _tfl_conv(im, ins, outs, w, groups, strides, dilations, pads, o.FusedActivationFunction())
     x, spec = im.inp(ins[0])
     w = im.const(ins[1], "the filter").astype(np.float32)
     bias = im.const(ins[2], "the bias").astype(np.float32) if len(ins) > 2 and ins[2] >= 0 else None
-    o = im.f.builtin_options(op, "Conv2DOptions")
-    strides, dilations = (o.StrideH(), o.StrideW()), (o.DilationHFactor(), o.DilationWFactor())
     groups = spec.channels // w.shape[3] if w.shape[3] else 0
     if groups < 1 or groups * w.shape[3] != spec.channels:
         im.fail(f"filter {w.shape} does not fit the input {spec}")
@@ -318,6 +418,16 @@ def _conv_2d(im, op, ins, outs):
 
 
 def _depthwise_conv_2d(im, op, ins, outs):
+    if im.is_int8(ins[0]):
+        _, spec = im.inp(ins[0], ("int8",))
+        w = im.const(ins[1], "the filter")
+        o = im.f.builtin_options(op, "DepthwiseConv2DOptions")
+        if w.ndim != 4 or w.shape[0] != 1 or w.shape[3] % spec.channels:
+            im.fail(f"depthwise filter {w.shape} does not fit the input {spec}")
+        strides, dilations = (o.StrideH(), o.StrideW()), (o.DilationHFactor(), o.DilationWFactor())
+        pads = im._pads(o.Padding(), spec.shape[:2], w.shape[1:3], strides, dilations)
+        return _tfl_conv(im, ins, outs, np.transpose(w, (3, 1, 2, 0)), spec.channels, strides, dilations,
+                         pads, o.FusedActivationFunction())
     x, spec = im.inp(ins[0])
     w = im.const(ins[1], "the filter").astype(np.float32)        # (1, kh, kw, Cin * multiplier)
     bias = im.const(ins[2], "the bias").astype(np.float32) if len(ins) > 2 and ins[2] >= 0 else None
@@ -335,6 +445,18 @@ def _depthwise_conv_2d(im, op, ins, outs):
 
 
 def _fully_connected(im, op, ins, outs):
+    if im.is_int8(ins[0]):
+        _, spec = im.inp(ins[0], ("int8",))
+        w = im.const(ins[1], "the weights")
+        o = im.f.builtin_options(op, "FullyConnectedOptions")
+        k = int(np.prod(spec.shape))
+        if w.ndim != 2 or w.shape[1] != k:
+            im.fail(f"weights {w.shape} do not fit the input {spec} ({k} values)")
+        if spec.shape[:2] != (1, 1):
+            im.names[ins[0]] = im.b.flatten(im.names[ins[0]], name=im._node_name(outs[0]) + "/flatten")
+            im.specs[ins[0]] = TensorSpec((1, 1, k), "int8")
+        return _tfl_conv(im, ins, outs, w.reshape(w.shape[0], 1, 1, k), 1, (1, 1), (1, 1), (0, 0, 0, 0),
+                         o.FusedActivationFunction() if o is not None else 0, product_in_float=True)
     x, spec = im.inp(ins[0])
     w = im.const(ins[1], "the weights").astype(np.float32)         # (N, K)
     bias = im.const(ins[2], "the bias").astype(np.float32) if len(ins) > 2 and ins[2] >= 0 else None
@@ -353,6 +475,8 @@ def _fully_connected(im, op, ins, outs):
 
 def _elementwise(op_name, options):
     def handler(im, op, ins, outs):
+        if any(im.is_int8(i) for i in ins):
+            return (_add_int8 if op_name == "add_float" else _mul_int8)(im, op, ins, outs)
         o = im.f.builtin_options(op, options)
         act = im._activation(o.FusedActivationFunction() if o is not None else 0)
         const = [i for i in ins if i in im.consts]
@@ -407,20 +531,32 @@ def _fuse_residual(im, ins, outs, act) -> bool:
 
 
 def _pad(im, op, ins, outs):
-    x, spec = im.inp(ins[0])
+    int8 = im.is_int8(ins[0])
+    x, spec = im.inp(ins[0], ("int8",) if int8 else ("float32",))
     p = im.const(ins[1], "the paddings").astype(np.int64)
     if p.shape != (4, 2) or p[0].any() or p[3].any() or (p < 0).any():
         im.fail(f"paddings {p.tolist()}: bnnrt pads height and width only")
+    pads = [int(p[1, 0]), int(p[1, 1]), int(p[2, 0]), int(p[2, 1])]
+    if int8:     # PAD fills with the zero point (the real 0); PADV2 with its int8 value
+        _same_quantization(im, ins[0], outs[0], "PAD")
+        value = im.qparams(ins[0])[1]
+        if len(ins) > 2 and ins[2] >= 0:
+            value = int(im.const(ins[2], "the pad value").reshape(-1)[0])
+        name = im.b.add("tfl_pad", [x], {"pads": pads, "value": value}, name=im._node_name(outs[0]))
+        im.out(outs[0], name, "int8")
+        return
     value = 0.0
     if len(ins) > 2 and ins[2] >= 0:
         value = float(im.const(ins[2], "the pad value").reshape(-1)[0])
-    pads = [int(p[1, 0]), int(p[1, 1]), int(p[2, 0]), int(p[2, 1])]
     name = im.b.add("pad_float", [x], {"pads": pads, "value": value}, name=im._node_name(outs[0]))
     im.out(outs[0], name)
 
 
 def _pool(op_name):
     def handler(im, op, ins, outs):
+        if im.is_int8(ins[0]):
+            return _pool_int8(im, op, ins, outs, "MAX_POOL_2D" if op_name == "maxpool_float" else
+                              "AVERAGE_POOL_2D")
         x, spec = im.inp(ins[0])
         o = im.f.builtin_options(op, "Pool2DOptions")
         kernel, strides = (o.FilterHeight(), o.FilterWidth()), (o.StrideH(), o.StrideW())
@@ -436,16 +572,20 @@ def _pool(op_name):
 
 
 def _mean(im, op, ins, outs):
-    x, spec = im.inp(ins[0])
     axes = sorted(int(a) % 4 for a in im.const(ins[1], "the axes").reshape(-1))
     if axes != [1, 2]:
         im.fail(f"MEAN over axes {axes}: bnnrt averages over height and width only")
+    if im.is_int8(ins[0]):
+        return _mean_int8(im, op, ins, outs)
+    x, spec = im.inp(ins[0])
     name = im.b.add("mean_float", [x], name=im._node_name(outs[0]))
     im.out(outs[0], name)
 
 
 def _reshape(im, op, ins, outs):
-    x, spec = im.inp(ins[0], ("float32",))
+    x, spec = im.inp(ins[0], ("float32", "int8"))
+    if spec.dtype == "int8":
+        _same_quantization(im, ins[0], outs[0], "RESHAPE")
     target = im.spec_of(im.f.tensors[outs[0]], spec.dtype).shape
     if int(np.prod(target)) != int(np.prod(spec.shape)):
         im.fail(f"cannot reshape {spec} to {list(target)}")
@@ -453,13 +593,26 @@ def _reshape(im, op, ins, outs):
         im.bind(outs[0], x, spec)           # a no-op: alias the tensor
         return
     name = im.b.add("reshape", [x], {"shape": list(target)}, name=im._node_name(outs[0]))
-    im.out(outs[0], name)
+    im.out(outs[0], name, spec.dtype)
 
 
 def _softmax(im, op, ins, outs):
-    x, spec = im.inp(ins[0])
     o = im.f.builtin_options(op, "SoftmaxOptions")
     beta = float(o.Beta()) if o is not None else 1.0
+    if im.is_int8(ins[0]):
+        x, spec = im.inp(ins[0], ("int8",))
+        s_in, _ = im.qparams(ins[0])
+        s_out, z_out = im.qparams(outs[0])
+        # TFLite's table: float32 exp(-in_scale * beta * d) for d = 255 - index, the
+        # exponent's product in float32, exp rounded once (as expf)
+        d = np.arange(255, -1, -1, dtype=np.float32)
+        arg = (np.float32(-s_in) * np.float32(beta)) * d
+        table = np.exp(arg.astype(np.float64)).astype(np.float32)
+        name = im.b.add("tfl_softmax", [x], {"scale": s_out, "zero_point": z_out},
+                        {"table": _frozen(table, np.float32)}, name=im._node_name(outs[0]))
+        im.out(outs[0], name, "int8")
+        return
+    x, spec = im.inp(ins[0])
     name = im.b.add("softmax", [x], {"beta": beta}, name=im._node_name(outs[0]))
     im.out(outs[0], name)
 
@@ -476,6 +629,14 @@ def _concatenation(im, op, ins, outs):
     o = im.f.builtin_options(op, "ConcatenationOptions")
     if o.Axis() not in (-1, 3):
         im.fail(f"concatenation along axis {o.Axis()}: bnnrt concatenates channels only")
+    if im.is_int8(outs[0]):
+        xs = [im.inp(i, ("int8",))[0] for i in ins]
+        for i in ins:      # TFLite's int8 concatenation copies: one scale and zero point throughout
+            _same_quantization(im, i, outs[0], "CONCATENATION")
+        if im.int8_clamp(o.FusedActivationFunction(), outs[0]) != [-128, 127]:
+            im.fail("a fused activation on an int8 concatenation is not supported")
+        im.out(outs[0], im.b.add("concat", xs, name=im._node_name(outs[0])), "int8")
+        return
     xs = [im.inp(i)[0] for i in ins]
     act = im._activation(o.FusedActivationFunction())
     base = im._node_name(outs[0])
@@ -490,13 +651,191 @@ def _dequantize(im, op, ins, outs):
     if ins[0] in im.consts and im.f.tensors[ins[0]].type_code == 1:
         im.consts[outs[0]] = im.consts[ins[0]].astype(np.float32)
         return
-    im.fail("DEQUANTIZE of an activation (int8 models) is not supported yet")
+    if not im.is_int8(ins[0]):
+        im.fail(f"DEQUANTIZE of {im.f.tensors[ins[0]]} is not supported (int8 or float16 constants)")
+    x, spec = im.inp(ins[0], ("int8",))
+    scale, zp = im.qparams(ins[0])
+    name = im.b.add("tfl_dequantize", [x], {"scale": scale, "zero_point": zp}, name=im._node_name(outs[0]))
+    im.out(outs[0], name)
+
+
+# -- int8 (TFLite integer kernels, the tfl_* ops)
+
+#: How LCE's int8 CONV_2D and FULLY_CONNECTED round: TFLite's double rounding,
+#: like its other integer kernels. Checked against LCE 0.16's outputs, where
+#: ruy's single rounding ("single") mismatched more outputs
+#: (tests/test_tflite_int8.py); kept as a switch for builds that use ruy.
+GEMM_ROUNDING = "double"
+
+
+def _tfl_conv(im, ins, outs, w, groups, strides, dilations, pads, act, product_in_float=False):
+    """int8 CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED -> tfl_conv2d.
+    ``w`` is the filter as (Cout, kh, kw, Cin/groups)."""
+    x, spec = im.inp(ins[0], ("int8",))
+    if w.dtype != np.int8 or w.ndim != 4:
+        im.fail(f"filter {w.dtype}{list(w.shape)} is not an int8 filter")
+    cout = int(w.shape[0])
+    if groups < 1 or groups * w.shape[3] != spec.channels or cout % groups:
+        im.fail(f"filter {list(w.shape)} does not fit the input {spec}")
+    w_scales = im.weight_scales(ins[1], cout)
+    s_in, zp_in = im.qparams(ins[0])
+    s_out, zp_out = im.qparams(outs[0])
+    if len(ins) > 2 and ins[2] >= 0:
+        bias = im.const(ins[2], "the bias")
+        if bias.dtype != np.int32 or bias.size != cout:
+            im.fail(f"bias {bias.dtype}{list(bias.shape)} is not int32 with {cout} values")
+        bias = bias.reshape(-1)
+    else:
+        bias = np.zeros(cout, np.int32)
+    mult = np.zeros(cout, np.int32)
+    shift = np.zeros(cout, np.int8)
+    for c in range(cout):
+        if product_in_float:     # FULLY_CONNECTED: the scale product is taken in float32
+            real = float(np.float32(s_in) * w_scales[c]) / s_out
+        else:                    # convolutions: per channel, in double
+            real = s_in * float(w_scales[c]) / s_out
+        mult[c], shift[c] = im.multiplier(real, f"output channel {c}")
+    attrs = {"strides": list(strides), "dilations": list(dilations), "pads": list(pads), "groups": int(groups),
+             "in_zero_point": zp_in, "out_zero_point": zp_out, "clamp": im.int8_clamp(act, outs[0]),
+             "rounding": "double" if groups > 1 and w.shape[3] == 1 else GEMM_ROUNDING}
+    consts = {k: _frozen(v, dt) for k, v, dt in (("weights", w, np.int8), ("bias", bias, np.int32),
+                                                  ("multiplier", mult, np.int32), ("shift", shift, np.int8))}
+    name = im.b.add("tfl_conv2d", [x], attrs, consts, name=im._node_name(outs[0]))
+    im.out(outs[0], name, "int8")
+
+
+def _frozen(arr, dtype):
+    a = np.ascontiguousarray(arr, dtype=dtype)
+    a.setflags(write=False)
+    return a
+
+
+def _int8_operands(im, ins, what):
+    """(first input, second input or None, constant int8 operand or None, and
+    the tensor index of each operand) of an int8 ADD or MUL."""
+    const = [i for i in ins if i in im.consts]
+    if len(ins) != 2 or len(const) > 1:
+        im.fail(f"{what} takes two operands, at most one of them constant")
+    if not const:
+        a, sa = im.inp(ins[0], ("int8",))
+        b, sb = im.inp(ins[1], ("int8",))
+        if sa.shape != sb.shape:
+            im.fail(f"operands {sa} and {sb} differ in shape (broadcasting is not supported)")
+        return [a, b], None, ins[0], ins[1]
+    var = ins[0] if ins[1] == const[0] else ins[1]
+    x, spec = im.inp(var, ("int8",))
+    c = im.consts[const[0]]
+    if c.dtype != np.int8:
+        im.fail(f"constant operand {im.f.tensors[const[0]]} of an int8 {what} is not int8")
+    if c.size in (1, spec.channels) and (c.ndim == 0 or c.shape[-1] == c.size):
+        operand = c.reshape(-1)
+    elif c.size == int(np.prod(spec.shape)):
+        operand = c.reshape(spec.shape)
+    else:
+        im.fail(f"constant operand of shape {c.shape} does not broadcast over {spec}")
+    # element-wise ops commute: the activation comes first, the constant second
+    return [x], _frozen(operand, np.int8), var, const[0]
+
+
+def _add_int8(im, op, ins, outs):
+    o = im.f.builtin_options(op, "AddOptions")
+    inputs, operand, ia, ib = _int8_operands(im, ins, "ADD")
+    (sa, za), (sb, zb), (so, zo) = im.qparams(ia), im.qparams(ib), im.qparams(outs[0])
+    left_shift = 20
+    # TFLite's int8 ADD: both inputs onto twice the larger input scale, the
+    # scale products in double from float32 scales
+    twice_max = 2.0 * max(float(sa), float(sb))
+    a_m, a_s = im.multiplier(sa / twice_max, "input 1 multiplier")
+    b_m, b_s = im.multiplier(sb / twice_max, "input 2 multiplier")
+    o_m, o_s = im.multiplier(twice_max / ((1 << left_shift) * so), "output multiplier")
+    attrs = {"a_zero_point": za, "b_zero_point": zb, "out_zero_point": zo, "left_shift": left_shift,
+             "a_multiplier": a_m, "a_shift": a_s, "b_multiplier": b_m, "b_shift": b_s,
+             "out_multiplier": o_m, "out_shift": o_s,
+             "clamp": im.int8_clamp(o.FusedActivationFunction() if o is not None else 0, outs[0])}
+    consts = {} if operand is None else {"operand": operand}
+    im.out(outs[0], im.b.add("tfl_add", inputs, attrs, consts, name=im._node_name(outs[0])), "int8")
+
+
+def _mul_int8(im, op, ins, outs):
+    o = im.f.builtin_options(op, "MulOptions")
+    inputs, operand, ia, ib = _int8_operands(im, ins, "MUL")
+    (sa, za), (sb, zb), (so, zo) = im.qparams(ia), im.qparams(ib), im.qparams(outs[0])
+    m, sh = im.multiplier(sa * sb / so, "multiplier")
+    attrs = {"a_zero_point": za, "b_zero_point": zb, "out_zero_point": zo, "multiplier": m, "shift": sh,
+             "clamp": im.int8_clamp(o.FusedActivationFunction() if o is not None else 0, outs[0])}
+    consts = {} if operand is None else {"operand": operand}
+    im.out(outs[0], im.b.add("tfl_mul", inputs, attrs, consts, name=im._node_name(outs[0])), "int8")
+
+
+def _same_quantization(im, i, o, what):
+    if im.qparams(i) != im.qparams(o):
+        im.fail(f"{what}: input {im.f.tensors[i]} and output {im.f.tensors[o]} are quantized "
+                f"differently ({im.qparams(i)} vs {im.qparams(o)}); TFLite requires them equal")
+
+
+def _pool_int8(im, op, ins, outs, kind):
+    x, spec = im.inp(ins[0], ("int8",))
+    o = im.f.builtin_options(op, "Pool2DOptions")
+    kernel, strides = (o.FilterHeight(), o.FilterWidth()), (o.StrideH(), o.StrideW())
+    pads = im._pads(o.Padding(), spec.shape[:2], kernel, strides, (1, 1))
+    _same_quantization(im, ins[0], outs[0], kind)
+    clamp = im.int8_clamp(o.FusedActivationFunction(), outs[0])
+    attrs = {"kernel": list(kernel), "strides": list(strides), "pads": list(pads)}
+    if kind == "MAX_POOL_2D":
+        if clamp != [-128, 127]:
+            im.fail("a fused activation on an int8 max pool is not supported")
+        name = im.b.add("maxpool", [x], attrs, name=im._node_name(outs[0]))
+    else:
+        name = im.b.add("tfl_avgpool", [x], dict(attrs, clamp=clamp), name=im._node_name(outs[0]))
+    im.out(outs[0], name, "int8")
+
+
+def _mean_int8(im, op, ins, outs):
+    x, spec = im.inp(ins[0], ("int8",))
+    (s_in, z_in), (s_out, z_out) = im.qparams(ins[0]), im.qparams(outs[0])
+    f32 = np.float32
+    # TFLite's optimized int8 mean: the multiplier and the bias are computed in float32
+    real = f32(s_in) / (f32(spec.shape[0] * spec.shape[1]) * f32(s_out))
+    m, sh = im.multiplier(float(real), "multiplier")
+    temp = f32(f32(z_in) * f32(s_in)) / f32(s_out)
+    temp = temp + f32(0.5) if temp > 0 else temp - f32(0.5)
+    bias = z_out - int(temp)               # the cast truncates toward zero
+    name = im.b.add("tfl_mean", [x], {"multiplier": m, "shift": sh, "bias": bias, "clamp": [-128, 127]},
+                    name=im._node_name(outs[0]))
+    im.out(outs[0], name, "int8")
+
+
+def _quantize(im, op, ins, outs):
+    """QUANTIZE: float32 -> int8 (tfl_quantize) or int8 -> int8 with another
+    scale (tfl_requantize)."""
+    if not im.is_int8(outs[0]):
+        im.fail(f"QUANTIZE to {im.f.tensors[outs[0]].type_name} is not supported (int8 only)")
+    s_out, z_out = im.qparams(outs[0])
+    name = im._node_name(outs[0])
+    if im.is_int8(ins[0]):
+        x, spec = im.inp(ins[0], ("int8",))
+        s_in, z_in = im.qparams(ins[0])
+        m, sh = im.multiplier(s_in / s_out, "requantization multiplier")
+        name = im.b.add("tfl_requantize", [x], {"multiplier": m, "shift": sh, "in_zero_point": z_in,
+                                                "out_zero_point": z_out}, name=name)
+    else:
+        x, spec = im.inp(ins[0])
+        name = im.b.add("tfl_quantize", [x], {"scale": s_out, "zero_point": z_out}, name=name)
+    im.out(outs[0], name, "int8")
 
 
 # -- LCE custom ops
 
 
 def _lce_quantize(im, op, ins, outs):
+    if im.is_int8(ins[0]):
+        # the sign of the real value s * (q - zero point): -1 iff q < zero point
+        x, spec = im.inp(ins[0], ("int8",))
+        _, zp = im.qparams(ins[0])
+        name = im.b.binarize(x, thresholds=np.full(spec.channels, zp), directions=np.ones(spec.channels),
+                             name=im._node_name(outs[0]))
+        im.out(outs[0], name, "bits", channels=spec.channels)
+        return
     x, spec = im.inp(ins[0])
     name = im.b.sign_bits(x, name=im._node_name(outs[0]))
     im.out(outs[0], name, "bits", channels=spec.channels)
@@ -631,6 +970,7 @@ HANDLERS = {
     "LOGISTIC": _activation_op("logistic"),
     "CONCATENATION": _concatenation,
     "DEQUANTIZE": _dequantize,
+    "QUANTIZE": _quantize,
     "LceQuantize": _lce_quantize,
     "LceDequantize": _lce_dequantize,
     "LceBconv2d": _lce_bconv2d,
@@ -638,21 +978,27 @@ HANDLERS = {
 }
 
 
-#: Integer activation types (int8 models: QUANTIZE/DEQUANTIZE at the edges,
-#: integer tensors with zero points in between) bnnrt does not import yet.
-_INTEGER_ACTIVATIONS = {3, 7, 9}        # uint8, int16, int8
+#: Integer activation types: TensorType code -> name. int8 ones run through
+#: the tfl_* ops (for the handlers in INT8_HANDLERS); uint8 and int16 do not.
+_INTEGER_ACTIVATIONS = {3: "uint8", 7: "int16", 9: "int8"}
+
+#: The handlers that read int8 activations (TFLite's integer kernels).
+INT8_HANDLERS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "PAD", "PADV2",
+                 "MAX_POOL_2D", "AVERAGE_POOL_2D", "MEAN", "RESHAPE", "CONCATENATION", "QUANTIZE",
+                 "DEQUANTIZE", "SOFTMAX", "LceQuantize"}
 
 
-def _op_kind(f: _File, i: int) -> str:
-    """The op's name, marked " (int8)" when it computes on integer activations:
-    the importer reads float models, and its error should say so per op.
-    Constants (weights) do not count, nor LCE's bit tensors (int32 words)."""
+def _op_kind(f: _File, i: int) -> tuple[str, bool]:
+    """The op's name, marked " (int8)" (or uint8, int16) when it computes on
+    integer activations, and whether bnnrt runs it. Constants (weights) do
+    not count, nor LCE's bit tensors (int32 words)."""
     name = f.op_name(i)
     ins, outs = f.op_io(i)
     acts = [f.tensors[t] for t in ins + outs if t >= 0 and f.tensors[t].data is None]
-    if any(t.type_code in _INTEGER_ACTIVATIONS for t in acts):
-        return f"{name} (int8)"
-    return name
+    kinds = sorted({_INTEGER_ACTIVATIONS[t.type_code] for t in acts if t.type_code in _INTEGER_ACTIVATIONS})
+    if not kinds:
+        return name, name in HANDLERS
+    return f"{name} ({', '.join(kinds)})", kinds == ["int8"] and name in HANDLERS and name in INT8_HANDLERS
 
 
 def read(source) -> tuple[bytes, str]:
@@ -673,7 +1019,7 @@ def to_graph(source, metadata=None):
     data, name = read(source)
     f = _File(data, name)
     counts = collections.Counter(_op_kind(f, i) for i in range(len(f.ops)))
-    missing = {op: n for op, n in counts.items() if op not in HANDLERS}
+    missing = {op: n for (op, known), n in counts.items() if not known}
     if missing:
         listing = ", ".join(f"{op} x{n}" for op, n in sorted(missing.items()))
         raise UnsupportedOpError(f"{name}: bnnrt does not implement {len(missing)} op(s) this file uses: "

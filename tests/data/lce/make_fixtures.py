@@ -131,8 +131,8 @@ def resnet20_binary_w1():
 
 
 def int8_model():
-    """A model converted to int8 (QUANTIZE/DEQUANTIZE, integer activations),
-    which the importer does not read yet: its error must list the ops."""
+    """A binary block in an int8 model: int8 stem conv, DEQUANTIZE, LceQuantize,
+    a float-output LceBconv2d, a float ADD, QUANTIZE, int8 MEAN and dense."""
     import larq as lq
     import tf_keras as keras
     x_in = keras.Input((8, 8, 3))
@@ -145,8 +145,97 @@ def int8_model():
     return keras.Model(x_in, keras.layers.Dense(4)(x))
 
 
+def int8_ops():
+    """Integer ops only between the input QUANTIZE and the output: every one
+    of them must match LCE bit for bit. Odd channel counts, stride 2, SAME and
+    VALID padding, depthwise with a multiplier, explicit padding, max/average
+    pooling, concatenation of differently scaled tensors, ADD, MUL, MEAN,
+    dense and softmax."""
+    import tf_keras as keras
+    x_in = keras.Input((11, 9, 3))
+    x = keras.layers.Conv2D(13, 3, strides=2, padding="same", activation="relu")(x_in)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same")(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU(max_value=6.0)(x)
+    x = keras.layers.ZeroPadding2D(((1, 0), (0, 1)))(x)
+    a = keras.layers.MaxPool2D(2, strides=1, padding="valid")(x)
+    b = keras.layers.AveragePooling2D(3, strides=1, padding="same")(a)
+    c = keras.layers.Conv2D(7, 1)(a)
+    x = keras.layers.concatenate([b, c])
+    d = keras.layers.Conv2D(9, 3, padding="valid")(x)
+    e = keras.layers.Conv2D(9, 3, padding="valid", use_bias=False)(x)
+    x = keras.layers.add([d, e])
+    x = keras.layers.multiply([x, keras.layers.Conv2D(9, 1)(x)])
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(6, activation="softmax")(x)
+    return keras.Model(x_in, x)
+
+
+def int8_quicknet():
+    """A QuickNet-shaped int8 model: int8 stem (conv stride 2 + ReLU,
+    depthwise stride 2), binary residual blocks (float LceBconv2d between
+    DEQUANTIZE and QUANTIZE, both pad values, odd channel counts), a
+    transition with max pooling, depthwise and a 1x1 conv, an int8 head with
+    average pooling, dense and softmax."""
+    import larq as lq
+    import tf_keras as keras
+    x_in = keras.Input((20, 18, 3))
+    x = keras.layers.Conv2D(12, 3, strides=2, padding="same", use_bias=False)(x_in)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Activation("relu")(x)
+    x = keras.layers.DepthwiseConv2D(3, strides=2, padding="same", use_bias=False)(x)
+    x = keras.layers.BatchNormalization()(x)
+    for pad in (1.0, 0.0):
+        y = lq.layers.QuantConv2D(12, 3, padding="same", pad_values=pad, activation="relu", **_binary())(x)
+        y = keras.layers.BatchNormalization()(y)
+        x = keras.layers.add([x, y])
+    x = keras.layers.MaxPool2D(2, strides=2, padding="same")(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Conv2D(17, 1, use_bias=False)(x)
+    x = keras.layers.BatchNormalization()(x)
+    y = lq.layers.QuantConv2D(17, 3, padding="same", pad_values=1.0, **_binary())(x)
+    y = keras.layers.BatchNormalization()(y)
+    x = keras.layers.add([x, y])
+    x = keras.layers.Activation("relu")(x)
+    x = keras.layers.AveragePooling2D(pool_size=x.shape[1:3])(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(5, activation="softmax")(x)
+    return keras.Model(x_in, x)
+
+
+def int8_birealnet():
+    """A Bi-Real-Net-shaped int8 model: 7x7 stem stride 2, max pooling, binary
+    convs with stride 2 (both pad values) whose shortcut is average pooling
+    and a 1x1 conv, a global mean and a dense head."""
+    import larq as lq
+    import tf_keras as keras
+    x_in = keras.Input((19, 17, 3))
+    x = keras.layers.Conv2D(11, 7, strides=2, padding="same", use_bias=False)(x_in)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.MaxPool2D(3, strides=2, padding="same")(x)
+    y = lq.layers.QuantConv2D(11, 3, padding="same", pad_values=1.0, **_binary())(x)
+    y = keras.layers.BatchNormalization()(y)
+    x = keras.layers.add([x, y])
+    for pad in (0.0, 1.0):
+        s = keras.layers.AveragePooling2D(2, strides=2, padding="same")(x)
+        s = keras.layers.Conv2D(15, 1, use_bias=False)(s)
+        s = keras.layers.BatchNormalization()(s)
+        y = lq.layers.QuantConv2D(15, 3, strides=2, padding="same", pad_values=pad, **_binary())(x)
+        y = keras.layers.BatchNormalization()(y)
+        x = keras.layers.add([s, y])
+    x = keras.layers.Activation("relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(x_in, keras.layers.Dense(6)(x))
+
+
 MODELS = {"bconv_stack": bconv_stack, "wide_dilated": wide_dilated, "float_ops": float_ops,
           "resnet20_binary_w1": resnet20_binary_w1, "grouped": grouped}
+
+#: Models converted to int8 (int8 input and output, default range (-3, 3)).
+INT8_MODELS = {"int8_model": int8_model, "int8_ops": int8_ops, "int8_quicknet": int8_quicknet,
+               "int8_birealnet": int8_birealnet}
 
 
 def randomize(model, seed):
@@ -173,6 +262,22 @@ def lce_outputs(fb, inputs):
     return np.concatenate([np.asarray(interp.predict(x[None])).reshape(1, -1) for x in inputs]), kernels
 
 
+def int8_io(fb):
+    """(scale, zero point) of an int8 model's input and of its output."""
+    from larq_compute_engine.tflite.python.interpreter import Interpreter
+    interp = Interpreter(fb, num_threads=1)
+    return [(float(interp.input_scales[0]), int(interp.input_zero_points[0])),
+            (float(interp.output_scales[0]), int(interp.output_zero_points[0]))]
+
+
+def tflite_quantize(x, scale, zero_point):
+    """TFLite's QUANTIZE: float32 x / scale, rounded half away from zero,
+    plus the zero point, clamped to int8."""
+    r = (x / np.float32(scale)).astype(np.float32)
+    q = np.sign(r) * np.floor(np.abs(r) + np.float32(0.5))
+    return np.clip(q + zero_point, -128, 127).astype(np.int8)
+
+
 def main():
     import larq_compute_engine as lce
     only = set(os.environ.get("FIXTURES", "").split(",")) - {""}
@@ -192,14 +297,25 @@ def main():
                             keras=keras_out, lce_kernels=np.array(kernels))
         print(f"{name}: {len(fb):,} bytes, LCE {kernels} kernels")
     import tensorflow as tf
-    model = int8_model()
-    randomize(model, 99)
-    fb = lce.convert_keras_model(model, inference_input_type=tf.int8, inference_output_type=tf.int8,
-                                 experimental_default_int8_range=(-3.0, 3.0))
-    with open(os.path.join(HERE, "int8_model.tflite"), "wb") as f:
-        f.write(fb)
-    print(f"int8_model: {len(fb):,} bytes (for the unsupported-ops error)")
-
+    for seed, (name, build) in enumerate(INT8_MODELS.items(), start=50):
+        if only and name not in only:
+            continue
+        model = build()
+        randomize(model, seed)
+        fb = lce.convert_keras_model(model, inference_input_type=tf.int8, inference_output_type=tf.int8,
+                                     experimental_default_int8_range=(-3.0, 3.0))
+        with open(os.path.join(HERE, f"{name}.tflite"), "wb") as f:
+            f.write(fb)
+        rng = np.random.default_rng(100 + seed)
+        inputs = rng.standard_normal((SAMPLES,) + tuple(model.input_shape[1:])).astype(np.float32)
+        keras_out = np.asarray(model(inputs)).reshape(SAMPLES, -1)
+        (in_scale, in_zp), (out_scale, out_zp) = int8_io(fb)
+        inputs_q = tflite_quantize(inputs, in_scale, in_zp)
+        lce_out, kernels = lce_outputs(fb, inputs_q)
+        np.savez_compressed(os.path.join(HERE, f"{name}.npz"), inputs=inputs, inputs_q=inputs_q,
+                            lce=lce_out.astype(np.int8), keras=keras_out, lce_kernels=np.array(kernels),
+                            output_quantization=np.array([out_scale, out_zp], np.float64))
+        print(f"{name}: {len(fb):,} bytes, LCE {kernels} kernels")
 
 if __name__ == "__main__":
     main()
