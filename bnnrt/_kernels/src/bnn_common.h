@@ -199,7 +199,8 @@ BNN_AVX512_BASE static inline void bnn_epi8_avx512(const bnn_epi *e, __m512i y, 
             const float *sk = (const float *)(const void *)skip + pix * cout + c0;
             f = _mm256_add_ps(f, n == 8 ? _mm256_loadu_ps(sk) : _mm256_maskz_loadu_ps(m, sk));
         }
-        f = _mm256_min_ps(_mm256_max_ps(f, _mm256_set1_ps(e->flo)), _mm256_set1_ps(e->fhi));
+        /* max(lo, f), min(hi, .): a NaN f is the second operand, so it passes (as in C) */
+        f = _mm256_min_ps(_mm256_set1_ps(e->fhi), _mm256_max_ps(_mm256_set1_ps(e->flo), f));
         if (n == 8) _mm256_storeu_ps((float *)out + pix * cout + c0, f);
         else _mm256_mask_storeu_ps((float *)out + pix * cout + c0, m, f);
     } else {
@@ -224,6 +225,32 @@ BNN_AVX512_BASE static inline void bnn_epi8_avx512(const bnn_epi *e, __m512i y, 
         if (n == 8) _mm_storel_epi64((__m128i *)((int8_t *)out + pix * cout + c0), b);
         else _mm_mask_storeu_epi8((int8_t *)out + pix * cout + c0, m, b);
     }
+}
+
+/* The float epilogue of 16 channels [c0, c0+16) of one pixel, y in the int64
+ * lanes of two registers (channels c0..c0+7, c0+8..c0+15): narrowed to one
+ * register of int32 first, so the clamp, conversion, multiply, add, skip and
+ * activation run once per 16 channels instead of twice per 8. Same operations
+ * in the same order as bnn_epi8_avx512: bit-identical results. */
+BNN_AVX512_BASE static inline void bnn_epi16f_avx512(const bnn_epi *e, __m512i y0, __m512i y1, int c0,
+                                                     size_t pix, void *out, const int8_t *skip) {
+    const int32_t cout = e->cout;
+    const int n = cout - c0 < 16 ? cout - c0 : 16;
+    const __mmask16 m = (__mmask16)((1u << n) - 1);
+    __m512i y = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(y0)),
+                                   _mm512_cvtepi64_epi32(y1), 1);       /* |y| < 2^31: exact */
+    y = _mm512_max_epi32(y, _mm512_set1_epi32(e->clamp_lo));
+    y = _mm512_min_epi32(y, _mm512_set1_epi32(e->clamp_hi));
+    __m512 f = _mm512_cvtepi32_ps(y);
+    f = _mm512_add_ps(_mm512_mul_ps(f, _mm512_loadu_ps(e->fmult + c0)), _mm512_loadu_ps(e->fbias + c0));
+    float *o = (float *)out + pix * cout + c0;
+    if (e->has_skip) {
+        const float *sk = (const float *)(const void *)skip + pix * cout + c0;
+        f = _mm512_add_ps(f, n == 16 ? _mm512_loadu_ps(sk) : _mm512_maskz_loadu_ps(m, sk));
+    }
+    f = _mm512_min_ps(_mm512_set1_ps(e->fhi), _mm512_max_ps(_mm512_set1_ps(e->flo), f));
+    if (n == 16) _mm512_storeu_ps(o, f);
+    else _mm512_mask_storeu_ps(o, m, f);
 }
 #endif
 
