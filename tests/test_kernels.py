@@ -389,6 +389,10 @@ def _float_conv_variants():
     (3, 17, 7, 2, 1, "same-one", 1, "none", 2, (11, 9)),   # a 7x7 stem, odd channels, rows < one block
     (3, 64, 7, 2, 1, "same-one", 1, "relu", 2, (9, 31)),   # BiRealNet's stem: 4-vector blocks, last overlaps
     (4, 40, 3, 1, 1, "torch", 1, "relu6", 1, (5, 29)),     # 2 + 1 vector blocks
+    (3, 8, 3, 2, 1, "same-one", 1, "relu", 2, (13, 37)),   # QuickNet's stem: 8-lane blocks, runs of 6
+    (3, 7, 3, 1, 1, "torch", 1, "none", 1, (6, 40)),       # stride 1 over RGB: runs of 3
+    (8, 8, 3, 2, 1, "same-one", 8, "none", 1, (12, 40)),   # QuickNet's depthwise: one partial vector
+    (40, 40, 3, 1, 1, "torch", 40, "relu", 2, (7, 19)),    # depthwise, 2 + 1 vectors, the last partial
     (5, 100, 3, 2, 1, "valid", 1, "none", 3, (8, 27)),     # 4 + 2 + 1 vectors, odd everything
     (1, 5, 3, 1, 2, "valid", 1, "relu6", 3, (11, 9)),      # dilated
     (16, 16, 3, 2, 1, "same-one", 16, "none", 1, (11, 9)),  # depthwise
