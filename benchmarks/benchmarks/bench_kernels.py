@@ -98,21 +98,46 @@ class SignBits:
 
 
 class FloatConv:
-    """The direct float conv of imported models: a stem over RGB, depthwise."""
-    params = [["224x224x3-32-3x3-s2", "112x112x32-dw3x3-s2", "28x28x128-dw3x3-s2"]]
+    """The direct float conv of imported models: stems over RGB (QuickNet's
+    3x3 -> 8 and -> 32, BiRealNet's 7x7 -> 64), depthwise, a 1x1 shortcut."""
+    #: name -> (input size, Cin, Cout, groups, kernel, stride, pads)
+    SHAPES = {"224x224x3-8-3x3-s2": (224, 3, 8, 1, 3, 2, (0, 1, 0, 1)),
+              "224x224x3-32-3x3-s2": (224, 3, 32, 1, 3, 2, (0, 1, 0, 1)),
+              "224x224x3-64-7x7-s2": (224, 3, 64, 1, 7, 2, (2, 3, 2, 3)),
+              "112x112x8-dw3x3-s2": (112, 8, 8, 8, 3, 2, (0, 1, 0, 1)),
+              "112x112x32-dw3x3-s2": (112, 32, 32, 32, 3, 2, (0, 1, 0, 1)),
+              "28x28x128-dw3x3-s2": (28, 128, 128, 128, 3, 2, (0, 1, 0, 1)),
+              "32x32x64-128-1x1-s2": (32, 64, 128, 1, 1, 2, (0, 0, 0, 0))}
+    params = [list(SHAPES)]
     param_names = ["shape"]
-    SHAPES = {"224x224x3-32-3x3-s2": (224, 3, 32, 1), "112x112x32-dw3x3-s2": (112, 32, 32, 32),
-              "28x28x128-dw3x3-s2": (28, 128, 128, 128)}
 
     def setup(self, shape):
         from bnnrt._kernels import _core
-        hw, cin, cout, groups = self.SHAPES[shape]
+        from bnnrt._shapes import conv_geometry
+        hw, cin, cout, groups, k, s, pads = self.SHAPES[shape]
         r = rng()
-        w = r.standard_normal((cout, 3, 3, cin // groups)).astype(np.float32)
-        self.kernel = _core.FloatConv(w, None, in_hw=(hw, hw), strides=(2, 2), dilations=(1, 1),
-                                      pads=(0, 1, 0, 1), groups=groups, activation="relu")
+        w = r.standard_normal((cout, k, k, cin // groups)).astype(np.float32)
+        self.kernel = _core.FloatConv(w, None, in_hw=(hw, hw), strides=(s, s), dilations=(1, 1),
+                                      pads=pads, groups=groups, activation="relu")
+        oh, ow = conv_geometry((hw, hw), (k, k), (s, s), (1, 1), pads)
         x = r.standard_normal((1, hw, hw, cin)).astype(np.float32)
-        self.call = self.kernel.bind(x, np.empty((1, hw // 2, hw // 2, cout), np.float32), threads=1)
+        self.call = self.kernel.bind(x, np.empty((1, oh, ow, cout), np.float32), threads=1)
 
     def time_float_conv(self, shape):
+        self.call()
+
+
+class FloatPool:
+    """Max and average pooling of float tensors (BiRealNet's 3x3 s2 max pool)."""
+    params = [["max", "avg"]]
+    param_names = ["kind"]
+
+    def setup(self, kind):
+        from bnnrt._kernels import _core
+        self.kernel = _core.Pool(kernel=(3, 3), strides=(2, 2), pads=(0, 1, 0, 1), in_hw=(112, 112),
+                                 dtype="float32", average=kind == "avg")
+        x = rng().standard_normal((1, 112, 112, 64)).astype(np.float32)
+        self.call = self.kernel.bind(x, np.empty((1, 56, 56, 64), np.float32), threads=1)
+
+    def time_pool(self, kind):
         self.call()

@@ -89,6 +89,7 @@ cdef extern from "bnn_misc.h":
     void bnn_maxpool_bits(const bnn_pool_geom *g, const uint8_t *inp, uint8_t *out, int n, int threads) nogil
     void bnn_pool_float(const bnn_pool_geom *g, const float *inp, float *out, int n, int average,
                         int threads) nogil
+    int bnn_pool_float_variant()
     void bnn_global_avgpool(const int8_t *inp, int8_t *out, int n, int32_t hw, int32_t c, int32_t m,
                             int32_t shift, int32_t lo, int32_t hi) nogil
 
@@ -100,6 +101,12 @@ FEATURES = ("popcnt", "avx2", "avx512", "avx512vpopcntdq", "avx512vnni", "neon",
 VARIANTS = {"auto": BNN_VARIANT_AUTO, "scalar": BNN_VARIANT_SCALAR, "avx512": BNN_VARIANT_AVX512,
             "avx512vnni": BNN_VARIANT_AVX512, "avx2": BNN_VARIANT_AVX2, "neon": BNN_VARIANT_NEON,
             "dotprod": BNN_VARIANT_DOTPROD}
+
+
+def _variant_name(int code):
+    """The name a variant code has in cpu_info and Kernel.variant."""
+    return {BNN_VARIANT_AVX512: "avx512", BNN_VARIANT_AVX2: "avx2", BNN_VARIANT_NEON: "neon",
+            BNN_VARIANT_DOTPROD: "dotprod"}.get(code, "scalar")
 
 
 def _variant_code(variant, allowed, kernel):
@@ -601,7 +608,7 @@ cdef class Pool(Kernel):
         if self.dtype == "bits":
             self.g.c = _int(channels, 1, 1 << 24, self.name, "channels")
             self.cstore = packed_bytes(self.g.c)
-        self.variant = "scalar"
+        self.variant = _variant_name(bnn_pool_float_variant()) if self.code == 2 else "scalar"
 
     def _check(self, arrays):
         if len(arrays) != 2:
@@ -679,7 +686,8 @@ def cpu_info():
                     "binarize": probe_z.variant, "quantize": "avx512" if "avx512" in feats and
                     "avx512" not in os.environ.get("BNNRT_DISABLE_SIMD", "") else "scalar",
                     "maxpool": "scalar", "add_int8": "scalar", "global_avgpool": "scalar",
-                    "sign_bits": probe_s.variant, "conv2d_float": probe_f.variant},
+                    "sign_bits": probe_s.variant, "conv2d_float": probe_f.variant,
+                    "pool_float": _variant_name(bnn_pool_float_variant())},
         "disabled": os.environ.get("BNNRT_DISABLE_SIMD", ""),
         "max_threads": os.cpu_count(),
     }

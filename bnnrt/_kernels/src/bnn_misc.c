@@ -399,12 +399,21 @@ BNN_AVX512_BASE static void pool_float_avx512(const bnn_pool_geom *g, const floa
 }
 #endif
 
+int bnn_pool_float_variant(void) {
+#ifdef BNN_X86
+    static const char *const avx512[] = {"avx512", NULL}, *const avx2[] = {"avx2", NULL};
+    if (bnn_variant_enabled("avx512", avx512)) return BNN_VARIANT_AVX512;
+    if (bnn_variant_enabled("avx2", avx2)) return BNN_VARIANT_AVX2;
+#endif
+    return BNN_VARIANT_SCALAR;
+}
+
 void bnn_pool_float(const bnn_pool_geom *g, const float *in, float *out, int n, int average, int threads) {
     void (*row)(const bnn_pool_geom *, const float *, float *, int, int) = pool_float_scalar;
 #ifdef BNN_X86
-    static const char *const avx512[] = {"avx512", NULL}, *const avx2[] = {"avx2", NULL};
-    if (bnn_variant_enabled("avx512", avx512)) row = pool_float_avx512;
-    else if (bnn_variant_enabled("avx2", avx2)) row = pool_float_avx2;
+    const int variant = bnn_pool_float_variant();   /* per call: BNNRT_DISABLE_SIMD is read now */
+    if (variant == BNN_VARIANT_AVX512) row = pool_float_avx512;
+    else if (variant == BNN_VARIANT_AVX2) row = pool_float_avx2;
 #endif
     int rows = n * g->out_h;
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)

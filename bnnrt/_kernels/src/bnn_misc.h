@@ -30,7 +30,9 @@ typedef struct {
 /* max over the valid taps of each window; bits: a pixel is -1 only where every tap is -1 */
 void bnn_maxpool_int8(const bnn_pool_geom *g, const int8_t *in, int8_t *out, int n, int threads);
 void bnn_maxpool_bits(const bnn_pool_geom *g, const uint8_t *in, uint8_t *out, int n, int threads);
-/* float32 max (average != 0: mean) over the valid taps of each window */
+/* float32 max (average != 0: mean) over the valid taps of each window; the
+ * variant (AVX-512, AVX2 or scalar) is bnn_pool_float_variant() at each call */
+int bnn_pool_float_variant(void);
 void bnn_pool_float(const bnn_pool_geom *g, const float *in, float *out, int n, int average, int threads);
 /* int8 [n][hw][c] -> int8 [n][c]: clamp(requant(sum over hw)) */
 void bnn_global_avgpool(const int8_t *in, int8_t *out, int n, int32_t hw, int32_t c, int32_t m,
