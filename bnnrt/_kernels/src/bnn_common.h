@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -74,6 +75,7 @@ typedef struct {            /* prepared once: per-channel int64, padded to a mul
     int64_t *nshift;            /* -shift, for shift-by-register instructions that shift left */
     float *fmult, *fbias;
     float flo, fhi;
+    int32_t yclamp, fclamp; /* float: whether the clamp of y / of the result can change a value */
 } bnn_epi;
 
 static inline void bnn_epi_free(bnn_epi *e) {
@@ -120,6 +122,9 @@ static inline int bnn_epi_init(bnn_epi *e, const bnn_epilogue *src, int32_t cout
     for (int32_t c = 0; c < cout; c++) max_bias = e->bias[c] < 0 ? (-e->bias[c] > max_bias ? -e->bias[c] : max_bias)
                                                                   : (e->bias[c] > max_bias ? e->bias[c] : max_bias);
     e->fits32 = max_abs_y + max_bias < ((int64_t)1 << 31);
+    /* |y| <= max_abs_y: a clamp wider than that is the identity, skipped */
+    e->yclamp = e->clamp_lo > -max_abs_y || e->clamp_hi < max_abs_y;
+    e->fclamp = !(e->flo == -INFINITY && e->fhi == INFINITY);
     return 0;
 }
 
@@ -191,8 +196,10 @@ BNN_AVX512_BASE static inline void bnn_epi8_avx512(const bnn_epi *e, __m512i y, 
         if (n == 8) _mm256_storeu_si256((__m256i *)((int32_t *)out + pix * cout + c0), y32);
         else _mm256_mask_storeu_epi32((int32_t *)out + pix * cout + c0, m, y32);
     } else if (e->kind == BNN_OUT_FLOAT) {
-        y = _mm512_max_epi64(y, _mm512_set1_epi64(e->clamp_lo));
-        y = _mm512_min_epi64(y, _mm512_set1_epi64(e->clamp_hi));
+        if (e->yclamp) {
+            y = _mm512_max_epi64(y, _mm512_set1_epi64(e->clamp_lo));
+            y = _mm512_min_epi64(y, _mm512_set1_epi64(e->clamp_hi));
+        }
         __m256 f = _mm256_cvtepi32_ps(_mm512_cvtepi64_epi32(y));   /* |y| < 2^31: exact narrowing */
         f = _mm256_add_ps(_mm256_mul_ps(f, _mm256_load_ps(e->fmult + c0)), _mm256_load_ps(e->fbias + c0));
         if (e->has_skip) {
@@ -200,7 +207,7 @@ BNN_AVX512_BASE static inline void bnn_epi8_avx512(const bnn_epi *e, __m512i y, 
             f = _mm256_add_ps(f, n == 8 ? _mm256_loadu_ps(sk) : _mm256_maskz_loadu_ps(m, sk));
         }
         /* max(lo, f), min(hi, .): a NaN f is the second operand, so it passes (as in C) */
-        f = _mm256_min_ps(_mm256_set1_ps(e->fhi), _mm256_max_ps(_mm256_set1_ps(e->flo), f));
+        if (e->fclamp) f = _mm256_min_ps(_mm256_set1_ps(e->fhi), _mm256_max_ps(_mm256_set1_ps(e->flo), f));
         if (n == 8) _mm256_storeu_ps((float *)out + pix * cout + c0, f);
         else _mm256_mask_storeu_ps((float *)out + pix * cout + c0, m, f);
     } else {
@@ -239,8 +246,10 @@ BNN_AVX512_BASE static inline void bnn_epi16f_avx512(const bnn_epi *e, __m512i y
     const __mmask16 m = (__mmask16)((1u << n) - 1);
     __m512i y = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(y0)),
                                    _mm512_cvtepi64_epi32(y1), 1);       /* |y| < 2^31: exact */
-    y = _mm512_max_epi32(y, _mm512_set1_epi32(e->clamp_lo));
-    y = _mm512_min_epi32(y, _mm512_set1_epi32(e->clamp_hi));
+    if (e->yclamp) {
+        y = _mm512_max_epi32(y, _mm512_set1_epi32(e->clamp_lo));
+        y = _mm512_min_epi32(y, _mm512_set1_epi32(e->clamp_hi));
+    }
     __m512 f = _mm512_cvtepi32_ps(y);
     f = _mm512_add_ps(_mm512_mul_ps(f, _mm512_loadu_ps(e->fmult + c0)), _mm512_loadu_ps(e->fbias + c0));
     float *o = (float *)out + pix * cout + c0;
@@ -248,7 +257,7 @@ BNN_AVX512_BASE static inline void bnn_epi16f_avx512(const bnn_epi *e, __m512i y
         const float *sk = (const float *)(const void *)skip + pix * cout + c0;
         f = _mm512_add_ps(f, n == 16 ? _mm512_loadu_ps(sk) : _mm512_maskz_loadu_ps(m, sk));
     }
-    f = _mm512_min_ps(_mm512_set1_ps(e->fhi), _mm512_max_ps(_mm512_set1_ps(e->flo), f));
+    if (e->fclamp) f = _mm512_min_ps(_mm512_set1_ps(e->fhi), _mm512_max_ps(_mm512_set1_ps(e->flo), f));
     if (n == 16) _mm512_storeu_ps(o, f);
     else _mm512_mask_storeu_ps(o, m, f);
 }
