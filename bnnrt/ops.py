@@ -530,9 +530,12 @@ def _activation_attr(node: Node) -> str:
     return _choice(node, "activation", tuple(ref.ACTIVATIONS), default="none")
 
 
-class _FloatOp(Op):
-    precision = "float"
-    #: attribute keys passed to the reference function
+class _ReferenceOp(Op):
+    """An op whose reference function (``bnnrt.reference.<name>``) takes the
+    attributes listed in ``attr_keys``; unless a subclass builds a compiled
+    kernel, the kernel runs that function into the planned output."""
+
+    #: attribute keys passed to the reference function (validated by infer)
     attr_keys: tuple[str, ...] = ()
 
     def _kwargs(self, node, ins):
@@ -547,6 +550,10 @@ class _FloatOp(Op):
         def run(*arrays):
             arrays[-1][...] = fn(*arrays[:-1], **kw)
         return NumpyKernel(run)
+
+
+class _FloatOp(_ReferenceOp):
+    precision = "float"
 
 
 class Activation(_FloatOp):
@@ -834,28 +841,15 @@ def _scale(node: Node, key: str = "scale") -> float:
     return float(value)
 
 
-class _TflOp(Op):
+class _TflOp(_ReferenceOp):
     """A TFLite integer op whose kernel is its reference function (numpy,
     exact integers) written into the planned output."""
 
-    #: attribute keys passed to the reference function (validated by infer)
-    attr_keys: tuple[str, ...] = ()
-
     def _kwargs(self, node, ins):
-        kw = {k: node.attrs[k] for k in self.attr_keys if k in node.attrs}
+        kw = super()._kwargs(node, ins)
         if "clamp" in self.attr_keys:
             kw["clamp"] = _clamp(node)
         return kw
-
-    def reference(self, node, ins, arrays):
-        return [getattr(ref, self.name)(*arrays, **self._kwargs(node, ins))]
-
-    def kernel(self, node, ins):
-        fn, kw = getattr(ref, self.name), self._kwargs(node, ins)
-
-        def run(*arrays):
-            arrays[-1][...] = fn(*arrays[:-1], **kw)
-        return NumpyKernel(run)
 
 
 class TflQuantize(_TflOp):

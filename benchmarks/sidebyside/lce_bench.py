@@ -2,10 +2,13 @@
 virtualenv (anchors.md: TensorFlow 2.16, numpy < 2), never imported by bnnrt.
 
     python lce_bench.py --runs 200 [--models resnet20b,conv56,quicknet] [--save-dir DIR]
+    python lce_bench.py --runs 200 --models ... --time-dir DIR
 
 Prints one JSON object: {model: {"median_ms": ..., "binary_macs": ...}}, for
 LCE's best x86 setting (indirect BGEMM, one thread). With --save-dir the
-converted .tflite files are written there too (for the importer's tests).
+converted .tflite files are written there too (for the importer's tests);
+--time-dir only times the files DIR/{model}.tflite written before (so a
+caller can alternate LCE and bnnrt on the same files).
 """
 
 import argparse
@@ -110,8 +113,19 @@ def main():
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--models", default="resnet20b,conv56")
     ap.add_argument("--save-dir")
+    ap.add_argument("--time-dir")
     args = ap.parse_args()
     out = {}
+    if args.time_dir:
+        import tensorflow as tf
+        for name in args.models.split(","):
+            with open(os.path.join(args.time_dir, f"{name}.tflite"), "rb") as f:
+                fb = f.read()
+            shape = tuple(tf.lite.Interpreter(model_content=fb).get_input_details()[0]["shape"][1:])
+            out[name] = {"median_ms": time_interpreter(fb, args.runs, shape), "binary_macs": MODELS[name][1],
+                         "input_shape": [int(d) for d in shape]}
+        print(json.dumps(out))
+        return
     for name in args.models.split(","):
         build, macs = MODELS[name]
         model = build()
