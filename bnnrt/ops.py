@@ -911,7 +911,7 @@ class TflConv2D(Op):
             _fail(node, f"shifts must lie in {list(TFL_SHIFT)}")
         _zero_point(node, "in_zero_point")
         _zero_point(node, "out_zero_point")
-        _choice(node, "rounding", ("double", "single"), default="double")
+        _choice(node, "rounding", ("double", "ruy", "single"), default="double")
         _clamp(node)
         _, _, _, oh, ow = _window(node, spec, w.shape[1:3])
         return [TensorSpec((oh, ow, cout), "int8")]
@@ -1052,13 +1052,16 @@ class TflAvgPool(_TflOp):
 
 class TflMean(_TflOp):
     name = "tfl_mean"
-    attr_keys = ("multiplier", "shift", "bias", "clamp")
+    attr_keys = ("multiplier", "shift", "input_zero_point", "output_zero_point", "clamp")
 
     def infer(self, node, ins):
         spec = _input(node, ins, 0, ["int8"])
         _multiplier(node, "multiplier", "shift")
-        _int(node, "bias", lo=-2**31, hi=2**31 - 1)
+        _zero_point(node, "input_zero_point")
+        _zero_point(node, "output_zero_point")
         _clamp(node)
+        if spec.shape[0] * spec.shape[1] > 1 << 23:
+            _fail(node, f"averages {spec.shape[0]}x{spec.shape[1]} pixels: the int32 sum could overflow")
         return [TensorSpec((1, 1, spec.channels), "int8")]
 
 

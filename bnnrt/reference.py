@@ -403,9 +403,25 @@ def tfl_multiply(x, multiplier, shift):
     return (high >> e) + (remainder > threshold)
 
 
+def ruy_multiply(x, multiplier, shift):
+    """The rescale of ruy's x86 kernels (TFLite's GEMM backend, which runs its
+    int8 CONV_2D and FULLY_CONNECTED): like :func:`tfl_multiply`, a rounding
+    high multiply then a rounding right shift, but both round halves up
+    (toward +inf) where gemmlowp rounds them away from zero."""
+    x = np.asarray(x, dtype=np.int64)
+    m = np.asarray(multiplier, dtype=np.int64)
+    s = np.asarray(shift, dtype=np.int64)
+    a = x * np.left_shift(np.int64(1), np.maximum(s, 0))
+    high = (a * m + (1 << 30)) >> 31
+    e = np.maximum(-s, 0)
+    return (high + (np.left_shift(np.int64(1), e) >> 1)) >> e
+
+
 def _tfl_rescale(acc, multiplier, shift, rounding):
     if rounding == "double":
         return tfl_multiply(acc, multiplier, shift)
+    if rounding == "ruy":
+        return ruy_multiply(acc, multiplier, shift)
     return requantize(acc, multiplier, 31 - np.asarray(shift, dtype=np.int64))
 
 
@@ -441,7 +457,8 @@ def tfl_conv2d(x, weights, *, bias, multiplier, shift, in_zero_point, out_zero_p
     symmetric per-channel weights: acc = sum over valid taps of
     (q - in_zero_point) * w + bias (padded taps add nothing: they hold the
     real value 0), then rescale per output channel (``rounding``: "double",
-    TFLite's reference, or "single", ruy's), + out_zero_point, clamped.
+    TFLite's reference kernels, "ruy", its GEMM backend's, or "single", one
+    exact rounding), + out_zero_point, clamped.
     ``weights`` (Cout, kh, kw, Cin/groups) as :func:`conv2d_float`."""
     xs = np.asarray(x, dtype=np.int64) - in_zero_point
     w = np.asarray(weights, dtype=np.int64)
@@ -494,13 +511,13 @@ def tfl_avgpool(x, *, kernel, strides, pads=(0, 0, 0, 0), clamp=(-128, 127)):
     return _clamp8(q, clamp)
 
 
-def tfl_mean(x, *, multiplier, shift, bias, clamp=(-128, 127)):
-    """TFLite's int8 MEAN over H and W (its optimized kernel, which x86 runs):
-    tfl_multiply(sum of q) with the multiplier of in_scale / (H * W * out_scale),
-    + ``bias`` (the output zero point less the rescaled input zero point,
-    computed by the converter as TFLite does), clamped."""
-    total = np.asarray(x, dtype=np.int64).sum(axis=(1, 2), keepdims=True)
-    return _clamp8(tfl_multiply(total, multiplier, shift) + bias, clamp)
+def tfl_mean(x, *, multiplier, shift, input_zero_point, output_zero_point, clamp=(-128, 127)):
+    """TFLite's int8 MEAN over H and W: tfl_multiply(sum of (q - input zero
+    point)) + output zero point, clamped; the multiplier already holds the
+    1 / (H * W) (the converter derives it as TFLite does)."""
+    q = np.asarray(x, dtype=np.int64)
+    total = q.sum(axis=(1, 2), keepdims=True) - input_zero_point * q.shape[1] * q.shape[2]
+    return _clamp8(tfl_multiply(total, multiplier, shift) + output_zero_point, clamp)
 
 
 def tfl_pad(x, *, pads, value):

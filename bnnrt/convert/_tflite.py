@@ -661,11 +661,13 @@ def _dequantize(im, op, ins, outs):
 
 # -- int8 (TFLite integer kernels, the tfl_* ops)
 
-#: How LCE's int8 CONV_2D and FULLY_CONNECTED round: TFLite's double rounding,
-#: like its other integer kernels. Checked against LCE 0.16's outputs, where
-#: ruy's single rounding ("single") mismatched more outputs
-#: (tests/test_tflite_int8.py); kept as a switch for builds that use ruy.
-GEMM_ROUNDING = "double"
+#: How LCE's int8 CONV_2D and FULLY_CONNECTED round: TFLite runs them through
+#: ruy, whose x86 kernels round the high multiply and the right shift halves
+#: up ("ruy"), not away from zero as gemmlowp's reference does ("double", still
+#: right for depthwise convs and the other integer ops). Traced layer by
+#: layer against LCE 0.16's interpreter on tests/data/lce/int8_ops.tflite:
+#: "double" differs on one conv output (a tie at -46.5), "ruy" on none.
+GEMM_ROUNDING = "ruy"
 
 
 def _tfl_conv(im, ins, outs, w, groups, strides, dilations, pads, act, product_in_float=False):
@@ -791,16 +793,17 @@ def _pool_int8(im, op, ins, outs, kind):
 
 
 def _mean_int8(im, op, ins, outs):
+    """TFLite's int8 MEAN (QuantizedMeanOrSum): the multiplier of in_scale /
+    out_scale (in double), then divided by the element count in integers,
+    losing the low bits it shifts out, as TFLite does."""
     x, spec = im.inp(ins[0], ("int8",))
     (s_in, z_in), (s_out, z_out) = im.qparams(ins[0]), im.qparams(outs[0])
-    f32 = np.float32
-    # TFLite's optimized int8 mean: the multiplier and the bias are computed in float32
-    real = f32(s_in) / (f32(spec.shape[0] * spec.shape[1]) * f32(s_out))
-    m, sh = im.multiplier(float(real), "multiplier")
-    temp = f32(f32(z_in) * f32(s_in)) / f32(s_out)
-    temp = temp + f32(0.5) if temp > 0 else temp - f32(0.5)
-    bias = z_out - int(temp)               # the cast truncates toward zero
-    name = im.b.add("tfl_mean", [x], {"multiplier": m, "shift": sh, "bias": bias, "clamp": [-128, 127]},
+    count = spec.shape[0] * spec.shape[1]
+    m, sh = im.multiplier(float(s_in) / float(s_out), "multiplier")
+    shift = min(count.bit_length() - 1, 32, 31 + sh)
+    m, sh = (m << shift) // count, sh - shift
+    name = im.b.add("tfl_mean", [x], {"multiplier": m, "shift": sh, "input_zero_point": z_in,
+                                      "output_zero_point": z_out, "clamp": [-128, 127]},
                     name=im._node_name(outs[0]))
     im.out(outs[0], name, "int8")
 
