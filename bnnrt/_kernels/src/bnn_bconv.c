@@ -243,12 +243,23 @@ block_avx512(const bnn_bconv *k, const uint8_t *buf, int oy, int ox0, int grp0, 
         }
     }
     const __m512i K = _mm512_set1_epi64(k->K);
-    /* float outputs go through the epilogue 16 channels (two groups) at a time */
-    const int pairs = k->e.kind == BNN_OUT_FLOAT ? G / 2 : 0;
+    /* float and int8 outputs go through the epilogue 16 channels (two groups)
+     * at a time; bits and int32 8 at a time, each group's y as it comes (the
+     * same loop with all y first costs the bit output 10%) */
+    const int pairs = k->e.kind == BNN_OUT_FLOAT || k->e.fast16 ? G / 2 : 0;
 #pragma GCC unroll 8
     for (int p = 0; p < P; p++) {
         int ox = ox0 + p;
         int fix = g->pad_value == 0 && is_border(k, oy, ox);
+        if (!pairs) {
+#pragma GCC unroll 4
+            for (int q = 0; q < G; q++) {
+                __m512i y = _mm512_sub_epi64(K, _mm512_slli_epi64(acc[p][q], 1));
+                if (fix) y = zero_fix_avx512(k, oy, ox, grp0 + q, y);
+                bnn_epi8_avx512(&k->e, y, (grp0 + q) * 8, out_row + ox, out, skip);
+            }
+            continue;
+        }
         __m512i y[4];
 #pragma GCC unroll 4
         for (int q = 0; q < G; q++) {
@@ -256,8 +267,12 @@ block_avx512(const bnn_bconv *k, const uint8_t *buf, int oy, int ox0, int grp0, 
             if (fix) y[q] = zero_fix_avx512(k, oy, ox, grp0 + q, y[q]);
         }
 #pragma GCC unroll 2
-        for (int h = 0; h < pairs; h++)
-            bnn_epi16f_avx512(&k->e, y[2 * h], y[2 * h + 1], (grp0 + 2 * h) * 8, out_row + ox, out, skip);
+        for (int h = 0; h < pairs; h++) {
+            if (k->e.kind == BNN_OUT_FLOAT)
+                bnn_epi16f_avx512(&k->e, y[2 * h], y[2 * h + 1], (grp0 + 2 * h) * 8, out_row + ox, out, skip);
+            else
+                bnn_epi16i8_avx512(&k->e, y[2 * h], y[2 * h + 1], (grp0 + 2 * h) * 8, out_row + ox, out, skip);
+        }
 #pragma GCC unroll 4
         for (int q = 2 * pairs; q < G; q++)
             bnn_epi8_avx512(&k->e, y[q], (grp0 + q) * 8, out_row + ox, out, skip);

@@ -76,11 +76,13 @@ typedef struct {            /* prepared once: per-channel int64, padded to a mul
     float *fmult, *fbias;
     float flo, fhi;
     int32_t yclamp, fclamp; /* float: whether the clamp of y / of the result can change a value */
+    int32_t fast16;         /* int8: |y| < 2^31, so y * mult + brnd is the exact requant numerator */
+    int64_t *brnd;          /* int8: bias * mult + rnd (|.| < 2^63: |bias|, |mult| < 2^31, rnd <= 2^61) */
 } bnn_epi;
 
 static inline void bnn_epi_free(bnn_epi *e) {
     free(e->thr); free(e->bias); free(e->mult); free(e->rnd); free(e->shift);
-    free(e->bias32); free(e->mult32); free(e->nshift); free(e->fmult); free(e->fbias);
+    free(e->bias32); free(e->mult32); free(e->nshift); free(e->fmult); free(e->fbias); free(e->brnd);
 }
 
 /* max_abs_y bounds |y| (the accumulator before the bias) for every input. */
@@ -92,8 +94,8 @@ static inline int bnn_epi_init(bnn_epi *e, const bnn_epilogue *src, int32_t cout
     e->flo = src->flo; e->fhi = src->fhi;
     e->has_skip = src->has_skip; e->skip_shift = src->skip_shift;
     e->skip_mult = src->skip_multiplier; e->skip_round = bnn_round_of(src->skip_shift);
-    int64_t **arrs[6] = {&e->thr, &e->bias, &e->mult, &e->rnd, &e->shift, &e->nshift};
-    for (int i = 0; i < 6; i++) {
+    int64_t **arrs[7] = {&e->thr, &e->bias, &e->mult, &e->rnd, &e->shift, &e->nshift, &e->brnd};
+    for (int i = 0; i < 7; i++) {
         *arrs[i] = (int64_t *)aligned_alloc(64, n * sizeof(int64_t));
         if (!*arrs[i]) { bnn_epi_free(e); return -1; }
     }
@@ -110,6 +112,7 @@ static inline int bnn_epi_init(bnn_epi *e, const bnn_epilogue *src, int32_t cout
         e->mult[c] = (real && src->multiplier) ? src->multiplier[c] : 0;
         e->shift[c] = (real && src->shift) ? src->shift[c] : 0;
         e->rnd[c] = bnn_round_of(e->shift[c]);
+        e->brnd[c] = e->bias[c] * e->mult[c] + e->rnd[c];
         e->nshift[c] = -e->shift[c];
         e->bias32[c] = (int32_t)e->bias[c];      /* exact: bias is int32 on the way in */
         e->mult32[c] = (int32_t)e->mult[c];
@@ -125,6 +128,9 @@ static inline int bnn_epi_init(bnn_epi *e, const bnn_epilogue *src, int32_t cout
     /* |y| <= max_abs_y: a clamp wider than that is the identity, skipped */
     e->yclamp = e->clamp_lo > -max_abs_y || e->clamp_hi < max_abs_y;
     e->fclamp = !(e->flo == -INFINITY && e->fhi == INFINITY);
+    /* requant(y + bias) = (y * mult + brnd) >> shift exactly; y * mult by the
+     * 32x32->64 vpmuldq needs y in int32 */
+    e->fast16 = e->kind == BNN_OUT_INT8 && max_abs_y < ((int64_t)1 << 31);
     return 0;
 }
 
@@ -260,6 +266,48 @@ BNN_AVX512_BASE static inline void bnn_epi16f_avx512(const bnn_epi *e, __m512i y
     if (e->fclamp) f = _mm512_min_ps(_mm512_set1_ps(e->fhi), _mm512_max_ps(_mm512_set1_ps(e->flo), f));
     if (n == 16) _mm512_storeu_ps(o, f);
     else _mm512_mask_storeu_ps(o, m, f);
+}
+
+/* The int8 epilogue of 16 channels [c0, c0+16) (when e->fast16): per 64-bit
+ * half, y * mult + (bias * mult + rnd), the arithmetic shift and, for a skip
+ * with its own scale, its requantized value; then both halves narrow with
+ * signed saturation into 16 int16 lanes, where an identity skip is a
+ * saturating add, the clamp and the narrowing to int8 run once. Saturation
+ * keeps every value's side of [lo, hi] (|skip| <= 128 against a bound of
+ * 2^15), so the result equals bnn_epi8_avx512's exact 64-bit one. */
+BNN_AVX512_BASE static inline void bnn_epi16i8_avx512(const bnn_epi *e, __m512i y0, __m512i y1, int c0,
+                                                      size_t pix, void *out, const int8_t *skip) {
+    const int32_t cout = e->cout;
+    const int n = cout - c0 < 16 ? cout - c0 : 16;
+    const __mmask16 m = (__mmask16)((1u << n) - 1);
+    __m512i t0 = _mm512_add_epi64(_mm512_mul_epi32(y0, _mm512_load_si512(e->mult + c0)),
+                                  _mm512_load_si512(e->brnd + c0));
+    __m512i t1 = _mm512_add_epi64(_mm512_mul_epi32(y1, _mm512_load_si512(e->mult + c0 + 8)),
+                                  _mm512_load_si512(e->brnd + c0 + 8));
+    t0 = _mm512_srav_epi64(t0, _mm512_load_si512(e->shift + c0));
+    t1 = _mm512_srav_epi64(t1, _mm512_load_si512(e->shift + c0 + 8));
+    const int8_t *sk = e->has_skip ? skip + pix * cout + c0 : NULL;
+    if (sk && !e->skip_identity) {
+        const __m512i sm = _mm512_set1_epi64(e->skip_mult), sr = _mm512_set1_epi64(e->skip_round);
+        const __m128i ss = _mm_cvtsi32_si128(e->skip_shift);
+        __m128i s8 = n == 16 ? _mm_loadu_si128((const __m128i *)sk) : _mm_maskz_loadu_epi8(m, sk);
+        __m512i s0 = _mm512_mul_epi32(_mm512_cvtepi8_epi64(s8), sm);
+        __m512i s1 = _mm512_mul_epi32(_mm512_cvtepi8_epi64(_mm_srli_si128(s8, 8)), sm);
+        t0 = _mm512_add_epi64(t0, _mm512_sra_epi64(_mm512_add_epi64(s0, sr), ss));
+        t1 = _mm512_add_epi64(t1, _mm512_sra_epi64(_mm512_add_epi64(s1, sr), ss));
+    }
+    __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm512_cvtsepi64_epi16(t0)),
+                                        _mm512_cvtsepi64_epi16(t1), 1);
+    if (sk && e->skip_identity) {
+        __m128i s8 = n == 16 ? _mm_loadu_si128((const __m128i *)sk) : _mm_maskz_loadu_epi8(m, sk);
+        v = _mm256_adds_epi16(v, _mm256_cvtepi8_epi16(s8));
+    }
+    v = _mm256_max_epi16(v, _mm256_set1_epi16((int16_t)e->clamp_lo));
+    v = _mm256_min_epi16(v, _mm256_set1_epi16((int16_t)e->clamp_hi));
+    __m128i b = _mm256_cvtepi16_epi8(v);
+    int8_t *o = (int8_t *)out + pix * cout + c0;
+    if (n == 16) _mm_storeu_si128((__m128i *)o, b);
+    else _mm_mask_storeu_epi8(o, m, b);
 }
 #endif
 
