@@ -591,16 +591,21 @@ class Conv2DFloat(_FloatOp):
         return dict(weights=w, bias=node.consts.get("bias"), strides=strides, dilations=dilations,
                     pads=pads, groups=node.attrs.get("groups", 1), activation=_activation_attr(node))
 
+    #: The direct kernel streams every weight once per block of pixels; past
+    #: a few MB they no longer stay in cache and a blocked GEMM wins
+    #: (benchmarks/float_conv_vs_blas.py: 3x3x512->512, 9 MB, 0.73x).
+    DIRECT_MAX_WEIGHT_BYTES = 4 << 20
+
     def kernel(self, node, ins):
         # Dense and depthwise convs run the direct C kernel (register-blocked
-        # FMA, bnn_fconv.c). Measured against numpy's im2col + single-threaded
-        # OpenBLAS it was faster on every shape tried, from 7x7 RGB stems (3x)
-        # and 1x1 shortcuts (1.5-2x) to 3x3x512->512 (equal), and it honours
-        # Model.threads. Grouped convs and activations that are not a clamp
-        # (tanh, logistic) take the numpy path.
+        # FMA, bnn_fconv.c): against numpy's im2col + single-threaded OpenBLAS
+        # (benchmarks/float_conv_vs_blas.py) 1.3-15x faster on the stems, 1x1
+        # shortcuts, transitions and dense heads of the zoo models, and it
+        # runs on Model.threads. Grouped convs, activations that are not a
+        # clamp (tanh, logistic) and very large filters take the numpy path.
         kw = self._kwargs(node, ins)
         w = kw["weights"]
-        direct = kw["groups"] == 1 or w.shape[3] == 1
+        direct = (kw["groups"] == 1 or w.shape[3] == 1) and w.nbytes <= self.DIRECT_MAX_WEIGHT_BYTES
         if direct and kw["activation"] in _core.FLOAT_CLAMPS:
             return _core.FloatConv(w, kw["bias"], in_hw=ins[0].shape[:2], strides=kw["strides"],
                                    dilations=kw["dilations"], pads=kw["pads"], groups=kw["groups"],

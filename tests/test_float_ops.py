@@ -89,6 +89,26 @@ def test_kernels_equal_reference(op, attrs, consts, n_inputs):
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("cin,weights_shape,groups,activation,direct", [
+    (5, (16, 3, 3, 5), 1, "relu", True),          # dense: the direct FMA kernel
+    (5, (10, 3, 3, 1), 5, "none", True),          # depthwise, multiplier 2
+    (4, (4, 3, 3, 2), 2, "none", False),          # grouped (not depthwise): numpy
+    (5, (16, 3, 3, 5), 1, "tanh", False),         # an activation that is no clamp: numpy
+    (5, (1100, 3, 3, 5), 1, "none", True),        # 198 KB of weights
+    (5, (24000, 3, 3, 5), 1, "none", False),      # 4.3 MB: past the cache, BLAS
+])
+def test_conv2d_float_kernel_choice(cin, weights_shape, groups, activation, direct):
+    rng = np.random.default_rng(0)
+    shape = (6, 5, cin)
+    consts = {"weights": rng.standard_normal(weights_shape).astype(np.float32)}
+    g = _graph("conv2d_float", shape, {"groups": groups, "activation": activation, "pads": [1, 1, 1, 1]}, consts)
+    model = bnnrt.Model(g)
+    assert (model.layers()[0]["kernel"] != "numpy") == direct
+    x = rng.standard_normal((2,) + shape).astype(np.float32)
+    want = bnnrt.Model(g, resolver="reference").run(x)
+    np.testing.assert_allclose(model.run(x), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
 @pytest.mark.parametrize("op,attrs,consts,match", [
     ("conv2d_float", {"groups": 2}, {"weights": np.zeros((4, 3, 3, 5), np.float32)}, "do not fit"),
     ("conv2d_float", {"activation": "gelu"}, {"weights": np.zeros((4, 1, 1, 5), np.float32)}, "activation"),
