@@ -247,19 +247,24 @@ block_avx512(const bnn_bconv *k, const uint8_t *buf, int oy, int ox0, int grp0, 
      * at a time; bits and int32 8 at a time, each group's y as it comes (the
      * same loop with all y first costs the bit output 10%) */
     const int pairs = k->e.kind == BNN_OUT_FLOAT || k->e.fast16 ? G / 2 : 0;
+    if (!pairs) {
 #pragma GCC unroll 8
-    for (int p = 0; p < P; p++) {
-        int ox = ox0 + p;
-        int fix = g->pad_value == 0 && is_border(k, oy, ox);
-        if (!pairs) {
+        for (int p = 0; p < P; p++) {
+            int ox = ox0 + p;
+            int fix = g->pad_value == 0 && is_border(k, oy, ox);
 #pragma GCC unroll 4
             for (int q = 0; q < G; q++) {
                 __m512i y = _mm512_sub_epi64(K, _mm512_slli_epi64(acc[p][q], 1));
                 if (fix) y = zero_fix_avx512(k, oy, ox, grp0 + q, y);
                 bnn_epi8_avx512(&k->e, y, (grp0 + q) * 8, out_row + ox, out, skip);
             }
-            continue;
         }
+        return;
+    }
+#pragma GCC unroll 8
+    for (int p = 0; p < P; p++) {
+        int ox = ox0 + p;
+        int fix = g->pad_value == 0 && is_border(k, oy, ox);
         __m512i y[4];
 #pragma GCC unroll 4
         for (int q = 0; q < G; q++) {

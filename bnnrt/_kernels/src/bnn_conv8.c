@@ -256,6 +256,10 @@ block8_avx512(const bnn_conv8 *k, const uint8_t *buf, int oy, int ox0, int grp0,
             __m512i hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(acc[p][q], 1));
             lo = _mm512_sub_epi64(lo, _mm512_loadu_si512(k->corr + c0));
             hi = _mm512_sub_epi64(hi, _mm512_loadu_si512(k->corr + c0 + 8));
+            if (k->e.fast16) {      /* int8 output: all 16 channels in one pass */
+                bnn_epi16i8_avx512(&k->e, lo, hi, c0, out_row + ox0 + p, out, skip);
+                continue;
+            }
             bnn_epi8_avx512(&k->e, lo, c0, out_row + ox0 + p, out, skip);
             if (c0 + 8 < g->cout) bnn_epi8_avx512(&k->e, hi, c0 + 8, out_row + ox0 + p, out, skip);
         }
