@@ -66,11 +66,23 @@ def test_arena_reuses_memory_but_never_overlaps_live_tensors(blendnet):
     for t in plan.graph.outputs:
         live[t][1] = n
     nbytes = {t: plan.specs[t].nbytes * 4 for t in live}
+    # the one sharing allowed: a conv's output written over its fused skip
+    # at the step where the skip is read for the last time
+    in_place = set()
+    for i, step in enumerate(plan.steps):
+        if step.op.skip_last and len(step.node.inputs) == 2 and live[step.node.inputs[1]][1] == i:
+            in_place.add((step.node.inputs[1], step.node.outputs[0]))
+    shared = 0
     items = sorted(live)
     for i, a in enumerate(items):
         for b in items[i + 1:]:
             if live[a][0] <= live[b][1] and live[b][0] <= live[a][1]:
+                if (a, b) in in_place or (b, a) in in_place:
+                    shared += offsets[a] == offsets[b]
+                    continue
                 assert (offsets[a] + nbytes[a] <= offsets[b] or offsets[b] + nbytes[b] <= offsets[a]), (a, b)
+    # BlendNet's residual blocks whose skip is not a 1x1 conv write in place
+    assert shared >= 5
 
 
 def test_arena_is_aligned(blendnet):
