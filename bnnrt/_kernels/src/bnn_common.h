@@ -155,9 +155,9 @@ static inline void bnn_epi_pixel(const bnn_epi *e, const int64_t *y, size_t pix,
     } else if (e->kind == BNN_OUT_FLOAT) {
         const float *restrict fm = e->fmult, *restrict fb = e->fbias;
         const int64_t lo = e->clamp_lo, hi = e->clamp_hi;
-        float *restrict o = (float *)out + pix * cout;
+        float *o = (float *)out + pix * cout;          /* o may be the skip (in place): no restrict */
         /* the skip of a float output is float (the residual add), passed as bytes */
-        const float *restrict sk = e->has_skip ? (const float *)(const void *)skip + pix * cout : NULL;
+        const float *sk = e->has_skip ? (const float *)(const void *)skip + pix * cout : NULL;
         for (int c = 0; c < cout; c++) {
             int64_t v = y[c] < lo ? lo : y[c] > hi ? hi : y[c];
             float t = (float)v * fm[c] + fb[c];
@@ -167,9 +167,9 @@ static inline void bnn_epi_pixel(const bnn_epi *e, const int64_t *y, size_t pix,
     } else {
         const int64_t *restrict mult = e->mult, *restrict rnd = e->rnd, *restrict shift = e->shift;
         const int64_t lo = e->clamp_lo, hi = e->clamp_hi;
-        int8_t *restrict o = (int8_t *)out + pix * cout;
+        int8_t *o = (int8_t *)out + pix * cout;        /* o may be the skip (in place): no restrict */
         if (e->has_skip) {
-            const int8_t *restrict sk = skip + pix * cout;
+            const int8_t *sk = skip + pix * cout;
             const int64_t sm = e->skip_mult, sr = e->skip_round, ss = e->skip_shift;
             for (int c = 0; c < cout; c++) {
                 int64_t v = bnn_requant(y[c] + bias[c], mult[c], rnd[c], shift[c]) + bnn_requant(sk[c], sm, sr, ss);
@@ -323,8 +323,8 @@ static inline void bnn_epi_pixel_neon(const bnn_epi *e, const int64_t *y, size_t
     const int32_t cout = e->cout;
     const int32_t *restrict bias32 = e->bias32, *restrict mult32 = e->mult32;
     const int64_t *restrict rnd = e->rnd, *restrict nshift = e->nshift;
-    int8_t *restrict o = (int8_t *)out + pix * cout;
-    const int8_t *restrict sk = e->has_skip ? skip + pix * cout : NULL;
+    int8_t *o = (int8_t *)out + pix * cout;            /* o may be the skip (in place): no restrict */
+    const int8_t *sk = e->has_skip ? skip + pix * cout : NULL;
     const int identity = e->skip_identity;
     const int32x4_t sm = vdupq_n_s32((int32_t)e->skip_mult);
     const int64x2_t sr = vdupq_n_s64(e->skip_round), ss = vdupq_n_s64(-(int64_t)e->skip_shift);
