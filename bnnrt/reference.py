@@ -316,16 +316,22 @@ def maxpool_float(x, *, kernel, strides, pads=(0, 0, 0, 0)):
     return out.astype(np.float32)
 
 
+def _window_sums(x, kernel, strides, pads):
+    """Per window: the sum of its valid taps (in tap order) and their count,
+    both in x's dtype (padded taps are neither summed nor counted)."""
+    total = count = None
+    ones = np.ones(x.shape[:3] + (1,), x.dtype)
+    for (_, _, tap), (_, _, one) in zip(_windows(x, kernel, strides, (1, 1), pads, 0),
+                                        _windows(ones, kernel, strides, (1, 1), pads, 0)):
+        total = tap if total is None else total + tap
+        count = one if count is None else count + one
+    return total, count
+
+
 def avgpool_float(x, *, kernel, strides, pads=(0, 0, 0, 0)):
     """float32 average pooling over the valid taps of each window (TFLite's
     rule: padded taps are neither summed nor counted)."""
-    x = np.asarray(x, dtype=np.float32)
-    total = count = None
-    ones = np.ones(x.shape[:3] + (1,), np.float32)
-    for (_, _, tap), (_, _, one) in zip(_windows(x, kernel, strides, (1, 1), pads, 0.0),
-                                        _windows(ones, kernel, strides, (1, 1), pads, 0.0)):
-        total = tap if total is None else total + tap
-        count = one if count is None else count + one
+    total, count = _window_sums(np.asarray(x, dtype=np.float32), kernel, strides, pads)
     return (total / count).astype(np.float32)
 
 
@@ -498,13 +504,7 @@ def tfl_avgpool(x, *, kernel, strides, pads=(0, 0, 0, 0), clamp=(-128, 127)):
     """TFLite's int8 AVERAGE_POOL_2D: the sum of the valid taps divided by
     their count, rounded half away from zero (input and output share scale
     and zero point), clamped."""
-    x = np.asarray(x, dtype=np.int64)
-    total = count = None
-    ones = np.ones(x.shape[:3] + (1,), np.int64)
-    for (_, _, tap), (_, _, one) in zip(_windows(x, kernel, strides, (1, 1), pads, 0),
-                                        _windows(ones, kernel, strides, (1, 1), pads, 0)):
-        total = tap if total is None else total + tap
-        count = one if count is None else count + one
+    total, count = _window_sums(np.asarray(x, dtype=np.int64), kernel, strides, pads)
     half = count // 2
     # C division truncates toward zero
     q = np.where(total > 0, (total + half) // count, -((-total + half) // count))

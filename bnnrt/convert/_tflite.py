@@ -473,6 +473,16 @@ def _fully_connected(im, op, ins, outs):
     im.out(outs[0], name)
 
 
+def _broadcast_operand(im, c, spec):
+    """A constant operand of ADD/MUL as bnnrt's ops take it: a scalar or one
+    value per channel (flat), or the whole tensor (the activation's shape)."""
+    if c.size in (1, spec.channels) and (c.ndim == 0 or c.shape[-1] == c.size):
+        return c.reshape(-1)
+    if c.size == int(np.prod(spec.shape)):
+        return c.reshape(spec.shape)
+    im.fail(f"constant operand of shape {c.shape} does not broadcast over {spec}")
+
+
 def _elementwise(op_name, options):
     def handler(im, op, ins, outs):
         if any(im.is_int8(i) for i in ins):
@@ -484,13 +494,7 @@ def _elementwise(op_name, options):
             im.fail("takes two operands, at most one of them constant")
         if const:
             x, spec = im.inp(ins[0] if ins[1] == const[0] else ins[1])
-            c = im.consts[const[0]].astype(np.float32)
-            if c.size in (1, spec.channels) and (c.ndim == 0 or c.shape[-1] == c.size):
-                operand = c.reshape(-1)
-            elif c.size == int(np.prod(spec.shape)):
-                operand = c.reshape(spec.shape)
-            else:
-                im.fail(f"constant operand of shape {c.shape} does not broadcast over {spec}")
+            operand = _broadcast_operand(im, im.consts[const[0]].astype(np.float32), spec)
             name = im.b.add(op_name, [x], {"activation": act}, {"operand": operand},
                             name=im._node_name(outs[0]))
         else:
@@ -729,12 +733,7 @@ def _int8_operands(im, ins, what):
     c = im.consts[const[0]]
     if c.dtype != np.int8:
         im.fail(f"constant operand {im.f.tensors[const[0]]} of an int8 {what} is not int8")
-    if c.size in (1, spec.channels) and (c.ndim == 0 or c.shape[-1] == c.size):
-        operand = c.reshape(-1)
-    elif c.size == int(np.prod(spec.shape)):
-        operand = c.reshape(spec.shape)
-    else:
-        im.fail(f"constant operand of shape {c.shape} does not broadcast over {spec}")
+    operand = _broadcast_operand(im, c, spec)
     # element-wise ops commute: the activation comes first, the constant second
     return [x], _frozen(operand, np.int8), var, const[0]
 
