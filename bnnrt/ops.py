@@ -857,28 +857,27 @@ class _TflOp(_ReferenceOp):
         return kw
 
 
-class TflQuantize(_TflOp):
+class _TflScaleOp(_TflOp):
+    """float32 <-> int8 with one scale and zero point (TFLite's QUANTIZE and
+    DEQUANTIZE)."""
+    precision = "float"
+    attr_keys = ("scale", "zero_point")
+    dtypes = ("float32", "int8")        # (input, output)
+
+    def infer(self, node, ins):
+        spec = _input(node, ins, 0, [self.dtypes[0]])
+        _scale(node)
+        _zero_point(node, "zero_point")
+        return [TensorSpec(spec.shape, self.dtypes[1])]
+
+
+class TflQuantize(_TflScaleOp):
     name = "tfl_quantize"
-    precision = "float"
-    attr_keys = ("scale", "zero_point")
-
-    def infer(self, node, ins):
-        spec = _input(node, ins, 0, ["float32"])
-        _scale(node)
-        _zero_point(node, "zero_point")
-        return [TensorSpec(spec.shape, "int8")]
 
 
-class TflDequantize(_TflOp):
+class TflDequantize(_TflScaleOp):
     name = "tfl_dequantize"
-    precision = "float"
-    attr_keys = ("scale", "zero_point")
-
-    def infer(self, node, ins):
-        spec = _input(node, ins, 0, ["int8"])
-        _scale(node)
-        _zero_point(node, "zero_point")
-        return [TensorSpec(spec.shape, "float32")]
+    dtypes = ("int8", "float32")
 
 
 class TflRequantize(_TflOp):
