@@ -383,7 +383,7 @@ def test_disable_simd_forces_scalar(monkeypatch):
 
 def _float_conv_variants():
     feats = set(_core.cpu_info()["features"])
-    return ["scalar"] + [v for v in ("avx2", "avx512") if v in feats]
+    return ["scalar"] + [v for v in ("avx2", "avx512", "neon") if v in feats]
 
 
 @pytest.mark.parametrize("cin,cout,k,s,d,mode,groups,act,n,hw", [

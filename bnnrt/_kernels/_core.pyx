@@ -424,7 +424,7 @@ cdef class FloatConv(Kernel):
         _geom(&self.g, self.name, tuple(in_hw), cin_g * groups, cout, w.shape[1:3], tuple(strides),
               tuple(dilations), tuple(pads), 0)
         lo, hi = FLOAT_CLAMPS[activation]
-        code = _variant_code(variant, ("auto", "scalar", "avx2", "avx512"), self.name)
+        code = _variant_code(variant, ("auto", "scalar", "avx2", "avx512", "neon"), self.name)
         self.k = bnn_fconv_create(&self.g, groups, <const float *><size_t>_ptr(w),
                                   <const float *><size_t>(0 if b is None else _ptr(b)), lo, hi, code)
         if self.k == NULL:

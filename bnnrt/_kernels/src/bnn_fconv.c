@@ -166,11 +166,12 @@ FCONV_DENSE(fdense_n2x12, float32x4_t, 4, 2, 12, N_LOAD, N_SPLAT, N_FMA, N_CLAMP
 FCONV_DENSE(fdense_n2x1, float32x4_t, 4, 2, 1, N_LOAD, N_SPLAT, N_FMA, N_CLAMP, N_STORE)
 FCONV_DENSE(fdense_n1x12, float32x4_t, 4, 1, 12, N_LOAD, N_SPLAT, N_FMA, N_CLAMP, N_STORE)
 FCONV_DENSE(fdense_n1x1, float32x4_t, 4, 1, 1, N_LOAD, N_SPLAT, N_FMA, N_CLAMP, N_STORE)
-static void fdense_row_scalar(const bnn_fconv *k, const float *in, float *out, long r) {
+static void fdense_row_neon(const bnn_fconv *k, const float *in, float *out, long r) {
     FCONV_DENSE_ROW(float32x4_t, 4, N_SPLAT, fdense_n4x6, fdense_n4x1, 6, fdense_n2x12, fdense_n2x1, 12,
                     fdense_n1x12, fdense_n1x1, 12)
 }
-#else
+#endif
+/* the portable variant (SSE2 on x86, the compiler's choice elsewhere) */
 FCONV_DENSE(fdense_v2x5, v4f, 4, 2, 5, V4_LOAD, V4_SPLAT, V4_MULADD, V4_CLAMP, V4_STORE)
 FCONV_DENSE(fdense_v2x1, v4f, 4, 2, 1, V4_LOAD, V4_SPLAT, V4_MULADD, V4_CLAMP, V4_STORE)
 FCONV_DENSE(fdense_v1x8, v4f, 4, 1, 8, V4_LOAD, V4_SPLAT, V4_MULADD, V4_CLAMP, V4_STORE)
@@ -179,7 +180,6 @@ static void fdense_row_scalar(const bnn_fconv *k, const float *in, float *out, l
     FCONV_DENSE_ROW(v4f, 4, V4_SPLAT, fdense_v2x5, fdense_v2x1, 0, fdense_v2x5, fdense_v2x1, 5,
                     fdense_v1x8, fdense_v1x1, 8)
 }
-#endif
 
 #ifdef BNN_X86
 #define A2_LOAD(p) _mm256_loadu_ps(p)
@@ -278,11 +278,11 @@ FCONV_DWV(fdwv_n2x8, float32x4_t, 4, 2, 8, N_LOAD, N_LOADN, N_FMA, N_CLAMP, N_ST
 FCONV_DWV(fdwv_n2x1, float32x4_t, 4, 2, 1, N_LOAD, N_LOADN, N_FMA, N_CLAMP, N_STORE)
 FCONV_DWV(fdwv_n1x8, float32x4_t, 4, 1, 8, N_LOAD, N_LOADN, N_FMA, N_CLAMP, N_STORE)
 FCONV_DWV(fdwv_n1x1, float32x4_t, 4, 1, 1, N_LOAD, N_LOADN, N_FMA, N_CLAMP, N_STORE)
-static void fdwv_row_scalar(const bnn_fconv *k, const float *in, float *out, long r) {
+static void fdwv_row_neon(const bnn_fconv *k, const float *in, float *out, long r) {
     FCONV_DENSE_ROW(float32x4_t, 4, N_SPLAT, fdwv_n4x6, fdwv_n4x1, 6, fdwv_n2x8, fdwv_n2x1, 8,
                     fdwv_n1x8, fdwv_n1x1, 8)
 }
-#else
+#endif
 FCONV_DWV(fdwv_v2x5, v4f, 4, 2, 5, V4_LOAD, V4_LOADN, V4_MULADD, V4_CLAMP, V4_STORE)
 FCONV_DWV(fdwv_v2x1, v4f, 4, 2, 1, V4_LOAD, V4_LOADN, V4_MULADD, V4_CLAMP, V4_STORE)
 FCONV_DWV(fdwv_v1x8, v4f, 4, 1, 8, V4_LOAD, V4_LOADN, V4_MULADD, V4_CLAMP, V4_STORE)
@@ -291,7 +291,6 @@ static void fdwv_row_scalar(const bnn_fconv *k, const float *in, float *out, lon
     FCONV_DENSE_ROW(v4f, 4, V4_SPLAT, fdwv_v2x5, fdwv_v2x1, 0, fdwv_v2x5, fdwv_v2x1, 5,
                     fdwv_v1x8, fdwv_v1x1, 8)
 }
-#endif
 #ifdef BNN_X86
 #define FCONV_DWV_AT(ATTR, ...) ATTR FCONV_DWV(__VA_ARGS__)
 FCONV_DWV_AT(BNN_AVX2_FMA, fdwv_a2_2x5, __m256, 8, 2, 5, A2_LOAD, A2_LOADN, A2_FMA, A2_CLAMP, A2_STORE)
@@ -404,12 +403,17 @@ bnn_fconv *bnn_fconv_create(const bnn_conv_geom *g, int32_t groups, const float 
 #ifdef BNN_X86
     static const char *const avx512[] = {"avx512", NULL}, *const avx2[] = {"avx2", "fma", NULL};
 #endif
+#ifdef BNN_ARM
+    static const char *const neon[] = {"neon", NULL};
+#endif
     if (variant == BNN_VARIANT_AUTO) {
 #ifdef BNN_X86
         variant = bnn_variant_enabled("avx512", avx512) ? BNN_VARIANT_AVX512
                 : bnn_variant_enabled("avx2", avx2) ? BNN_VARIANT_AVX2 : BNN_VARIANT_SCALAR;
+#elif defined(BNN_ARM)
+        variant = bnn_variant_enabled("neon", neon) ? BNN_VARIANT_NEON : BNN_VARIANT_SCALAR;
 #else
-        variant = BNN_VARIANT_SCALAR;   /* NEON: the scalar loop auto-vectorizes with the base ISA */
+        variant = BNN_VARIANT_SCALAR;
 #endif
     }
 #ifdef BNN_X86
@@ -418,6 +422,9 @@ bnn_fconv *bnn_fconv_create(const bnn_conv_geom *g, int32_t groups, const float 
         return NULL;
     if (variant != BNN_VARIANT_SCALAR && variant != BNN_VARIANT_AVX2 && variant != BNN_VARIANT_AVX512)
         return NULL;
+#elif defined(BNN_ARM)
+    if (variant == BNN_VARIANT_NEON && !bnn_variant_enabled("neon", neon)) return NULL;
+    if (variant != BNN_VARIANT_SCALAR && variant != BNN_VARIANT_NEON) return NULL;
 #else
     if (variant != BNN_VARIANT_SCALAR) return NULL;
 #endif
@@ -459,6 +466,7 @@ const char *bnn_fconv_variant(const bnn_fconv *k) {
     switch (k->variant) {
     case BNN_VARIANT_AVX512: return "avx512";
     case BNN_VARIANT_AVX2: return "avx2";
+    case BNN_VARIANT_NEON: return "neon";
     default: return "scalar";
     }
 }
@@ -474,6 +482,9 @@ int bnn_fconv_run(const bnn_fconv *k, const float *in, float *out, int n, int th
             : kind == 1 ? fdwv_row_avx512 : fdw_row_avx512;
     else if (k->variant == BNN_VARIANT_AVX2)
         row = kind == 0 ? fdense_row_avx2 : kind == 1 ? fdwv_row_avx2 : fdw_row_avx2;
+#endif
+#ifdef BNN_ARM
+    if (k->variant == BNN_VARIANT_NEON && kind < 2) row = kind == 0 ? fdense_row_neon : fdwv_row_neon;
 #endif
     const long rows = (long)n * k->g.out_h;
     #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
