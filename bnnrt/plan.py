@@ -10,7 +10,8 @@ holds every intermediate tensor, placed by liveness (TFLite's arena planner:
 largest first, best fit among tensors whose lifetimes overlap; a conv's
 output may overwrite the fused skip it reads last, see ``_allocate``), and every
 step is bound to its arena views. ``Context.run`` is then a loop of
-zero-argument calls into C, each releasing the GIL. A context is used by one
+zero-argument calls into C (runs of them merged into one call that
+releases the GIL once). A context is used by one
 thread at a time; the :class:`Plan` keeps a pool of them so that one model can
 serve several Python threads at once.
 """
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._kernels import _core
 from .errors import GraphError, InputError
 from .graph import Graph, Node, TensorSpec
 from .ops import Op, ReferenceKernel, get_op
@@ -175,6 +177,22 @@ class Plan:
         return values
 
 
+def _chain(calls: list) -> list:
+    """Runs of consecutive C kernel calls merged into one call each (a
+    :class:`~bnnrt._kernels._core.Chain`); other calls (numpy) stay as they are."""
+    program, run = [], []
+    for call in calls + [None]:
+        if isinstance(call, _core.Bound):
+            run.append(call)
+            continue
+        if run:
+            program.append(_core.Chain(run) if len(run) > 1 else run[0])
+            run = []
+        if call is not None:
+            program.append(call)
+    return program
+
+
 class Context:
     """A plan bound to a batch size: arena, views and bound kernel calls."""
 
@@ -207,6 +225,7 @@ class Context:
             else:
                 args = arrays + outs
             self.calls.append(step.kernel.bind(*args, threads=plan.threads))
+        self.program = _chain(self.calls)
 
     @staticmethod
     def _allocate(plan: Plan, batch: int, preserve: bool):
@@ -263,6 +282,6 @@ class Context:
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         for name, x in zip(self.plan.graph.inputs, inputs):
             np.copyto(self.views[name], x, casting="unsafe")
-        for call in self.calls:
+        for call in self.program:
             call()
         return [self.views[t].copy() for t in self.plan.graph.outputs]

@@ -17,6 +17,7 @@ from bnnrt._shapes import conv_geometry, packed_bytes
 from bnnrt.errors import GraphError, InputError
 
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint64_t
+from libc.stdlib cimport free, malloc
 
 
 cdef extern from "bnn_common.h":
@@ -210,6 +211,54 @@ cdef class Bound:
             rc = self.kernel._launch(self.a, self.b, self.c, self.d, self.n, self.threads)
         if rc:
             raise MemoryError(f"{self.kernel.name}: out of memory for scratch buffers")
+
+
+cdef struct _Launch:
+    void *kernel            # a Kernel, kept alive by the Chain's list of Bound calls
+    size_t a, b, c, d
+    int n, threads
+
+
+cdef class Chain:
+    """Bound calls run back to back in one release of the GIL.
+
+    A small network's layers take a few microseconds each, and every Python
+    call into a kernel costs a fraction of one (attribute lookups, the GIL
+    handed back and forth): BlendNet-20 makes 33 of them per image. A chain
+    is one Python call for a whole run of kernels."""
+    cdef object bounds
+    cdef _Launch *calls
+    cdef Py_ssize_t count
+
+    def __cinit__(self, bounds):
+        self.bounds = list(bounds)
+        self.count = len(self.bounds)
+        self.calls = <_Launch *>malloc(max(1, self.count) * sizeof(_Launch))
+        if self.calls == NULL:
+            raise MemoryError("Chain: out of memory")
+        cdef Bound b
+        for i, b in enumerate(self.bounds):
+            self.calls[i].kernel = <void *>b.kernel
+            self.calls[i].a, self.calls[i].b, self.calls[i].c, self.calls[i].d = b.a, b.b, b.c, b.d
+            self.calls[i].n, self.calls[i].threads = b.n, b.threads
+
+    def __dealloc__(self):
+        free(self.calls)
+
+    def __len__(self):
+        return self.count
+
+    def __call__(self):
+        cdef Py_ssize_t i, failed = -1
+        cdef _Launch *c
+        with nogil:
+            for i in range(self.count):
+                c = &self.calls[i]
+                if (<Kernel>c.kernel)._launch(c.a, c.b, c.c, c.d, c.n, c.threads):
+                    failed = i
+                    break
+        if failed >= 0:
+            raise MemoryError(f"{(<Bound>self.bounds[failed]).kernel.name}: out of memory for scratch buffers")
 
 
 cdef void _geom(bnn_conv_geom *g, kernel, in_hw, cin, cout, khw, strides, dilations, pads, pad_value) except *:
