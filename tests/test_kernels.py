@@ -107,12 +107,29 @@ BCONV_CASES = [
     (24, 40, 3, 2, "same-zero", 1, 1, 9, 30),   # 15 outputs per row, stride 2
     (3640, 9, 3, 1, "same-zero", 1, 1, 3, 4),   # K = 32760: the int16 limit
     (3700, 9, 3, 2, "same-one", 1, 2, 3, 3),    # K = 33300: the int32 path
+    # AVX-512 lane layouts (w16: 9..16 channels at stride 1; d32: rows of 32-bit words)
+    (16, 16, 3, 1, "same-one", 1, 3, 8, 32),    # BlendNet stage 1: w16, 8 pixel pairs per block
+    (16, 16, 3, 1, "same-zero", 1, 2, 5, 9),    # odd row: the last pair's second pixel is not stored
+    (12, 40, 3, 1, "torch", 1, 2, 6, 23),       # 12 channels, 3 groups of 16 (the last one partial)
+    (16, 70, 3, 1, "same-zero", 2, 1, 7, 13),   # dilation 2, 5 groups: 4 + 1
+    (16, 9, 5, 1, "valid", 1, 1, 9, 30),        # 25 taps, 9 output channels
+    (32, 32, 3, 1, "same-one", 1, 2, 16, 16),   # BlendNet stage 2: d32, rows of 3 dwords
+    (32, 64, 3, 2, "same-one", 1, 1, 16, 16),   # stage 3's first conv: stride 2, 4 groups
+    (32, 17, 3, 1, "same-zero", 1, 2, 5, 11),   # a partial group, every remainder block
+    (96, 48, 3, 2, "torch", 1, 1, 7, 9),        # 96 channels: rows of 9 dwords (not 5 words)
+    (40, 24, 1, 1, "valid", 1, 3, 4, 7),        # 5-byte rows: 2 dwords, the last one masked
+    (16, 16, 46, 1, "valid", 1, 1, 46, 47),     # K = 33856: no w16 (int16 lanes), d32
 ]
+
+#: Settings of BNNRT_DISABLE_SIMD under which the tests run every bconv2d
+#: kernel: the AVX-512 variant picks its lane layout from the shape, so the
+#: layouts a shape could also take are run by switching the others off.
+LAYOUTS = ["", "avx512-w16", "avx512-w16,avx512-d32"]
 
 
 @pytest.mark.parametrize("case", BCONV_CASES, ids=lambda c: "-".join(map(str, c)))
 @pytest.mark.parametrize("output", ["int32", "bits", "int8", "float32"])
-def test_bconv2d_matches_reference(case, output):
+def test_bconv2d_matches_reference(case, output, monkeypatch):
     cin, cout, k, s, mode, d, n, h, w = case
     rng = np.random.default_rng(hash((case, output)) % 2 ** 32)
     pads, pad_value = _pads(mode, h, w, k, s, d)
@@ -127,16 +144,47 @@ def test_bconv2d_matches_reference(case, output):
     sm, ss = (3 << 27, 28) if cout % 2 else (1 << 20, 20)     # odd: a rescale; even: the identity
     expected = _ref_bconv(x, weights, output, skip=skip, skip_multiplier=sm, skip_shift=ss, **geo, **kw)
     geo["output"] = output
-    for variant in _variants("bconv2d"):
+    layouts = set()
+    for variant, disabled in [(v, d) for v in _variants("bconv2d") for d in (LAYOUTS if v == "avx512" else [""])]:
+        monkeypatch.setenv("BNNRT_DISABLE_SIMD", disabled)
         kernel = _core.BConv2D(weights, in_hw=(h, w), has_skip=skip is not None, skip_multiplier=sm,
                                skip_shift=ss, variant=variant, **geo, **kw)
+        if kernel.layout in layouts:
+            continue
+        layouts.add(kernel.layout)
+        what = f"variant {variant}, layout {kernel.layout}"
         out = tight(np.zeros_like(expected))
         arrays = (x, out) if skip is None else (x, out, skip)
         kernel.run(*arrays, threads=2)
-        np.testing.assert_array_equal(out, expected, err_msg=f"variant {variant}")
+        np.testing.assert_array_equal(out, expected, err_msg=what)
         out[...] = 0
         kernel.bind(*arrays, threads=1)()
-        np.testing.assert_array_equal(out, expected, err_msg=f"variant {variant}, bound")
+        np.testing.assert_array_equal(out, expected, err_msg=f"{what}, bound")
+
+
+@pytest.mark.parametrize("cin,cout,k,s,d,expected", [
+    (16, 16, 3, 1, 1, "w16"), (9, 32, 3, 1, 2, "w16"), (16, 16, 3, 2, 1, "q64"),
+    (32, 32, 3, 1, 1, "d32"), (32, 64, 3, 2, 1, "d32"), (96, 8, 3, 1, 1, "d32"),
+    (64, 64, 3, 1, 1, "q64"), (17, 16, 3, 1, 1, "d32"), (16, 16, 46, 1, 1, "d32"),
+])
+def test_bconv2d_lane_layout_follows_the_shape(cin, cout, k, s, d, expected, monkeypatch):
+    """w16 for 9..16 channels at stride 1 (K <= 32767), d32 where 32-bit words
+    waste fewer bits of a row than 64-bit ones, q64 otherwise; each can be
+    switched off."""
+    feats = set(_core.cpu_info()["features"])
+    if not {"avx512", "avx512vpopcntdq"} <= feats or (expected == "w16" and "avx512bitalg" not in feats):
+        pytest.skip("needs AVX-512 VPOPCNTDQ (and BITALG for w16)")
+    monkeypatch.delenv("BNNRT_DISABLE_SIMD", raising=False)
+    w = np.zeros((cout, k, k, packed_bytes(cin)), np.uint8)
+    hw = (max(9, k), max(9, k))
+    make = lambda: _core.BConv2D(w, cin=cin, in_hw=hw, strides=(s, s), dilations=(d, d),  # noqa: E731
+                                 pads=(0, 0, 0, 0), pad_value=1, output="int32", variant="avx512")
+    assert make().layout == expected
+    monkeypatch.setenv("BNNRT_DISABLE_SIMD", f"avx512-{expected}")
+    assert expected == "q64" or make().layout != expected
+    monkeypatch.setenv("BNNRT_DISABLE_SIMD", "avx512")
+    assert _core.BConv2D(w, cin=cin, in_hw=hw, strides=(s, s), dilations=(d, d), pads=(0, 0, 0, 0),
+                         pad_value=1, output="int32").layout == "q64"
 
 
 @pytest.mark.parametrize("cin,cout,k,s,mode,n", [

@@ -51,6 +51,7 @@ cdef extern from "bnn_conv.h":
                                 int variant)
     void bnn_bconv_free(bnn_bconv *k)
     const char *bnn_bconv_variant(const bnn_bconv *k)
+    const char *bnn_bconv_layout(const bnn_bconv *k)
     int bnn_bconv_run(const bnn_bconv *k, const uint8_t *inp, void *out, const int8_t *skip, int n,
                       int threads) nogil
     bnn_conv8 *bnn_conv8_create(const bnn_conv_geom *g, const int8_t *weights, const bnn_epilogue *e,
@@ -98,7 +99,7 @@ cdef extern from "bnn_misc.h":
 # ----------------------------------------------------------------------------
 # checks (Python level: they run at construction and bind time only)
 
-FEATURES = ("popcnt", "avx2", "avx512", "avx512vpopcntdq", "avx512vnni", "neon", "dotprod")
+FEATURES = ("popcnt", "avx2", "avx512", "avx512vpopcntdq", "avx512vnni", "avx512bitalg", "neon", "dotprod")
 VARIANTS = {"auto": BNN_VARIANT_AUTO, "scalar": BNN_VARIANT_SCALAR, "avx512": BNN_VARIANT_AVX512,
             "avx512vnni": BNN_VARIANT_AVX512, "avx2": BNN_VARIANT_AVX2, "neon": BNN_VARIANT_NEON,
             "dotprod": BNN_VARIANT_DOTPROD}
@@ -368,6 +369,7 @@ cdef class _Conv(Kernel):
 cdef class BConv2D(_Conv):
     """Binary convolution with a fused epilogue (see bnnrt.reference.bconv2d)."""
     cdef bnn_bconv *k
+    cdef readonly str layout    # the AVX-512 lane layout: q64, d32 or w16 (docs/kernels.md)
 
     def __init__(self, weights, *, cin, in_hw, strides, dilations, pads, pad_value, output,
                  thresholds=None, bias=None, multiplier=None, shift=None, clamp=(-128, 127),
@@ -400,6 +402,7 @@ cdef class BConv2D(_Conv):
                                  "(or BNNRT_DISABLE_SIMD disables it)")
             raise MemoryError("bconv2d: out of memory")
         self.variant = bnn_bconv_variant(self.k).decode()
+        self.layout = bnn_bconv_layout(self.k).decode()
 
     def __dealloc__(self):
         bnn_bconv_free(self.k)

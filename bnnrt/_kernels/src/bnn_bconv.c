@@ -31,6 +31,13 @@ struct bnn_bconv {
     uint64_t *w;             /* [groups][nrows][rw][8] */
     int64_t *tapc;           /* [kh*kw][groups*8]: contribution of a +1 pad at that tap */
     int variant;
+    /* AVX-512 lane layout (see bnn_bconv_layout): 64 (the words above), 32 or 16 */
+    int lanes;
+    int32_t g16, rw4, ntaps; /* groups of 16 channels; dwords per row; taps per window */
+    uint32_t last_mask32;
+    int32_t *toff;           /* lanes 16: [ntaps] byte offset of each tap from the window origin */
+    void *wl;                /* lanes 32: uint32 [g16][nrows][rw4][16]; lanes 16: uint16 [g16][ntaps][16][2] */
+    int32_t *thr32;          /* bits output: thresholds clamped to [-K, K+1], [g16*16] */
 };
 
 #define load64 bnn_load64
@@ -38,10 +45,15 @@ struct bnn_bconv {
 static const char *const AVX512_NEEDS[] = {"avx512", "avx512vpopcntdq", NULL};
 static const char *const AVX2_NEEDS[] = {"avx2", "popcnt", NULL};
 static const char *const NEON_NEEDS[] = {"neon", NULL};
+static const char *const D32_NEEDS[] = {"avx512", "avx512vpopcntdq", NULL};
+static const char *const W16_NEEDS[] = {"avx512", "avx512vpopcntdq", "avx512bitalg", NULL};
+
+static int choose_lanes(const bnn_bconv *k, const bnn_conv_geom *g);
+static int repack_lanes(bnn_bconv *k, const uint8_t *weights);
 
 void bnn_bconv_free(bnn_bconv *k) {
     if (!k) return;
-    free(k->roff); free(k->w); free(k->tapc);
+    free(k->roff); free(k->w); free(k->tapc); free(k->toff); free(k->wl); free(k->thr32);
     bnn_epi_free(&k->e);
     free(k);
 }
@@ -74,6 +86,12 @@ bnn_bconv *bnn_bconv_create(const bnn_conv_geom *g, const uint8_t *weights, cons
     k->last_mask = tail == 8 ? ~(uint64_t)0 : (((uint64_t)1 << (8 * tail)) - 1);
     k->groups = (g->cout + 7) / 8;
     k->K = g->kh * g->kw * g->cin;
+    k->ntaps = g->kh * g->kw;
+    k->g16 = (g->cout + 15) / 16;
+    k->rw4 = (k->row_bytes + 3) / 4;
+    k->last_mask32 = k->row_bytes % 4 ? (((uint32_t)1 << (8 * (k->row_bytes % 4))) - 1) : ~(uint32_t)0;
+    k->lanes = 64;
+    if (variant == BNN_VARIANT_AVX512) k->lanes = choose_lanes(k, g);
     k->hp = (g->out_h - 1) * g->sh + (g->kh - 1) * g->dh + 1;
     k->wp = (g->out_w - 1) * g->sw + (g->kw - 1) * g->dw + 1;
     k->rs = ((k->wp * k->cb + 8) + 63) / 64 * 64;
@@ -108,6 +126,10 @@ bnn_bconv *bnn_bconv_create(const bnn_conv_geom *g, const uint8_t *weights, cons
             k->tapc[(size_t)t * nlanes + c] = g->cin - 2 * pc;
         }
     }
+    if (k->lanes != 64 && repack_lanes(k, weights)) {
+        bnn_bconv_free(k);
+        return NULL;
+    }
     return k;
 }
 
@@ -118,6 +140,71 @@ const char *bnn_bconv_variant(const bnn_bconv *k) {
     case BNN_VARIANT_NEON: return "neon";
     default: return "scalar";
     }
+}
+
+const char *bnn_bconv_layout(const bnn_bconv *k) {
+    return k->lanes == 32 ? "d32" : k->lanes == 16 ? "w16" : "q64";
+}
+
+/* ---- lane layouts of the AVX-512 kernel --------------------------------------
+ * A 512-bit XOR + VPOPCNT + ADD does the same work whatever its lane width, so
+ * the lane width is chosen to waste the fewest bits on a window's rows:
+ *  q64: lanes are 64-bit words, 8 output channels per register, a row of
+ *       kw*ceil(cin/8) bytes read in words (64 channels: 3 taps = 3 full words).
+ *  d32: lanes are 32-bit words, 16 channels per register, the row read in
+ *       dwords: 32 channels x 3 taps = 12 bytes is 3 dwords instead of 2 words
+ *       (25% fewer popcounts), and y arrives as 16 int32, the epilogue's width.
+ *  w16: 9..16 channels, stride 1: one tap is one 16-bit word and the taps of
+ *       two neighbouring pixels are adjacent, so one broadcast dword feeds two
+ *       pixels (even word lanes one pixel, odd lanes the next) x 16 channels,
+ *       VPOPCNTW (BITALG) into int16 lanes. Every bit counted is a MAC, where
+ *       rows of 3 taps fill 48 of 64 bits; the accumulators are int16, exact
+ *       while K <= 32767.
+ * Each can be switched off (BNNRT_DISABLE_SIMD=avx512-d32,avx512-w16), which
+ * is how the tests run every layout a shape could take against the reference. */
+static int choose_lanes(const bnn_bconv *k, const bnn_conv_geom *g) {
+    if (k->cb == 2 && g->sw == 1 && k->K <= 32767 && bnn_variant_enabled("avx512-w16", W16_NEEDS)) return 16;
+    if (4 * k->rw4 < 8 * k->rw && bnn_variant_enabled("avx512-d32", D32_NEEDS)) return 32;
+    return 64;
+}
+
+static int repack_lanes(bnn_bconv *k, const uint8_t *weights) {
+    const bnn_conv_geom *g = &k->g;
+    size_t n16 = (size_t)k->g16 * 16;
+    size_t bytes = k->lanes == 16 ? n16 * k->ntaps * 2 * sizeof(uint16_t)
+                                  : n16 * k->nrows * k->rw4 * sizeof(uint32_t);
+    k->wl = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    k->thr32 = (int32_t *)calloc(n16, sizeof(int32_t));
+    k->toff = (int32_t *)calloc(k->ntaps, sizeof(int32_t));
+    if (!k->wl || !k->thr32 || !k->toff) return -1;
+    memset(k->wl, 0, (bytes + 63) / 64 * 64);
+    for (int t = 0; t < k->ntaps; t++)
+        k->toff[t] = (t / g->kw) * g->dh * k->rs + (t % g->kw) * g->dw * k->cb;
+    for (int c = 0; c < g->cout; c++) {
+        const uint8_t *wc = weights + (size_t)c * k->ntaps * k->cb;
+        size_t grp = (size_t)c / 16, l = (size_t)c % 16;
+        if (k->lanes == 16) {
+            uint16_t *w = (uint16_t *)k->wl;
+            for (int t = 0; t < k->ntaps; t++) {
+                uint16_t tap = (uint16_t)(wc[2 * t] | (wc[2 * t + 1] << 8));
+                w[((grp * k->ntaps + t) * 16 + l) * 2] = w[((grp * k->ntaps + t) * 16 + l) * 2 + 1] = tap;
+            }
+        } else {
+            uint32_t *w = (uint32_t *)k->wl;
+            for (int r = 0; r < k->nrows; r++)
+                for (int j = 0; j < k->rw4; j++) {
+                    uint32_t word = 0;
+                    int n = k->row_bytes - 4 * j < 4 ? k->row_bytes - 4 * j : 4;
+                    memcpy(&word, wc + (size_t)r * k->row_bytes + 4 * j, n);
+                    w[((grp * k->nrows + r) * k->rw4 + j) * 16 + l] = word;
+                }
+        }
+        if (k->e.kind == BNN_OUT_BITS) {
+            int64_t t = k->e.thr[c];
+            k->thr32[c] = (int32_t)(t < -k->K ? -k->K : t > k->K + 1 ? k->K + 1 : t);
+        }
+    }
+    return 0;
 }
 
 /* ---- shared pieces -------------------------------------------------------- */
@@ -318,6 +405,183 @@ AVX512 static void row_avx512(const bnn_bconv *k, const uint8_t *buf, int oy, si
 #endif
 
 #ifdef BNN_X86
+/* ---- AVX-512, d32 and w16 lane layouts ------------------------------------- */
+#define AVX512_BITALG __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,popcnt,avx512vpopcntdq,avx512bitalg")))
+
+/* The epilogue of 16 channels [c0, c0+16) of one pixel, y as 16 int32 lanes
+ * (lanes past cout hold junk and are never stored). Bit outputs compare in
+ * int32 against thresholds clamped to [-K, K+1], which keeps every y's side
+ * (|y| <= K). The rest widen to int64 halves and take the q64 epilogues. */
+AVX512 static inline __attribute__((always_inline)) void
+epi16_lanes(const bnn_bconv *k, __m512i y, int c0, int oy, int ox, size_t pix, void *out, const int8_t *skip) {
+    const bnn_epi *e = &k->e;
+    const int cout = k->g.cout;
+    const int fix = k->g.pad_value == 0 && is_border(k, oy, ox);
+    if (e->kind == BNN_OUT_BITS && !fix) {
+        unsigned neg = _mm512_cmplt_epi32_mask(y, _mm512_loadu_si512(k->thr32 + c0));
+        uint8_t *o = (uint8_t *)out + pix * ((cout + 7) / 8) + c0 / 8;
+        if (cout - c0 >= 16) {
+            uint16_t v = (uint16_t)neg;
+            memcpy(o, &v, 2);
+        } else {
+            neg &= (1u << (cout - c0)) - 1;
+            o[0] = (uint8_t)neg;
+            if (cout - c0 > 8) o[1] = (uint8_t)(neg >> 8);
+        }
+        return;
+    }
+    __m512i y0 = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(y));
+    __m512i y1 = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(y, 1));
+    const int second = c0 + 8 < cout;
+    if (fix) {
+        y0 = zero_fix_avx512(k, oy, ox, c0 / 8, y0);
+        if (second) y1 = zero_fix_avx512(k, oy, ox, c0 / 8 + 1, y1);
+    }
+    if (e->kind == BNN_OUT_FLOAT) {
+        bnn_epi16f_avx512(e, y0, y1, c0, pix, out, skip);
+    } else if (e->kind == BNN_OUT_INT8 && e->fast16) {
+        bnn_epi16i8_avx512(e, y0, y1, c0, pix, out, skip);
+    } else {
+        bnn_epi8_avx512(e, y0, c0, pix, out, skip);
+        if (second) bnn_epi8_avx512(e, y1, c0 + 8, pix, out, skip);
+    }
+}
+
+/* d32: P pixels x G groups of 16 channels, rows read in dwords; the last
+ * dword's bytes past the row are masked off in the XOR (vpternlogd: (a^w)&m). */
+AVX512 static inline __attribute__((always_inline)) void
+block_d32(const bnn_bconv *k, const uint8_t *buf, int oy, int ox0, int grp0, size_t out_row,
+          void *out, const int8_t *skip, const int P, const int G, const int MASKED) {
+    const bnn_conv_geom *g = &k->g;
+    __m512i acc[8][4];
+    const uint8_t *org = buf + (size_t)oy * g->sh * k->rs + (size_t)ox0 * g->sw * k->cb;
+    const size_t pstride = (size_t)g->sw * k->cb;
+    const size_t gstride = (size_t)k->nrows * k->rw4 * 16;
+#pragma GCC unroll 8
+    for (int p = 0; p < P; p++)
+#pragma GCC unroll 4
+        for (int q = 0; q < G; q++) acc[p][q] = _mm512_setzero_si512();
+    for (int r = 0; r < k->nrows; r++) {
+        const uint8_t *row = org + k->roff[r];
+        const uint32_t *w = (const uint32_t *)k->wl + ((size_t)grp0 * k->nrows + r) * k->rw4 * 16;
+        for (int j = 0; j < k->rw4; j++) {
+            __m512i wv[4];
+            const __m512i m = _mm512_set1_epi32((int)(j == k->rw4 - 1 ? k->last_mask32 : ~(uint32_t)0));
+#pragma GCC unroll 4
+            for (int q = 0; q < G; q++) wv[q] = _mm512_load_si512(w + q * gstride + j * 16);
+#pragma GCC unroll 8
+            for (int p = 0; p < P; p++) {
+                __m512i a = _mm512_set1_epi32((int)bnn_load32(row + p * pstride + 4 * j));
+#pragma GCC unroll 4
+                for (int q = 0; q < G; q++) {
+                    __m512i x = MASKED ? _mm512_ternarylogic_epi32(a, wv[q], m, 0x28) : _mm512_xor_si512(a, wv[q]);
+                    acc[p][q] = _mm512_add_epi32(acc[p][q], _mm512_popcnt_epi32(x));
+                }
+            }
+        }
+    }
+    const __m512i K = _mm512_set1_epi32(k->K);
+#pragma GCC unroll 8
+    for (int p = 0; p < P; p++)
+#pragma GCC unroll 4
+        for (int q = 0; q < G; q++)
+            epi16_lanes(k, _mm512_sub_epi32(K, _mm512_slli_epi32(acc[p][q], 1)), (grp0 + q) * 16, oy,
+                        ox0 + p, out_row + ox0 + p, out, skip);
+}
+
+AVX512 static void row_d32(const bnn_bconv *k, const uint8_t *buf, int oy, size_t out_row, void *out,
+                           const int8_t *skip) {
+    const int ow = k->g.out_w, masked = k->last_mask32 != ~(uint32_t)0;
+    for (int grp = 0; grp < k->g16; grp += 4) {
+        int G = k->g16 - grp < 4 ? k->g16 - grp : 4;
+        int ox = 0;
+#define BNN_BLOCKS_M(P, G, M)                                                                  \
+    for (; ox + P <= ow; ox += P) block_d32(k, buf, oy, ox, grp, out_row, out, skip, P, G, M); \
+    for (; ox + 4 <= ow; ox += 4) block_d32(k, buf, oy, ox, grp, out_row, out, skip, 4, G, M); \
+    for (; ox + 2 <= ow; ox += 2) block_d32(k, buf, oy, ox, grp, out_row, out, skip, 2, G, M); \
+    for (; ox < ow; ox++) block_d32(k, buf, oy, ox, grp, out_row, out, skip, 1, G, M);
+#define BNN_BLOCKS(P, G) if (masked) { BNN_BLOCKS_M(P, G, 1) } else { BNN_BLOCKS_M(P, G, 0) }
+        switch (G) {
+        case 1: BNN_BLOCKS(8, 1) break;
+        case 2: BNN_BLOCKS(8, 2) break;
+        case 3: BNN_BLOCKS(6, 3) break;
+        default: BNN_BLOCKS(6, 4) break;
+        }
+#undef BNN_BLOCKS
+#undef BNN_BLOCKS_M
+    }
+}
+
+/* w16: P pixel pairs x G groups of 16 channels. Word lane 2c + h holds channel
+ * c of pixel 2p + h; one vpermw per pair and group puts each pixel's 16
+ * channels in one half for the epilogue. The second pixel of the last pair of
+ * an odd row is computed from bytes inside the padded row and not stored. */
+AVX512_BITALG static inline __attribute__((always_inline)) void
+block_w16(const bnn_bconv *k, const uint8_t *buf, int oy, int ox0, int grp0, size_t out_row,
+          void *out, const int8_t *skip, const int P, const int G) {
+    const bnn_conv_geom *g = &k->g;
+    __m512i acc[8][4];
+    const uint8_t *org = buf + (size_t)oy * g->sh * k->rs + (size_t)ox0 * 2;
+    const size_t gstride = (size_t)k->ntaps * 32;
+#pragma GCC unroll 8
+    for (int p = 0; p < P; p++)
+#pragma GCC unroll 4
+        for (int q = 0; q < G; q++) acc[p][q] = _mm512_setzero_si512();
+    const uint16_t *w = (const uint16_t *)k->wl + (size_t)grp0 * gstride;
+    for (int t = 0; t < k->ntaps; t++) {
+        const uint8_t *tap = org + k->toff[t];
+        __m512i wv[4];
+#pragma GCC unroll 4
+        for (int q = 0; q < G; q++) wv[q] = _mm512_load_si512(w + q * gstride + t * 32);
+#pragma GCC unroll 8
+        for (int p = 0; p < P; p++) {
+            __m512i a = _mm512_set1_epi32((int)bnn_load32(tap + 4 * p));
+#pragma GCC unroll 4
+            for (int q = 0; q < G; q++)
+                acc[p][q] = _mm512_add_epi16(acc[p][q], _mm512_popcnt_epi16(_mm512_xor_si512(a, wv[q])));
+        }
+    }
+    const __m512i K = _mm512_set1_epi16((int16_t)k->K);
+    const __m512i split = _mm512_set_epi16(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1,
+                                           30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const int ow = g->out_w;
+#pragma GCC unroll 8
+    for (int p = 0; p < P; p++)
+#pragma GCC unroll 4
+        for (int q = 0; q < G; q++) {
+            __m512i y = _mm512_permutexvar_epi16(split, _mm512_sub_epi16(K, _mm512_slli_epi16(acc[p][q], 1)));
+            int ox = ox0 + 2 * p;
+            epi16_lanes(k, _mm512_cvtepi16_epi32(_mm512_castsi512_si256(y)), (grp0 + q) * 16, oy, ox,
+                        out_row + ox, out, skip);
+            if (ox + 1 < ow)
+                epi16_lanes(k, _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(y, 1)), (grp0 + q) * 16, oy,
+                            ox + 1, out_row + ox + 1, out, skip);
+        }
+}
+
+AVX512_BITALG static void row_w16(const bnn_bconv *k, const uint8_t *buf, int oy, size_t out_row,
+                                  void *out, const int8_t *skip) {
+    const int pairs = (k->g.out_w + 1) / 2;
+    for (int grp = 0; grp < k->g16; grp += 4) {
+        int G = k->g16 - grp < 4 ? k->g16 - grp : 4;
+        int pr = 0;
+#define BNN_PAIRS(P, G)                                                                               \
+    for (; pr + P <= pairs; pr += P) block_w16(k, buf, oy, 2 * pr, grp, out_row, out, skip, P, G); \
+    for (; pr + 4 <= pairs; pr += 4) block_w16(k, buf, oy, 2 * pr, grp, out_row, out, skip, 4, G); \
+    for (; pr + 2 <= pairs; pr += 2) block_w16(k, buf, oy, 2 * pr, grp, out_row, out, skip, 2, G); \
+    for (; pr < pairs; pr++) block_w16(k, buf, oy, 2 * pr, grp, out_row, out, skip, 1, G);
+        switch (G) {
+        case 1: BNN_PAIRS(8, 1) break;
+        case 2: BNN_PAIRS(8, 2) break;
+        case 3: BNN_PAIRS(6, 3) break;
+        default: BNN_PAIRS(6, 4) break;
+        }
+#undef BNN_PAIRS
+    }
+}
+#endif
+
+#ifdef BNN_X86
 /* ---- AVX2 kernel -------------------------------------------------------------
  * No vector popcount: bytes are counted with two 16-entry table lookups
  * (vpshufb on the low and high nibbles) and summed into byte accumulators,
@@ -498,7 +762,12 @@ int bnn_bconv_run(const bnn_bconv *k, const uint8_t *in, void *out, const int8_t
             size_t out_row = ((size_t)i * g->out_h + oy) * g->out_w;
             int64_t *mine = scratch + (size_t)tid * per_thread;
 #ifdef BNN_X86
-            if (k->variant == BNN_VARIANT_AVX512) { row_avx512(k, buf, oy, out_row, out, skip); continue; }
+            if (k->variant == BNN_VARIANT_AVX512) {
+                if (k->lanes == 16) row_w16(k, buf, oy, out_row, out, skip);
+                else if (k->lanes == 32) row_d32(k, buf, oy, out_row, out, skip);
+                else row_avx512(k, buf, oy, out_row, out, skip);
+                continue;
+            }
             if (k->variant == BNN_VARIANT_AVX2) { row_avx2(k, buf, oy, out_row, out, skip, mine); continue; }
 #endif
 #ifdef BNN_ARM

@@ -31,7 +31,7 @@
 enum { BNN_VARIANT_AUTO = 0, BNN_VARIANT_SCALAR = 1, BNN_VARIANT_AVX512 = 2, BNN_VARIANT_AVX2 = 3,
        BNN_VARIANT_NEON = 4, BNN_VARIANT_DOTPROD = 5 };
 /* Features this CPU and OS support: "popcnt", "avx2", "avx512" (F+BW+DQ+VL),
- * "fma", "avx512vpopcntdq", "avx512vnni", "neon", "dotprod". */
+ * "fma", "avx512vpopcntdq", "avx512vnni", "avx512bitalg", "neon", "dotprod". */
 int bnn_cpu_has(const char *feature);
 /* Whether a variant named e.g. "avx512" may run: the CPU has what it needs and
  * BNNRT_DISABLE_SIMD (comma list of variant names, or "all") does not forbid it. */

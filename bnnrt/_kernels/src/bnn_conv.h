@@ -21,6 +21,8 @@ bnn_bconv *bnn_bconv_create(const bnn_conv_geom *g, const uint8_t *weights /* [c
                             const bnn_epilogue *e, int variant);
 void bnn_bconv_free(bnn_bconv *k);
 const char *bnn_bconv_variant(const bnn_bconv *k);
+/* The AVX-512 variant's lane layout: "q64", "d32" or "w16" (bnn_bconv.c); "q64" for other variants. */
+const char *bnn_bconv_layout(const bnn_bconv *k);
 /* in: uint8 [n][in_h][in_w][ceil(cin/8)]; out: per epilogue; skip: int8 [n][oh][ow][cout] or NULL.
  * Returns 0, or -1 if scratch memory could not be allocated. Safe to call from
  * several threads at once on the same kernel. */

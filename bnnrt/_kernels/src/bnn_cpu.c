@@ -22,6 +22,7 @@ int bnn_cpu_has(const char *f) {
                __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
     if (!strcmp(f, "avx512vpopcntdq")) return __builtin_cpu_supports("avx512vpopcntdq");
     if (!strcmp(f, "avx512vnni")) return __builtin_cpu_supports("avx512vnni");
+    if (!strcmp(f, "avx512bitalg")) return __builtin_cpu_supports("avx512bitalg");
     return 0;
 #elif defined(__aarch64__)
     if (!strcmp(f, "neon")) return 1;
