@@ -430,6 +430,10 @@ epi16_lanes(const bnn_bconv *k, __m512i y, int c0, int oy, int ox, size_t pix, v
         }
         return;
     }
+    if (e->kind == BNN_OUT_INT8 && e->lanes32 && !fix) {
+        bnn_epi_i8x16_avx512(e, y, c0, pix, out, skip);
+        return;
+    }
     __m512i y0 = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(y));
     __m512i y1 = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(y, 1));
     const int second = c0 + 8 < cout;

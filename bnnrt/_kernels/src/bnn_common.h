@@ -78,10 +78,13 @@ typedef struct {            /* prepared once: per-channel int64, padded to a mul
     int32_t yclamp, fclamp; /* float: whether the clamp of y / of the result can change a value */
     int32_t fast16;         /* int8: |y| < 2^31, so y * mult + brnd is the exact requant numerator */
     int64_t *brnd;          /* int8: bias * mult + rnd (|.| < 2^63: |bias|, |mult| < 2^31, rnd <= 2^61) */
+    int32_t lanes32;        /* int8: fast16, and requant(y + bias) and requant(skip) fit int32
+                               (|.| < 2^30 each) for every |y| <= max_abs_y */
+    int64_t *brnd_eo, *shift_eo;  /* brnd, shift per 16 channels: the 8 even ones, then the 8 odd */
 } bnn_epi;
 
 static inline void bnn_epi_free(bnn_epi *e) {
-    free(e->thr); free(e->bias); free(e->mult); free(e->rnd); free(e->shift);
+    free(e->thr); free(e->bias); free(e->mult); free(e->rnd); free(e->shift); free(e->brnd_eo); free(e->shift_eo);
     free(e->bias32); free(e->mult32); free(e->nshift); free(e->fmult); free(e->fbias); free(e->brnd);
 }
 
@@ -94,8 +97,9 @@ static inline int bnn_epi_init(bnn_epi *e, const bnn_epilogue *src, int32_t cout
     e->flo = src->flo; e->fhi = src->fhi;
     e->has_skip = src->has_skip; e->skip_shift = src->skip_shift;
     e->skip_mult = src->skip_multiplier; e->skip_round = bnn_round_of(src->skip_shift);
-    int64_t **arrs[7] = {&e->thr, &e->bias, &e->mult, &e->rnd, &e->shift, &e->nshift, &e->brnd};
-    for (int i = 0; i < 7; i++) {
+    int64_t **arrs[9] = {&e->thr, &e->bias, &e->mult, &e->rnd, &e->shift, &e->nshift, &e->brnd,
+                         &e->brnd_eo, &e->shift_eo};
+    for (int i = 0; i < 9; i++) {
         *arrs[i] = (int64_t *)aligned_alloc(64, n * sizeof(int64_t));
         if (!*arrs[i]) { bnn_epi_free(e); return -1; }
     }
@@ -131,6 +135,20 @@ static inline int bnn_epi_init(bnn_epi *e, const bnn_epilogue *src, int32_t cout
     /* requant(y + bias) = (y * mult + brnd) >> shift exactly; y * mult by the
      * 32x32->64 vpmuldq needs y in int32 */
     e->fast16 = e->kind == BNN_OUT_INT8 && max_abs_y < ((int64_t)1 << 31);
+    e->lanes32 = e->fast16;
+    if (e->has_skip) {      /* |requant(skip)| <= (128 |skip_mult| + skip_round) >> skip_shift */
+        __int128 sm = e->skip_mult < 0 ? -(__int128)e->skip_mult : e->skip_mult;
+        if (((128 * sm + e->skip_round) >> e->skip_shift) >= ((__int128)1 << 30)) e->lanes32 = 0;
+    }
+    for (size_t c = 0; c < n; c++) {
+        size_t at = c / 16 * 16 + (c % 2) * 8 + (c % 16) / 2;
+        e->brnd_eo[at] = e->brnd[c];
+        e->shift_eo[at] = e->shift[c];
+        /* |y * mult + brnd| <= max_abs_y * |mult| + |brnd| < 2^94: exact in 128 bits */
+        __int128 m = e->mult[c] < 0 ? -(__int128)e->mult[c] : e->mult[c];
+        __int128 b = e->brnd[c] < 0 ? -(__int128)e->brnd[c] : e->brnd[c];
+        if ((((__int128)max_abs_y * m + b) >> e->shift[c]) >= ((__int128)1 << 30)) e->lanes32 = 0;
+    }
     return 0;
 }
 
@@ -306,6 +324,47 @@ BNN_AVX512_BASE static inline void bnn_epi16i8_avx512(const bnn_epi *e, __m512i 
     v = _mm256_min_epi16(v, _mm256_set1_epi16((int16_t)e->clamp_hi));
     __m128i b = _mm256_cvtepi16_epi8(v);
     int8_t *o = (int8_t *)out + pix * cout + c0;
+    if (n == 16) _mm_storeu_si128((__m128i *)o, b);
+    else _mm_mask_storeu_epi8(o, m, b);
+}
+#endif
+
+#ifdef BNN_X86
+/* The int8 epilogue of 16 channels [c0, c0+16) with y in 16 int32 lanes (when
+ * e->lanes32): vpmuldq multiplies the even lanes, and the odd ones shifted
+ * down, into exact int64 numerators; after the shift each result fits int32
+ * (proved at build time), so the two halves interleave back into one
+ * register with a blend, and the identity skip, clamp and narrowing run on 16
+ * int32 lanes. Same values as bnn_epi8_avx512: bit-identical. */
+BNN_AVX512_BASE static inline void bnn_epi_i8x16_avx512(const bnn_epi *e, __m512i y, int c0, size_t pix,
+                                                        void *out, const int8_t *skip) {
+    const int32_t cout = e->cout;
+    const int n = cout - c0 < 16 ? cout - c0 : 16;
+    const __mmask16 m = (__mmask16)((1u << n) - 1);
+    const __m512i mult = _mm512_loadu_si512(e->mult32 + c0);
+    __m512i ev = _mm512_add_epi64(_mm512_mul_epi32(y, mult), _mm512_load_si512(e->brnd_eo + c0));
+    __m512i od = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(y, 32), _mm512_srli_epi64(mult, 32)),
+                                  _mm512_load_si512(e->brnd_eo + c0 + 8));
+    ev = _mm512_srav_epi64(ev, _mm512_load_si512(e->shift_eo + c0));
+    od = _mm512_srav_epi64(od, _mm512_load_si512(e->shift_eo + c0 + 8));
+    __m512i v = _mm512_mask_blend_epi32(0xAAAA, ev, _mm512_slli_epi64(od, 32));
+    int8_t *o = (int8_t *)out + pix * cout + c0;
+    if (e->has_skip) {
+        const int8_t *sk = skip + pix * cout + c0;
+        __m128i s8 = n == 16 ? _mm_loadu_si128((const __m128i *)sk) : _mm_maskz_loadu_epi8(m, sk);
+        __m512i s = _mm512_cvtepi8_epi32(s8);
+        if (!e->skip_identity) {    /* the skip's own scale, even and odd lanes as above */
+            const __m512i sm = _mm512_set1_epi64(e->skip_mult), sr = _mm512_set1_epi64(e->skip_round);
+            const __m128i ss = _mm_cvtsi32_si128(e->skip_shift);
+            __m512i se = _mm512_sra_epi64(_mm512_add_epi64(_mm512_mul_epi32(s, sm), sr), ss);
+            __m512i so = _mm512_sra_epi64(_mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(s, 32), sm), sr), ss);
+            s = _mm512_mask_blend_epi32(0xAAAA, se, _mm512_slli_epi64(so, 32));
+        }
+        v = _mm512_add_epi32(v, s);
+    }
+    v = _mm512_max_epi32(v, _mm512_set1_epi32(e->clamp_lo));
+    v = _mm512_min_epi32(v, _mm512_set1_epi32(e->clamp_hi));
+    __m128i b = _mm512_cvtepi32_epi8(v);
     if (n == 16) _mm_storeu_si128((__m128i *)o, b);
     else _mm_mask_storeu_epi8(o, m, b);
 }

@@ -23,6 +23,7 @@ struct bnn_conv8 {
     int32_t *roff;      /* [nrows] byte offset of each row from the window origin */
     int8_t *w;          /* [groups][nrows][rw][16][4] */
     int64_t *corr;      /* [groups*16]: 128 * sum of the channel's weights */
+    int32_t *corr32;    /* the same in int32 (exact when e.lanes32: |corr| <= 2^14 K < 2^31) */
     int variant;
     /* AVX2 variant: int16 activations (vpmaddwd is exact where vpmaddubsw
      * would saturate: 255 * 128 * 2 > 32767), pairs of taps per 32-bit lane */
@@ -37,7 +38,7 @@ static const char *const DOTPROD_NEEDS[] = {"neon", "dotprod", NULL};
 
 void bnn_conv8_free(bnn_conv8 *k) {
     if (!k) return;
-    free(k->roff); free(k->w); free(k->corr); free(k->w16);
+    free(k->roff); free(k->w); free(k->corr); free(k->corr32); free(k->w16);
     bnn_epi_free(&k->e);
     free(k);
 }
@@ -88,7 +89,8 @@ bnn_conv8 *bnn_conv8_create(const bnn_conv_geom *g, const int8_t *weights, const
     k->roff = (int32_t *)calloc(k->nrows, sizeof(int32_t));
     k->w = (int8_t *)aligned_alloc(64, (wbytes + 63) / 64 * 64);
     k->corr = (int64_t *)calloc((size_t)k->groups * 16, sizeof(int64_t));
-    if (!k->roff || !k->w || !k->corr || bnn_epi_init(&k->e, e, g->cout, K * 128 * 128)) {
+    k->corr32 = (int32_t *)calloc((size_t)k->groups * 16, sizeof(int32_t));
+    if (!k->roff || !k->w || !k->corr || !k->corr32 || bnn_epi_init(&k->e, e, g->cout, K * 128 * 128)) {
         bnn_conv8_free(k);
         return NULL;
     }
@@ -107,6 +109,7 @@ bnn_conv8 *bnn_conv8_create(const bnn_conv_geom *g, const int8_t *weights, const
                 k->w[((((size_t)(c / 16) * k->nrows + r) * k->rw + b / 4) * 16 + c % 16) * 4 + b % 4] = v;
             }
         k->corr[c] = 128 * sum;
+        k->corr32[c] = (int32_t)(k->e.lanes32 ? k->corr[c] : 0);
     }
     if (variant == BNN_VARIANT_AVX2) {
         k->rw2 = (k->row_bytes + 1) / 2;
@@ -252,6 +255,11 @@ block8_avx512(const bnn_conv8 *k, const uint8_t *buf, int oy, int ox0, int grp0,
 #pragma GCC unroll 4
         for (int q = 0; q < G; q++) {
             int c0 = (grp0 + q) * 16;
+            if (k->e.lanes32) {     /* int8 output, y = acc - corr fits int32: no widening */
+                bnn_epi_i8x16_avx512(&k->e, _mm512_sub_epi32(acc[p][q], _mm512_loadu_si512(k->corr32 + c0)),
+                                     c0, out_row + ox0 + p, out, skip);
+                continue;
+            }
             __m512i lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(acc[p][q]));
             __m512i hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(acc[p][q], 1));
             lo = _mm512_sub_epi64(lo, _mm512_loadu_si512(k->corr + c0));
