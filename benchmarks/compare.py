@@ -1,6 +1,6 @@
 """bnnrt, Larq Compute Engine and ONNX Runtime side by side, in one run.
 
-    python benchmarks/compare.py [--runs 200] [--lce-python /tmp/lce/bin/python]
+    python benchmarks/compare.py [--runs 200] [--rounds 1] [--lce-python /tmp/lce/bin/python]
                                  [--ort-python /tmp/ort/bin/python]
 
 LCE (TensorFlow, numpy < 2) and ONNX Runtime live in their own virtualenvs
@@ -10,7 +10,9 @@ single thread, batch 1, then prints medians and ratios. It also compiles and
 runs benchmarks/native/popcount_ceiling.c, the XOR + POPCNT + ADD loop that
 bounds what a binary convolution can reach on this core. Without a venv the
 corresponding column says so. Quote the ratios: absolute times drift on
-shared machines.
+shared machines. The host here flips between a quiet and a ~1.6x slower
+state for seconds at a time (other tenants): ``--rounds 3`` interleaves the
+engines so that no engine is measured only in one state.
 """
 
 from __future__ import annotations
@@ -96,23 +98,46 @@ def bnnrt_side(runs):
     return out
 
 
+def median_of_rounds(results):
+    """One result from several rounds' (same keys): every number its median
+    over the rounds; None if a round had no result (engine not installed)."""
+    if any(r is None for r in results):
+        return None
+    first = results[0]
+    if isinstance(first, dict):
+        return {k: median_of_rounds([r[k] for r in results]) for k in first}
+    if isinstance(first, (int, float)) and not isinstance(first, bool):
+        return statistics.median(results)
+    return first
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--lce-python", default=os.environ.get("BNNRT_LCE_PYTHON", "/tmp/lce/bin/python"))
     ap.add_argument("--ort-python", default=os.environ.get("BNNRT_ORT_PYTHON", "/tmp/ort/bin/python"))
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="ceiling, LCE, ORT, bnnrt, ceiling, ... rounds; each number is the median of its "
+                         "per-round values, so a slow minute of a shared host hits every engine")
     ap.add_argument("--json", action="store_true", help="print all measurements as JSON too")
     args = ap.parse_args()
 
-    ceil = ceiling()
-    lce = side(args.lce_python, "lce_bench.py", ["--runs", str(args.runs), "--models", "conv56,resnet20b"])
-    ort = side(args.ort_python, "ort_bench.py", ["--runs", str(args.runs)])
-    ours = bnnrt_side(args.runs)
+    rounds = {"ceiling": [], "lce": [], "ort": [], "bnnrt": []}
+    for i in range(args.rounds):
+        if args.rounds > 1:
+            print(f"round {i + 1} of {args.rounds}", file=sys.stderr)
+        rounds["ceiling"].append(ceiling())
+        rounds["lce"].append(side(args.lce_python, "lce_bench.py",
+                                  ["--runs", str(args.runs), "--models", "conv56,resnet20b"]))
+        rounds["ort"].append(side(args.ort_python, "ort_bench.py", ["--runs", str(args.runs)]))
+        rounds["bnnrt"].append(bnnrt_side(args.runs))
+    ceil, lce, ort, ours = (median_of_rounds(rounds[k]) for k in ("ceiling", "lce", "ort", "bnnrt"))
 
     def gmacs(entry):
         return entry["binary_macs"] / entry["median_ms"] / 1e6
 
-    print("single thread, batch 1 unless noted; medians of", args.runs, "runs\n")
+    print("single thread, batch 1 unless noted; medians of", args.runs, "runs"
+          + (f", median over {args.rounds} interleaved rounds" if args.rounds > 1 else "") + "\n")
     c512 = ceil.get("avx512_vpopcntq")
     print(f"XOR+POPCNT+ADD ceiling: AVX-512 {c512 or float('nan'):.0f}, scalar "
           f"{ceil.get('scalar_popcnt', float('nan')):.0f} G binary MAC/s")

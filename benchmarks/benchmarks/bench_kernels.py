@@ -1,16 +1,20 @@
 """Per-kernel timings (single thread, batch 1) through the bound-call path
 the executor uses."""
 
+import os
+
 import numpy as np
 
 from .common import BCONV_SHAPES, random_bits, rng
 
 
 class BConv2D:
-    params = [sorted(BCONV_SHAPES), ["int32", "bits", "int8", "float32"]]
-    param_names = ["shape", "output"]
+    """``layout``: "auto" is what the shape gets; "q64" switches the AVX-512
+    d32/w16 lane layouts off, to see what they gain (docs/kernels.md)."""
+    params = [sorted(BCONV_SHAPES), ["int32", "bits", "int8", "float32"], ["auto", "q64"]]
+    param_names = ["shape", "output", "layout"]
 
-    def setup(self, shape, output):
+    def setup(self, shape, output, layout):
         from bnnrt._kernels import _core
         from bnnrt._shapes import conv_geometry
         h, w, cin, cout, k, s, pads, pad_value = BCONV_SHAPES[shape]
@@ -32,11 +36,19 @@ class BConv2D:
             out = np.empty((1, oh, ow, cout), np.float32)
         else:
             out = np.empty((1, oh, ow, cout), np.int32)
-        self.kernel = _core.BConv2D(weights, **kw)
+        saved = os.environ.get("BNNRT_DISABLE_SIMD")
+        os.environ["BNNRT_DISABLE_SIMD"] = "avx512-w16,avx512-d32" if layout == "q64" else (saved or "")
+        try:
+            self.kernel = _core.BConv2D(weights, **kw)
+        finally:
+            if saved is None:
+                del os.environ["BNNRT_DISABLE_SIMD"]
+            else:
+                os.environ["BNNRT_DISABLE_SIMD"] = saved
         self.x = random_bits((1, h, w), cin)
         self.call = self.kernel.bind(self.x, out, threads=1)
 
-    def time_bconv2d(self, shape, output):
+    def time_bconv2d(self, shape, output, layout):
         self.call()
 
 

@@ -740,45 +740,55 @@ static void row_neon(const bnn_bconv *k, const uint8_t *buf, int oy, size_t out_
 
 /* ---- driver ----------------------------------------------------------------- */
 
-int bnn_bconv_run(const bnn_bconv *k, const uint8_t *in, void *out, const int8_t *skip, int n, int threads) {
+/* The work of one call: pad every image, then every output row. Called by
+ * each thread of a parallel region (the omp for loops share the work out), or
+ * alone on the calling thread. */
+static void bconv_work(const bnn_bconv *k, const uint8_t *in, void *out, const int8_t *skip, int n,
+                       uint8_t *bufs, size_t buf_bytes, int64_t *scratch, size_t per_thread) {
     const bnn_conv_geom *g = &k->g;
     size_t img_bytes = (size_t)g->in_h * g->in_w * k->cb;
+    int rows = n * g->out_h;
+#pragma omp for schedule(static)
+    for (int i = 0; i < n; i++) pad_image(k, in + i * img_bytes, bufs + i * buf_bytes);
+#ifdef _OPENMP
+    int tid = omp_get_thread_num();
+#else
+    int tid = 0;
+#endif
+#pragma omp for schedule(static)
+    for (int ri = 0; ri < rows; ri++) {
+        int i = ri / g->out_h, oy = ri % g->out_h;
+        const uint8_t *buf = bufs + (size_t)i * buf_bytes;
+        size_t out_row = ((size_t)i * g->out_h + oy) * g->out_w;
+        int64_t *mine = scratch + (size_t)tid * per_thread;
+#ifdef BNN_X86
+        if (k->variant == BNN_VARIANT_AVX512) {
+            if (k->lanes == 16) row_w16(k, buf, oy, out_row, out, skip);
+            else if (k->lanes == 32) row_d32(k, buf, oy, out_row, out, skip);
+            else row_avx512(k, buf, oy, out_row, out, skip);
+            continue;
+        }
+        if (k->variant == BNN_VARIANT_AVX2) { row_avx2(k, buf, oy, out_row, out, skip, mine); continue; }
+#endif
+#ifdef BNN_ARM
+        if (k->variant == BNN_VARIANT_NEON) { row_neon(k, buf, oy, out_row, out, skip, mine); continue; }
+#endif
+        row_scalar(k, buf, oy, out_row, out, skip, mine);
+    }
+}
+
+int bnn_bconv_run(const bnn_bconv *k, const uint8_t *in, void *out, const int8_t *skip, int n, int threads) {
     size_t buf_bytes = (size_t)k->hp * k->rs;
     if (threads < 1) threads = 1;
     uint8_t *bufs = (uint8_t *)aligned_alloc(64, (size_t)n * buf_bytes);   /* rs is a multiple of 64 */
     size_t per_thread = (size_t)k->groups * 8 * 4;        /* up to 4 pixels of channel sums */
     int64_t *scratch = (int64_t *)malloc(sizeof(int64_t) * per_thread * threads);
     if (!bufs || !scratch) { free(bufs); free(scratch); return -1; }
-    int rows = n * g->out_h;
-#pragma omp parallel num_threads(threads) if (threads > 1)
-    {
-#pragma omp for schedule(static)
-        for (int i = 0; i < n; i++) pad_image(k, in + i * img_bytes, bufs + i * buf_bytes);
-#ifdef _OPENMP
-        int tid = omp_get_thread_num();
-#else
-        int tid = 0;
-#endif
-#pragma omp for schedule(static)
-        for (int ri = 0; ri < rows; ri++) {
-            int i = ri / g->out_h, oy = ri % g->out_h;
-            const uint8_t *buf = bufs + (size_t)i * buf_bytes;
-            size_t out_row = ((size_t)i * g->out_h + oy) * g->out_w;
-            int64_t *mine = scratch + (size_t)tid * per_thread;
-#ifdef BNN_X86
-            if (k->variant == BNN_VARIANT_AVX512) {
-                if (k->lanes == 16) row_w16(k, buf, oy, out_row, out, skip);
-                else if (k->lanes == 32) row_d32(k, buf, oy, out_row, out, skip);
-                else row_avx512(k, buf, oy, out_row, out, skip);
-                continue;
-            }
-            if (k->variant == BNN_VARIANT_AVX2) { row_avx2(k, buf, oy, out_row, out, skip, mine); continue; }
-#endif
-#ifdef BNN_ARM
-            if (k->variant == BNN_VARIANT_NEON) { row_neon(k, buf, oy, out_row, out, skip, mine); continue; }
-#endif
-            row_scalar(k, buf, oy, out_row, out, skip, mine);
-        }
+    if (threads > 1 && n * k->g.out_h > 1) {
+#pragma omp parallel num_threads(threads)
+        bconv_work(k, in, out, skip, n, bufs, buf_bytes, scratch, per_thread);
+    } else {
+        bconv_work(k, in, out, skip, n, bufs, buf_bytes, scratch, per_thread);
     }
     free(scratch);
     free(bufs);

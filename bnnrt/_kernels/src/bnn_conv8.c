@@ -399,9 +399,45 @@ BNN_DOTPROD static void row_dot8(const bnn_conv8 *k, const uint8_t *buf, int oy,
 }
 #endif
 
-int bnn_conv8_run(const bnn_conv8 *k, const int8_t *in, void *out, const int8_t *skip, int n, int threads) {
+/* The work of one call (see bconv_work): pad, then every output row. */
+static void conv8_work(const bnn_conv8 *k, const int8_t *in, void *out, const int8_t *skip, int n,
+                       uint8_t *bufs, size_t buf_bytes, int64_t *scratch, size_t per_thread) {
     const bnn_conv_geom *g = &k->g;
     size_t img_bytes = (size_t)g->in_h * g->in_w * g->cin;
+    int wide = k->variant == BNN_VARIANT_AVX2;          /* int16 buffer */
+    int rows = n * g->out_h;
+#pragma omp for schedule(static)
+    for (int i = 0; i < n; i++) {
+#ifdef BNN_X86
+        if (wide) { pad_image16(k, in + i * img_bytes, (int16_t *)(bufs + i * buf_bytes)); continue; }
+#endif
+        pad_image8(k, in + i * img_bytes, bufs + i * buf_bytes);
+    }
+#ifdef _OPENMP
+    int tid = omp_get_thread_num();
+#else
+    int tid = 0;
+#endif
+#pragma omp for schedule(static)
+    for (int ri = 0; ri < rows; ri++) {
+        int i = ri / g->out_h, oy = ri % g->out_h;
+        const uint8_t *buf = bufs + (size_t)i * buf_bytes;
+        size_t out_row = ((size_t)i * g->out_h + oy) * g->out_w;
+        int64_t *mine = scratch + (size_t)tid * per_thread;
+#ifdef BNN_X86
+        if (k->variant == BNN_VARIANT_AVX512) { row_avx512_8(k, buf, oy, out_row, out, skip); continue; }
+        if (wide) { row_avx2_8(k, (const int16_t *)buf, oy, out_row, out, skip, mine); continue; }
+#endif
+#ifdef BNN_ARM
+        if (k->variant == BNN_VARIANT_DOTPROD) { row_dot8(k, buf, oy, out_row, out, skip, mine); continue; }
+        if (k->variant == BNN_VARIANT_NEON) { row_neon8(k, buf, oy, out_row, out, skip, mine); continue; }
+#endif
+        row_scalar8(k, buf, oy, out_row, out, skip, mine);
+    }
+}
+
+int bnn_conv8_run(const bnn_conv8 *k, const int8_t *in, void *out, const int8_t *skip, int n, int threads) {
+    const bnn_conv_geom *g = &k->g;
     int wide = k->variant == BNN_VARIANT_AVX2;          /* int16 buffer */
     size_t buf_bytes = wide ? (size_t)k->hp * k->rs16 * sizeof(int16_t) : (size_t)k->hp * k->rs;
     if (threads < 1) threads = 1;
@@ -409,37 +445,11 @@ int bnn_conv8_run(const bnn_conv8 *k, const int8_t *in, void *out, const int8_t 
     size_t per_thread = (size_t)k->groups * 16 * 4;     /* up to 4 pixels of channel sums */
     int64_t *scratch = (int64_t *)malloc(sizeof(int64_t) * per_thread * threads);
     if (!bufs || !scratch) { free(bufs); free(scratch); return -1; }
-    int rows = n * g->out_h;
-#pragma omp parallel num_threads(threads) if (threads > 1)
-    {
-#pragma omp for schedule(static)
-        for (int i = 0; i < n; i++) {
-#ifdef BNN_X86
-            if (wide) { pad_image16(k, in + i * img_bytes, (int16_t *)(bufs + i * buf_bytes)); continue; }
-#endif
-            pad_image8(k, in + i * img_bytes, bufs + i * buf_bytes);
-        }
-#ifdef _OPENMP
-        int tid = omp_get_thread_num();
-#else
-        int tid = 0;
-#endif
-#pragma omp for schedule(static)
-        for (int ri = 0; ri < rows; ri++) {
-            int i = ri / g->out_h, oy = ri % g->out_h;
-            const uint8_t *buf = bufs + (size_t)i * buf_bytes;
-            size_t out_row = ((size_t)i * g->out_h + oy) * g->out_w;
-            int64_t *mine = scratch + (size_t)tid * per_thread;
-#ifdef BNN_X86
-            if (k->variant == BNN_VARIANT_AVX512) { row_avx512_8(k, buf, oy, out_row, out, skip); continue; }
-            if (wide) { row_avx2_8(k, (const int16_t *)buf, oy, out_row, out, skip, mine); continue; }
-#endif
-#ifdef BNN_ARM
-            if (k->variant == BNN_VARIANT_DOTPROD) { row_dot8(k, buf, oy, out_row, out, skip, mine); continue; }
-            if (k->variant == BNN_VARIANT_NEON) { row_neon8(k, buf, oy, out_row, out, skip, mine); continue; }
-#endif
-            row_scalar8(k, buf, oy, out_row, out, skip, mine);
-        }
+    if (threads > 1 && n * g->out_h > 1) {
+#pragma omp parallel num_threads(threads)
+        conv8_work(k, in, out, skip, n, bufs, buf_bytes, scratch, per_thread);
+    } else {
+        conv8_work(k, in, out, skip, n, bufs, buf_bytes, scratch, per_thread);
     }
     free(scratch);
     free(bufs);

@@ -487,7 +487,6 @@ int bnn_fconv_run(const bnn_fconv *k, const float *in, float *out, int n, int th
     if (k->variant == BNN_VARIANT_NEON && kind < 2) row = kind == 0 ? fdense_row_neon : fdwv_row_neon;
 #endif
     const long rows = (long)n * k->g.out_h;
-    #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-    for (long r = 0; r < rows; r++) row(k, in, out, r);
+    BNN_PARALLEL_FOR(threads > 1 && rows > 1, for (long r = 0; r < rows; r++) row(k, in, out, r););
     return 0;
 }

@@ -135,11 +135,11 @@ void bnn_binarize(const bnn_binarizer *b, const int8_t *x, uint8_t *out, size_t 
         /* chunks start at multiples of the period, so the patterns line up */
         size_t total = pixels * (size_t)c, chunk = (size_t)b->period * 64;
         size_t nchunks = (total + chunk - 1) / chunk;
-#pragma omp parallel for num_threads(threads) schedule(static) if (nchunks > 8)
-        for (size_t k = 0; k < nchunks; k++) {
-            size_t start = k * chunk, len = total - start < chunk ? total - start : chunk;
-            binarize_avx512(b, x + start, out + start / 8, len);
-        }
+        BNN_PARALLEL_FOR(threads > 1 && nchunks > 8,
+            for (size_t k = 0; k < nchunks; k++) {
+                size_t start = k * chunk, len = total - start < chunk ? total - start : chunk;
+                binarize_avx512(b, x + start, out + start / 8, len);
+            });
         return;
     }
 #endif
@@ -147,28 +147,28 @@ void bnn_binarize(const bnn_binarizer *b, const int8_t *x, uint8_t *out, size_t 
     if (b->variant == BNN_VARIANT_NEON) {
         size_t total = pixels * (size_t)c, chunk = (size_t)b->period * 64;
         size_t nchunks = (total + chunk - 1) / chunk;
-#pragma omp parallel for num_threads(threads) schedule(static) if (nchunks > 8)
-        for (size_t k = 0; k < nchunks; k++) {
-            size_t start = k * chunk, len = total - start < chunk ? total - start : chunk;
-            binarize_neon(b, x + start, out + start / 8, len);
-        }
+        BNN_PARALLEL_FOR(threads > 1 && nchunks > 8,
+            for (size_t k = 0; k < nchunks; k++) {
+                size_t start = k * chunk, len = total - start < chunk ? total - start : chunk;
+                binarize_neon(b, x + start, out + start / 8, len);
+            });
         return;
     }
 #endif
-#pragma omp parallel for num_threads(threads) schedule(static) if (pixels > 4096)
-    for (size_t p = 0; p < pixels; p++) {
-        const int8_t *q = x + p * c;
-        uint8_t *o = out + p * cb;
-        int32_t base = (int32_t)((p * (size_t)c) % (size_t)b->period);
-        for (size_t byte_i = 0; byte_i < cb; byte_i++) {
-            unsigned byte = 0;
-            for (int l = 0; l < 8 && 8 * (int)byte_i + l < c; l++) {
-                int32_t ch = 8 * (int)byte_i + l;
-                byte |= (unsigned)bin_bit(b, q[ch], (base + ch) % b->period) << l;
+    BNN_PARALLEL_FOR(threads > 1 && pixels > 4096,
+        for (size_t p = 0; p < pixels; p++) {
+            const int8_t *q = x + p * c;
+            uint8_t *o = out + p * cb;
+            int32_t base = (int32_t)((p * (size_t)c) % (size_t)b->period);
+            for (size_t byte_i = 0; byte_i < cb; byte_i++) {
+                unsigned byte = 0;
+                for (int l = 0; l < 8 && 8 * (int)byte_i + l < c; l++) {
+                    int32_t ch = 8 * (int)byte_i + l;
+                    byte |= (unsigned)bin_bit(b, q[ch], (base + ch) % b->period) << l;
+                }
+                o[byte_i] = (uint8_t)byte;
             }
-            o[byte_i] = (uint8_t)byte;
-        }
-    }
+        });
 }
 
 #ifdef BNN_X86
@@ -206,15 +206,15 @@ void bnn_quantize(const float *x, int8_t *out, size_t n, float scale, int thread
 
 static void sign_bits_scalar(const float *x, uint8_t *out, size_t pixels, int32_t c, int threads) {
     size_t cb = ((size_t)c + 7) / 8;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && pixels > 4096)
-    for (size_t p = 0; p < pixels; p++) {
-        const float *v = x + p * c;
-        for (size_t b = 0; b < cb; b++) {
-            unsigned byte = 0;
-            for (int l = 0; l < 8 && 8 * (int)b + l < c; l++) byte |= (unsigned)(v[8 * b + l] < 0.0f) << l;
-            out[p * cb + b] = (uint8_t)byte;
-        }
-    }
+    BNN_PARALLEL_FOR(threads > 1 && pixels > 4096,
+        for (size_t p = 0; p < pixels; p++) {
+            const float *v = x + p * c;
+            for (size_t b = 0; b < cb; b++) {
+                unsigned byte = 0;
+                for (int l = 0; l < 8 && 8 * (int)b + l < c; l++) byte |= (unsigned)(v[8 * b + l] < 0.0f) << l;
+                out[p * cb + b] = (uint8_t)byte;
+            }
+        });
 }
 
 #ifdef BNN_X86
@@ -226,21 +226,21 @@ BNN_AVX512_BASE static void sign_bits_avx512(const float *x, uint8_t *out, size_
     const int full = c / 16, rest = c % 16;
     const __mmask16 tail = (__mmask16)((1u << rest) - 1);
     const __m512 zero = _mm512_setzero_ps();
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && pixels > 4096)
-    for (size_t p = 0; p < pixels; p++) {
-        const float *v = x + p * c;
-        uint8_t *o = out + p * cb;
-        for (int g = 0; g < full; g++) {
-            __mmask16 m = _mm512_cmp_ps_mask(_mm512_loadu_ps(v + 16 * g), zero, _CMP_LT_OQ);
-            memcpy(o + 2 * g, &m, 2);
-        }
-        if (rest) {
-            __mmask16 m = _mm512_mask_cmp_ps_mask(tail, _mm512_maskz_loadu_ps(tail, v + 16 * full), zero,
-                                                  _CMP_LT_OQ);
+    BNN_PARALLEL_FOR(threads > 1 && pixels > 4096,
+        for (size_t p = 0; p < pixels; p++) {
+            const float *v = x + p * c;
+            uint8_t *o = out + p * cb;
+            for (int g = 0; g < full; g++) {
+                __mmask16 m = _mm512_cmp_ps_mask(_mm512_loadu_ps(v + 16 * g), zero, _CMP_LT_OQ);
+                memcpy(o + 2 * g, &m, 2);
+            }
+            if (rest) {
+                __mmask16 m = _mm512_mask_cmp_ps_mask(tail, _mm512_maskz_loadu_ps(tail, v + 16 * full), zero,
+                                                      _CMP_LT_OQ);
             o[2 * full] = (uint8_t)m;
             if (rest > 8) o[2 * full + 1] = (uint8_t)(m >> 8);
         }
-    }
+    });
 }
 #endif
 
@@ -268,11 +268,11 @@ void bnn_sign_bits(const float *x, uint8_t *out, size_t pixels, int32_t c, int t
 void bnn_add_int8(const int8_t *a, const int8_t *b, int8_t *out, size_t n, int32_t am, int32_t as,
                   int32_t bm, int32_t bs, int32_t lo, int32_t hi, int threads) {
     int64_t ar = bnn_round_of(as), br = bnn_round_of(bs);
-#pragma omp parallel for num_threads(threads) schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i++) {
-        int64_t v = bnn_requant(a[i], am, ar, as) + bnn_requant(b[i], bm, br, bs);
-        out[i] = (int8_t)(v < lo ? lo : v > hi ? hi : v);
-    }
+    BNN_PARALLEL_FOR(threads > 1 && n > 65536,
+        for (size_t i = 0; i < n; i++) {
+            int64_t v = bnn_requant(a[i], am, ar, as) + bnn_requant(b[i], bm, br, bs);
+            out[i] = (int8_t)(v < lo ? lo : v > hi ? hi : v);
+        });
 }
 
 /* Window bounds clipped to the input: padded taps are ignored. */
@@ -286,22 +286,22 @@ static inline void window(const bnn_pool_geom *g, int oy, int ox, int *y0, int *
 
 void bnn_maxpool_int8(const bnn_pool_geom *g, const int8_t *in, int8_t *out, int n, int threads) {
     int rows = n * g->out_h;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (int r = 0; r < rows; r++) {
-        int i = r / g->out_h, oy = r % g->out_h;
-        const int8_t *img = in + (size_t)i * g->in_h * g->in_w * g->c;
-        for (int ox = 0; ox < g->out_w; ox++) {
-            int y0, y1, x0, x1;
-            window(g, oy, ox, &y0, &y1, &x0, &x1);
-            int8_t *o = out + (((size_t)i * g->out_h + oy) * g->out_w + ox) * g->c;
-            for (int ch = 0; ch < g->c; ch++) o[ch] = -128;
-            for (int y = y0; y < y1; y++)
-                for (int x = x0; x < x1; x++) {
-                    const int8_t *p = img + ((size_t)y * g->in_w + x) * g->c;
-                    for (int ch = 0; ch < g->c; ch++) o[ch] = p[ch] > o[ch] ? p[ch] : o[ch];
-                }
-        }
-    }
+    BNN_PARALLEL_FOR(threads > 1,
+        for (int r = 0; r < rows; r++) {
+            int i = r / g->out_h, oy = r % g->out_h;
+            const int8_t *img = in + (size_t)i * g->in_h * g->in_w * g->c;
+            for (int ox = 0; ox < g->out_w; ox++) {
+                int y0, y1, x0, x1;
+                window(g, oy, ox, &y0, &y1, &x0, &x1);
+                int8_t *o = out + (((size_t)i * g->out_h + oy) * g->out_w + ox) * g->c;
+                for (int ch = 0; ch < g->c; ch++) o[ch] = -128;
+                for (int y = y0; y < y1; y++)
+                    for (int x = x0; x < x1; x++) {
+                        const int8_t *p = img + ((size_t)y * g->in_w + x) * g->c;
+                        for (int ch = 0; ch < g->c; ch++) o[ch] = p[ch] > o[ch] ? p[ch] : o[ch];
+                    }
+            }
+        });
 }
 
 /* float32: max (NaN propagates, as np.maximum) or average over the valid taps
@@ -416,29 +416,29 @@ void bnn_pool_float(const bnn_pool_geom *g, const float *in, float *out, int n, 
     else if (variant == BNN_VARIANT_AVX2) row = pool_float_avx2;
 #endif
     int rows = n * g->out_h;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (int r = 0; r < rows; r++) row(g, in, out, average, r);
+    BNN_PARALLEL_FOR(threads > 1,
+        for (int r = 0; r < rows; r++) row(g, in, out, average, r););
 }
 
 void bnn_maxpool_bits(const bnn_pool_geom *g, const uint8_t *in, uint8_t *out, int n, int threads) {
     int cb = (g->c + 7) / 8, rows = n * g->out_h;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (int r = 0; r < rows; r++) {
-        int i = r / g->out_h, oy = r % g->out_h;
-        const uint8_t *img = in + (size_t)i * g->in_h * g->in_w * cb;
-        for (int ox = 0; ox < g->out_w; ox++) {
-            int y0, y1, x0, x1;
-            window(g, oy, ox, &y0, &y1, &x0, &x1);
-            uint8_t *o = out + (((size_t)i * g->out_h + oy) * g->out_w + ox) * cb;
-            for (int b = 0; b < cb; b++) o[b] = 0xFF;
-            for (int y = y0; y < y1; y++)
-                for (int x = x0; x < x1; x++) {
-                    const uint8_t *p = img + ((size_t)y * g->in_w + x) * cb;
-                    for (int b = 0; b < cb; b++) o[b] &= p[b];   /* -1 (bit 1) survives only if all are -1 */
-                }
-            if (g->c % 8) o[cb - 1] &= (uint8_t)((1u << (g->c % 8)) - 1);
-        }
-    }
+    BNN_PARALLEL_FOR(threads > 1,
+        for (int r = 0; r < rows; r++) {
+            int i = r / g->out_h, oy = r % g->out_h;
+            const uint8_t *img = in + (size_t)i * g->in_h * g->in_w * cb;
+            for (int ox = 0; ox < g->out_w; ox++) {
+                int y0, y1, x0, x1;
+                window(g, oy, ox, &y0, &y1, &x0, &x1);
+                uint8_t *o = out + (((size_t)i * g->out_h + oy) * g->out_w + ox) * cb;
+                for (int b = 0; b < cb; b++) o[b] = 0xFF;
+                for (int y = y0; y < y1; y++)
+                    for (int x = x0; x < x1; x++) {
+                        const uint8_t *p = img + ((size_t)y * g->in_w + x) * cb;
+                        for (int b = 0; b < cb; b++) o[b] &= p[b];   /* -1 (bit 1) survives only if all are -1 */
+                    }
+                if (g->c % 8) o[cb - 1] &= (uint8_t)((1u << (g->c % 8)) - 1);
+            }
+        });
 }
 
 void bnn_global_avgpool(const int8_t *in, int8_t *out, int n, int32_t hw, int32_t c, int32_t m,
