@@ -149,9 +149,9 @@ def test_bconv2d_matches_reference(case, output, monkeypatch):
         monkeypatch.setenv("BNNRT_DISABLE_SIMD", disabled)
         kernel = _core.BConv2D(weights, in_hw=(h, w), has_skip=skip is not None, skip_multiplier=sm,
                                skip_shift=ss, variant=variant, **geo, **kw)
-        if kernel.layout in layouts:
+        if (variant, kernel.layout) in layouts:
             continue
-        layouts.add(kernel.layout)
+        layouts.add((variant, kernel.layout))
         what = f"variant {variant}, layout {kernel.layout}"
         out = tight(np.zeros_like(expected))
         arrays = (x, out) if skip is None else (x, out, skip)

@@ -37,7 +37,11 @@ struct bnn_bconv {
     uint32_t last_mask32;
     int32_t *toff;           /* lanes 16: [ntaps] byte offset of each tap from the window origin */
     void *wl;                /* lanes 32: uint32 [g16][nrows][rw4][16]; lanes 16: uint16 [g16][ntaps][16][2] */
-    int32_t *thr32;          /* bits output: thresholds clamped to [-K, K+1], [g16*16] */
+    /* bits output: y = K - 2 acc < thr exactly when acc >= athr = floor((K - thr') / 2) + 1,
+     * thr' the threshold clamped to [-K-1, K+1] (every |y| <= K keeps its side), so the
+     * epilogue compares the popcount sums themselves: one instruction per register */
+    int64_t *athr;           /* [groups*8] (q64); padded lanes K + 1: never set */
+    int32_t *athr32;         /* [g16*16] (d32, w16) */
 };
 
 #define load64 bnn_load64
@@ -49,11 +53,19 @@ static const char *const D32_NEEDS[] = {"avx512", "avx512vpopcntdq", NULL};
 static const char *const W16_NEEDS[] = {"avx512", "avx512vpopcntdq", "avx512bitalg", NULL};
 
 static int choose_lanes(const bnn_bconv *k, const bnn_conv_geom *g);
+
+/* The popcount-sum threshold of channel c (see athr); K + 1 (never) past cout. */
+static int64_t acc_threshold(const bnn_bconv *k, int32_t c) {
+    if (c >= k->g.cout || k->e.kind != BNN_OUT_BITS) return (int64_t)k->K + 1;
+    int64_t t = k->e.thr[c];
+    t = t < -(int64_t)k->K - 1 ? -(int64_t)k->K - 1 : t > k->K + 1 ? k->K + 1 : t;
+    return (((int64_t)k->K - t) >> 1) + 1;      /* arithmetic shift: floor */
+}
 static int repack_lanes(bnn_bconv *k, const uint8_t *weights);
 
 void bnn_bconv_free(bnn_bconv *k) {
     if (!k) return;
-    free(k->roff); free(k->w); free(k->tapc); free(k->toff); free(k->wl); free(k->thr32);
+    free(k->roff); free(k->w); free(k->tapc); free(k->toff); free(k->wl); free(k->athr); free(k->athr32);
     bnn_epi_free(&k->e);
     free(k);
 }
@@ -99,7 +111,8 @@ bnn_bconv *bnn_bconv_create(const bnn_conv_geom *g, const uint8_t *weights, cons
     k->roff = (int32_t *)calloc(k->nrows, sizeof(int32_t));
     k->w = (uint64_t *)aligned_alloc(64, ((size_t)k->groups * k->nrows * k->rw * 8 * 8 + 63) / 64 * 64);
     k->tapc = (int64_t *)calloc((size_t)g->kh * g->kw * nlanes, sizeof(int64_t));
-    if (!k->roff || !k->w || !k->tapc || bnn_epi_init(&k->e, e, g->cout, (int64_t)g->kh * g->kw * g->cin)) {
+    k->athr = (int64_t *)aligned_alloc(64, nlanes * sizeof(int64_t));
+    if (!k->roff || !k->w || !k->tapc || !k->athr || bnn_epi_init(&k->e, e, g->cout, (int64_t)g->kh * g->kw * g->cin)) {
         bnn_bconv_free(k);
         return NULL;
     }
@@ -107,6 +120,7 @@ bnn_bconv *bnn_bconv_create(const bnn_conv_geom *g, const uint8_t *weights, cons
         int ky = contiguous ? r : r / g->kw, kx = contiguous ? 0 : r % g->kw;
         k->roff[r] = ky * g->dh * k->rs + kx * g->dw * k->cb;
     }
+    for (size_t c = 0; c < nlanes; c++) k->athr[c] = acc_threshold(k, (int32_t)c);
     /* repack weights row by row into zero-padded words */
     memset(k->w, 0, (size_t)k->groups * k->nrows * k->rw * 8 * 8);
     for (int c = 0; c < g->cout; c++) {
@@ -174,9 +188,10 @@ static int repack_lanes(bnn_bconv *k, const uint8_t *weights) {
     size_t bytes = k->lanes == 16 ? n16 * k->ntaps * 2 * sizeof(uint16_t)
                                   : n16 * k->nrows * k->rw4 * sizeof(uint32_t);
     k->wl = aligned_alloc(64, (bytes + 63) / 64 * 64);
-    k->thr32 = (int32_t *)calloc(n16, sizeof(int32_t));
+    k->athr32 = (int32_t *)aligned_alloc(64, n16 * sizeof(int32_t));
     k->toff = (int32_t *)calloc(k->ntaps, sizeof(int32_t));
-    if (!k->wl || !k->thr32 || !k->toff) return -1;
+    if (!k->wl || !k->athr32 || !k->toff) return -1;
+    for (size_t c = 0; c < n16; c++) k->athr32[c] = (int32_t)acc_threshold(k, (int32_t)c);
     memset(k->wl, 0, (bytes + 63) / 64 * 64);
     for (int t = 0; t < k->ntaps; t++)
         k->toff[t] = (t / g->kw) * g->dh * k->rs + (t % g->kw) * g->dw * k->cb;
@@ -198,10 +213,6 @@ static int repack_lanes(bnn_bconv *k, const uint8_t *weights) {
                     memcpy(&word, wc + (size_t)r * k->row_bytes + 4 * j, n);
                     w[((grp * k->nrows + r) * k->rw4 + j) * 16 + l] = word;
                 }
-        }
-        if (k->e.kind == BNN_OUT_BITS) {
-            int64_t t = k->e.thr[c];
-            k->thr32[c] = (int32_t)(t < -k->K ? -k->K : t > k->K + 1 ? k->K + 1 : t);
         }
     }
     return 0;
@@ -341,6 +352,11 @@ block_avx512(const bnn_bconv *k, const uint8_t *buf, int oy, int ox0, int grp0, 
             int fix = g->pad_value == 0 && is_border(k, oy, ox);
 #pragma GCC unroll 4
             for (int q = 0; q < G; q++) {
+                if (k->e.kind == BNN_OUT_BITS && !fix) {    /* one compare of the sums (athr) */
+                    ((uint8_t *)out)[(out_row + ox) * k->groups + grp0 + q] =
+                        (uint8_t)_mm512_cmpge_epi64_mask(acc[p][q], _mm512_load_si512(k->athr + (grp0 + q) * 8));
+                    continue;
+                }
                 __m512i y = _mm512_sub_epi64(K, _mm512_slli_epi64(acc[p][q], 1));
                 if (fix) y = zero_fix_avx512(k, oy, ox, grp0 + q, y);
                 bnn_epi8_avx512(&k->e, y, (grp0 + q) * 8, out_row + ox, out, skip);
@@ -408,28 +424,29 @@ AVX512 static void row_avx512(const bnn_bconv *k, const uint8_t *buf, int oy, si
 /* ---- AVX-512, d32 and w16 lane layouts ------------------------------------- */
 #define AVX512_BITALG __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,popcnt,avx512vpopcntdq,avx512bitalg")))
 
-/* The epilogue of 16 channels [c0, c0+16) of one pixel, y as 16 int32 lanes
- * (lanes past cout hold junk and are never stored). Bit outputs compare in
- * int32 against thresholds clamped to [-K, K+1], which keeps every y's side
- * (|y| <= K). The rest widen to int64 halves and take the q64 epilogues. */
+/* The epilogue of 16 channels [c0, c0+16) of one pixel, given the popcount
+ * sums as 16 int32 lanes (lanes past cout hold junk and are never stored).
+ * Bit outputs compare the sums against athr32 (padded lanes never set); the
+ * rest take y = K - 2 acc, int8 on int32 lanes where it provably fits, else
+ * widened to int64 halves for the q64 epilogues. */
 AVX512 static inline __attribute__((always_inline)) void
-epi16_lanes(const bnn_bconv *k, __m512i y, int c0, int oy, int ox, size_t pix, void *out, const int8_t *skip) {
+epi16_lanes(const bnn_bconv *k, __m512i acc, int c0, int oy, int ox, size_t pix, void *out, const int8_t *skip) {
     const bnn_epi *e = &k->e;
     const int cout = k->g.cout;
     const int fix = k->g.pad_value == 0 && is_border(k, oy, ox);
     if (e->kind == BNN_OUT_BITS && !fix) {
-        unsigned neg = _mm512_cmplt_epi32_mask(y, _mm512_loadu_si512(k->thr32 + c0));
+        unsigned bits = _mm512_cmpge_epi32_mask(acc, _mm512_load_si512(k->athr32 + c0));
         uint8_t *o = (uint8_t *)out + pix * ((cout + 7) / 8) + c0 / 8;
         if (cout - c0 >= 16) {
-            uint16_t v = (uint16_t)neg;
+            uint16_t v = (uint16_t)bits;
             memcpy(o, &v, 2);
         } else {
-            neg &= (1u << (cout - c0)) - 1;
-            o[0] = (uint8_t)neg;
-            if (cout - c0 > 8) o[1] = (uint8_t)(neg >> 8);
+            o[0] = (uint8_t)bits;
+            if (cout - c0 > 8) o[1] = (uint8_t)(bits >> 8);
         }
         return;
     }
+    const __m512i y = _mm512_sub_epi32(_mm512_set1_epi32(k->K), _mm512_slli_epi32(acc, 1));
     if (e->kind == BNN_OUT_INT8 && e->lanes32 && !fix) {
         bnn_epi_i8x16_avx512(e, y, c0, pix, out, skip);
         return;
@@ -484,13 +501,11 @@ block_d32(const bnn_bconv *k, const uint8_t *buf, int oy, int ox0, int grp0, siz
             }
         }
     }
-    const __m512i K = _mm512_set1_epi32(k->K);
 #pragma GCC unroll 8
     for (int p = 0; p < P; p++)
 #pragma GCC unroll 4
         for (int q = 0; q < G; q++)
-            epi16_lanes(k, _mm512_sub_epi32(K, _mm512_slli_epi32(acc[p][q], 1)), (grp0 + q) * 16, oy,
-                        ox0 + p, out_row + ox0 + p, out, skip);
+            epi16_lanes(k, acc[p][q], (grp0 + q) * 16, oy, ox0 + p, out_row + ox0 + p, out, skip);
 }
 
 AVX512 static void row_d32(const bnn_bconv *k, const uint8_t *buf, int oy, size_t out_row, void *out,
@@ -545,7 +560,6 @@ block_w16(const bnn_bconv *k, const uint8_t *buf, int oy, int ox0, int grp0, siz
                 acc[p][q] = _mm512_add_epi16(acc[p][q], _mm512_popcnt_epi16(_mm512_xor_si512(a, wv[q])));
         }
     }
-    const __m512i K = _mm512_set1_epi16((int16_t)k->K);
     const __m512i split = _mm512_set_epi16(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1,
                                            30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const int ow = g->out_w;
@@ -553,12 +567,12 @@ block_w16(const bnn_bconv *k, const uint8_t *buf, int oy, int ox0, int grp0, siz
     for (int p = 0; p < P; p++)
 #pragma GCC unroll 4
         for (int q = 0; q < G; q++) {
-            __m512i y = _mm512_permutexvar_epi16(split, _mm512_sub_epi16(K, _mm512_slli_epi16(acc[p][q], 1)));
+            __m512i a = _mm512_permutexvar_epi16(split, acc[p][q]);   /* sums <= K < 2^15 */
             int ox = ox0 + 2 * p;
-            epi16_lanes(k, _mm512_cvtepi16_epi32(_mm512_castsi512_si256(y)), (grp0 + q) * 16, oy, ox,
+            epi16_lanes(k, _mm512_cvtepu16_epi32(_mm512_castsi512_si256(a)), (grp0 + q) * 16, oy, ox,
                         out_row + ox, out, skip);
             if (ox + 1 < ow)
-                epi16_lanes(k, _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(y, 1)), (grp0 + q) * 16, oy,
+                epi16_lanes(k, _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(a, 1)), (grp0 + q) * 16, oy,
                             ox + 1, out_row + ox + 1, out, skip);
         }
 }
