@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,8 +128,9 @@ class Plan:
                 step.kernel = ReferenceKernel(step.op, step.node, step.ins)
             else:
                 step.kernel = step.op.kernel(step.node, step.ins)
-        self._pool: dict[tuple[int, bool], list[Context]] = {}
+        self._pool: dict[tuple[int, bool, int], list[Context]] = {}
         self._lock = threading.Lock()
+        self._workers: ThreadPoolExecutor | None = None   # batch-parallel runs (see run)
 
     @property
     def input_specs(self) -> dict[str, TensorSpec]:
@@ -146,27 +148,51 @@ class Plan:
         return out
 
     # -- contexts
-    def acquire(self, batch: int, preserve_intermediates: bool = False) -> Context:
-        key = (batch, preserve_intermediates)
+    def acquire(self, batch: int, preserve_intermediates: bool = False, threads: int | None = None) -> Context:
+        threads = self.threads if threads is None else threads
+        key = (batch, preserve_intermediates, threads)
         with self._lock:
             free = self._pool.get(key)
             if free:
                 return free.pop()
             if len(self._pool) > 8:        # many batch sizes seen: forget the idle contexts
                 self._pool = {k: v for k, v in self._pool.items() if k == key}
-        return Context(self, batch, preserve_intermediates)
+        return Context(self, batch, preserve_intermediates, threads)
 
     def release(self, ctx: Context) -> None:
         with self._lock:
-            self._pool.setdefault((ctx.batch, ctx.preserve_intermediates), []).append(ctx)
+            self._pool.setdefault((ctx.batch, ctx.preserve_intermediates, ctx.threads), []).append(ctx)
 
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        """Run on already validated inputs (one array per graph input, same batch)."""
-        ctx = self.acquire(inputs[0].shape[0])
+        """Run on already validated inputs (one array per graph input, same batch).
+
+        A batch of at least two images per thread is split into one part per
+        thread, each run by single-threaded kernels on its own Python thread
+        (a context's calls release the GIL): no barrier between layers, and
+        each core keeps its own images' tensors in its caches. Smaller
+        batches split each layer's rows between the threads instead."""
+        n = inputs[0].shape[0]
+        if self.threads > 1 and n >= 2 * self.threads:
+            return self._run_parts(inputs, n)
+        return self._run_part(inputs, self.threads)
+
+    def _run_part(self, inputs: list[np.ndarray], threads: int) -> list[np.ndarray]:
+        ctx = self.acquire(inputs[0].shape[0], threads=threads)
         try:
             return ctx.run(inputs)
         finally:
             self.release(ctx)
+
+    def _run_parts(self, inputs: list[np.ndarray], n: int) -> list[np.ndarray]:
+        with self._lock:
+            if self._workers is None:
+                self._workers = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="bnnrt")
+        bounds = np.linspace(0, n, self.threads + 1).astype(int)
+        parts = [[x[a:b] for x in inputs] for a, b in zip(bounds[:-1], bounds[1:])]
+        futures = [self._workers.submit(self._run_part, part, 1) for part in parts[1:]]
+        first = self._run_part(parts[0], 1)
+        outs = [first] + [f.result() for f in futures]
+        return [np.concatenate(o) for o in zip(*outs)]
 
     def run_reference(self, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
         """Every tensor of the graph computed by the numpy oracle."""
@@ -196,11 +222,13 @@ def _chain(calls: list) -> list:
 class Context:
     """A plan bound to a batch size: arena, views and bound kernel calls."""
 
-    def __init__(self, plan: Plan, batch: int, preserve_intermediates: bool = False):
+    def __init__(self, plan: Plan, batch: int, preserve_intermediates: bool = False,
+                 threads: int | None = None):
         if batch < 1:
             raise InputError(f"batch size must be >= 1, got {batch}")
         self.plan = plan
         self.batch = batch
+        self.threads = plan.threads if threads is None else threads
         self.preserve_intermediates = preserve_intermediates
         offsets, size = self._allocate(plan, batch, preserve_intermediates)
         if size > MAX_ARENA_BYTES:
@@ -224,7 +252,7 @@ class Context:
                 args = [arrays[0], outs[0], arrays[1]]
             else:
                 args = arrays + outs
-            self.calls.append(step.kernel.bind(*args, threads=plan.threads))
+            self.calls.append(step.kernel.bind(*args, threads=self.threads))
         self.program = _chain(self.calls)
 
     @staticmethod

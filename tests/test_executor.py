@@ -129,10 +129,14 @@ def test_one_model_many_python_threads(blendnet):
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_thread_count_does_not_change_results(threads, blendnet):
+@pytest.mark.parametrize("batch", [3, 7])
+def test_thread_count_does_not_change_results(threads, batch, blendnet):
+    """Batch 3 splits each layer's rows between threads; batch 7 (two images
+    or more per thread) splits the batch into one part per thread."""
     model = bnnrt.Model(blendnet.graph, threads=threads)
-    x = np.random.default_rng(6).standard_normal((3, 32, 32, 3)).astype(np.float32)
-    np.testing.assert_array_equal(model.run(x), blendnet.run(x))
+    x = np.random.default_rng(6).standard_normal((batch, 32, 32, 3)).astype(np.float32)
+    serial = bnnrt.Model(blendnet.graph, threads=1)
+    np.testing.assert_array_equal(model.run(x), serial.run(x))
     assert model.threads == threads
 
 
