@@ -31,6 +31,8 @@ from .graph import Graph, Node, TensorSpec
 from .ops import Op, ReferenceKernel, get_op
 
 ALIGN = 64
+#: Largest part of a batch one thread runs at a time (batch-parallel runs).
+PART_IMAGES = 8
 #: Largest arena a context may allocate (per batch); beyond this a model or a
 #: batch is refused with a clear error instead of a huge allocation.
 MAX_ARENA_BYTES = int(os.environ.get("BNNRT_MAX_ARENA_BYTES", 4 << 30))
@@ -166,11 +168,12 @@ class Plan:
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         """Run on already validated inputs (one array per graph input, same batch).
 
-        A batch of at least two images per thread is split into one part per
-        thread, each run by single-threaded kernels on its own Python thread
-        (a context's calls release the GIL): no barrier between layers, and
-        each core keeps its own images' tensors in its caches. Smaller
-        batches split each layer's rows between the threads instead."""
+        A batch of at least two images per thread is split into parts of at
+        most PART_IMAGES, which the threads take in turn and run with
+        single-threaded kernels (a context's calls release the GIL): no
+        barrier between layers, and each core keeps its part's tensors in its
+        caches. Smaller batches split each layer's rows between the threads
+        instead."""
         n = inputs[0].shape[0]
         if self.threads > 1 and n >= 2 * self.threads:
             return self._run_parts(inputs, n)
@@ -187,12 +190,29 @@ class Plan:
         with self._lock:
             if self._workers is None:
                 self._workers = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="bnnrt")
-        bounds = np.linspace(0, n, self.threads + 1).astype(int)
-        parts = [[x[a:b] for x in inputs] for a, b in zip(bounds[:-1], bounds[1:])]
-        futures = [self._workers.submit(self._run_part, part, 1) for part in parts[1:]]
-        first = self._run_part(parts[0], 1)
-        outs = [first] + [f.result() for f in futures]
-        return [np.concatenate(o) for o in zip(*outs)]
+        # parts of at most PART_IMAGES: a part's tensors stay in its core's
+        # caches, and threads take parts as they finish, so a core slowed by
+        # other work on the machine simply runs fewer of them
+        size = min(PART_IMAGES, -(-n // self.threads))
+        starts = range(0, n, size)
+        results: list = [None] * len(starts)
+        queue = iter(range(len(starts)))
+        queue_lock = threading.Lock()
+
+        def take_parts():
+            while True:
+                with queue_lock:
+                    i = next(queue, None)
+                if i is None:
+                    return
+                a = starts[i]
+                results[i] = self._run_part([x[a:a + size] for x in inputs], 1)
+
+        helpers = [self._workers.submit(take_parts) for _ in range(self.threads - 1)]
+        take_parts()
+        for h in helpers:
+            h.result()
+        return [np.concatenate(o) for o in zip(*results)]
 
     def run_reference(self, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
         """Every tensor of the graph computed by the numpy oracle."""
