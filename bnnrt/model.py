@@ -64,7 +64,8 @@ class Model:
         for x, (name, spec) in zip(arrays, specs):
             if not isinstance(x, np.ndarray):
                 raise InputError(f"input {name!r}: expected a numpy array, got {type(x).__name__}")
-            check_numeric(x, f"input {name!r}")
+            if x.dtype.kind not in "buif":
+                check_numeric(x, f"input {name!r}")      # raises
             if x.shape[1:] != spec.storage_shape or x.ndim != len(spec.shape) + 1:
                 raise InputError(f"input {name!r} has shape {x.shape}; expected "
                                  f"(N, {', '.join(map(str, spec.storage_shape))}) {spec.dtype}")
@@ -78,9 +79,11 @@ class Model:
             raise InputError(f"inputs have different batch sizes {[x.shape[0] for x in checked]}")
         if n == 0:
             outs = [np.empty((0,) + s.storage_shape, s.np_dtype) for s in self.plan.output_specs]
+        elif n <= MAX_CHUNK:
+            outs = self.plan.run(checked)
         else:
             chunks = [self.plan.run([x[i:i + MAX_CHUNK] for x in checked]) for i in range(0, n, MAX_CHUNK)]
-            outs = [np.concatenate(parts) if len(parts) > 1 else parts[0] for parts in zip(*chunks)]
+            outs = [np.concatenate(parts) for parts in zip(*chunks)]
         return outs[0] if len(outs) == 1 else outs
 
     def _preprocessor(self) -> Preprocessor:
