@@ -126,7 +126,7 @@ class Model:
                 "precision": step.op.precision_of(step.ins),
                 "binary_macs": macs["binary"], "int8_macs": macs["int8"], "float_macs": macs["float"],
                 "bytes": sum(int(c.nbytes) for c in step.node.consts.values()),
-                "kernel": getattr(step.kernel, "variant", "?"),
+                "kernel": _kernel_name(step.kernel),
             })
         return rows
 
@@ -151,6 +151,14 @@ class Model:
 
     def __repr__(self) -> str:
         return f"<bnnrt.Model {self.name} input={self.input_shape} layers={len(self.plan.steps)}>"
+
+
+def _kernel_name(kernel) -> str:
+    """The variant a layer runs, with the AVX-512 binary conv's lane layout
+    ("avx512/w16"): which layout a layer takes depends on its shape."""
+    variant = getattr(kernel, "variant", "?")
+    layout = getattr(kernel, "layout", None)
+    return f"{variant}/{layout}" if layout and variant == "avx512" else variant
 
 
 def load(source, threads: int | None = None, resolver: str = "kernels") -> Model:

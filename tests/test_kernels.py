@@ -162,6 +162,19 @@ def test_bconv2d_matches_reference(case, output, monkeypatch):
         np.testing.assert_array_equal(out, expected, err_msg=f"{what}, bound")
 
 
+def test_model_layers_name_the_lane_layout():
+    from bnnrt import zoo
+    feats = set(_core.cpu_info()["features"])
+    if not {"avx512", "avx512vpopcntdq", "avx512bitalg"} <= feats:
+        pytest.skip("needs AVX-512 VPOPCNTDQ and BITALG")
+    kernels = {r["name"]: r["kernel"] for r in zoo.blendnet20(width=1, threads=1).layers()}
+    assert kernels["stage1.block1.conv1"] == "avx512/w16"      # 16 channels, stride 1
+    assert kernels["stage2.block1.conv1"] == "avx512/q64"      # 16 channels, stride 2
+    assert kernels["stage2.block2.conv1"] == "avx512/d32"      # 32 channels
+    assert kernels["stage3.block2.conv1"] == "avx512/q64"      # 64 channels: full words
+    assert kernels["stem"] == "avx512vnni"
+
+
 @pytest.mark.parametrize("cin,cout,k,s,d,expected", [
     (16, 16, 3, 1, 1, "w16"), (9, 32, 3, 1, 2, "w16"), (16, 16, 3, 2, 1, "q64"),
     (32, 32, 3, 1, 1, "d32"), (32, 64, 3, 2, 1, "d32"), (96, 8, 3, 1, 1, "d32"),
