@@ -361,7 +361,7 @@ def test_pool_rejects_average_of_int8():
         _core.Pool(kernel=(2, 2), strides=(2, 2), pads=(0, 0, 0, 0), in_hw=(4, 4), average=True)
 
 
-@pytest.mark.parametrize("c,h,w", [(1, 1, 1), (64, 8, 8), (17, 5, 3)])
+@pytest.mark.parametrize("c,h,w", [(1, 1, 1), (64, 8, 8), (17, 5, 3), (300, 4, 3)])
 def test_global_avgpool(c, h, w):
     rng = np.random.default_rng(c)
     x = tight(rng.integers(-128, 128, (3, h, w, c), dtype=np.int8))
