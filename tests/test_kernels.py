@@ -17,6 +17,7 @@ from bnnrt import reference as ref
 from bnnrt._kernels import _core
 from bnnrt._shapes import conv_geometry, packed_bytes, same_pads, symmetric_pads
 from bnnrt.errors import GraphError, InputError
+from bnnrt.quant import quantize_multiplier, quantize_multipliers
 
 CHANNELS = [1, 3, 16, 17, 64, 65, 200]
 
@@ -160,6 +161,77 @@ def test_bconv2d_matches_reference(case, output, monkeypatch):
         out[...] = 0
         kernel.bind(*arrays, threads=1)()
         np.testing.assert_array_equal(out, expected, err_msg=f"{what}, bound")
+
+
+@pytest.mark.parametrize("cin,skip,clamp", [
+    (64, "scaled", (-128, 127)),     # the binary ResNet's blocks: a 0.7 skip
+    (64, "identity", (-128, 127)),   # BlendNet's
+    (64, None, (-128, 127)),
+    (37, "scaled", (-20, 90)),       # a clamp that is not the int8 range
+    (300, None, (-128, 127)),        # counts up to 300, 5 words per row
+    (2304, "scaled", (-128, 127)),   # a 256-channel 3x3 conv's counts: exact only where not pinned
+])
+def test_bconv2d_int8_every_count_and_skip(cin, skip, clamp):
+    """The AVX-512 int8 epilogue requantizes popcount sums in int32 lanes with
+    parameters found for each channel at plan time (bnn_epi_reduce): every
+    sum 0..K meets every skip value -128..127 (K <= 300), on realistic scales.
+    (Only the sums whose output the skip can still change need be exact: the
+    largest case fails without that window.)"""
+    rng = np.random.default_rng(cin)
+    cout = 48
+    w_bits = rng.random(cin) < 0.5
+    weights = tight(np.broadcast_to(ref.pack_bits(w_bits), (cout, 1, 1, packed_bytes(cin))).copy())
+    # pixel (x, s): an input whose popcount sum against every channel is x
+    counts = np.arange(cin + 1)
+    flips = np.arange(cin)[None, :] < counts[:, None]
+    acts = ref.pack_bits(w_bits[None, :] ^ flips[:, rng.permutation(cin)])    # (K+1, bytes)
+    # every skip value, or for the largest K both ends and a few between (time)
+    svals = np.arange(-128, 128) if cin <= 300 else np.r_[-128, rng.integers(-127, 127, 6), 127]
+    x = tight(np.broadcast_to(acts[:, None, :], (cin + 1, len(svals), packed_bytes(cin)))[None].copy())
+    skip_vals = tight(np.broadcast_to(svals.astype(np.int8)[None, :, None], (cin + 1, len(svals), cout))[None].copy())
+    scales = rng.uniform(0.05, 3.0, cout) / np.sqrt(cin)
+    scales[::7] *= -1
+    mult, shift = quantize_multipliers(scales)
+    kw = dict(bias=rng.integers(-cin, cin, cout).astype(np.int32), multiplier=mult, shift=shift.astype(np.int8),
+              clamp=clamp)
+    sm, ss = {"scaled": quantize_multiplier(0.7), "identity": (1 << 20, 20), None: (1, 0)}[skip]
+    geo = dict(cin=cin, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0), pad_value=1, output="int8")
+    expected = ref.bconv2d(x, weights, skip=skip_vals if skip else None, skip_multiplier=sm, skip_shift=ss,
+                           **geo, **kw)
+    arrays = (x, None, skip_vals) if skip else (x, None)
+    for variant in _variants("bconv2d"):
+        kernel = _core.BConv2D(weights, in_hw=x.shape[1:3], has_skip=skip is not None, skip_multiplier=sm,
+                               skip_shift=ss, variant=variant, **geo, **kw)
+        if variant == "avx512":
+            assert kernel.requant == "int32"
+        out = tight(np.zeros_like(expected))
+        kernel.run(arrays[0], out, *arrays[2:], threads=1)
+        np.testing.assert_array_equal(out, expected, err_msg=f"variant {variant}")
+
+
+def test_bconv2d_int8_requant_falls_back_to_int64(monkeypatch):
+    """Scales where no int32 parameters check out, and the switch that turns
+    them off, keep the 64-bit products (bit-exact either way)."""
+    if "avx512" not in _variants("bconv2d"):
+        pytest.skip("no AVX-512 binary conv on this CPU")
+    rng = np.random.default_rng(5)
+    cin, cout = 64, 16
+    weights = random_bits(rng, (cout, 3, 3), cin)
+    x = random_bits(rng, (2, 6, 7), cin)
+    geo = dict(cin=cin, in_hw=(6, 7), strides=(1, 1), dilations=(1, 1), pads=(1, 1, 1, 1), pad_value=1,
+               output="int8", bias=rng.integers(-9, 9, cout).astype(np.int32))
+    # a scale of 2^21: the results of the extreme counts do not fit int32
+    steep = dict(multiplier=np.full(cout, 2 ** 31 - 1, np.int32), shift=np.full(cout, 10, np.int8))
+    usual = dict(zip(("multiplier", "shift"), quantize_multipliers(np.full(cout, 0.05))))
+    usual["shift"] = usual["shift"].astype(np.int8)
+    for params, disabled, want in [(usual, "", "int32"), (usual, "avx512-rq32", "int64"), (steep, "", "int64")]:
+        monkeypatch.setenv("BNNRT_DISABLE_SIMD", disabled)
+        kernel = _core.BConv2D(weights, variant="avx512", **geo, **params)
+        assert kernel.requant == want, disabled
+        out = np.zeros((2, 6, 7, cout), np.int8)
+        kernel.run(x, out)
+        np.testing.assert_array_equal(out, ref.bconv2d(x, weights, **{k: v for k, v in geo.items() if k != "in_hw"},
+                                                       **params))
 
 
 def test_model_layers_name_the_lane_layout():

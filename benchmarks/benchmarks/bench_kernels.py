@@ -8,10 +8,18 @@ import numpy as np
 from .common import BCONV_SHAPES, random_bits, rng
 
 
+#: what each ``layout`` value of BConv2D switches off (BNNRT_DISABLE_SIMD)
+DISABLED = {"auto": None, "q64": "avx512-w16,avx512-d32", "int64-requant": "avx512-rq32"}
+
+
 class BConv2D:
     """``layout``: "auto" is what the shape gets; "q64" switches the AVX-512
-    d32/w16 lane layouts off, to see what they gain (docs/kernels.md)."""
-    params = [sorted(BCONV_SHAPES), ["int32", "bits", "int8", "float32"], ["auto", "q64"]]
+    d32/w16 lane layouts off, "int64-requant" the int8 epilogue's int32
+    requantization of the popcount sums, to see what each gains
+    (docs/kernels.md). "int8+skip" is a ResNet block's output: scales near
+    1/sqrt(K), a 0.7-scaled skip."""
+    params = [sorted(BCONV_SHAPES), ["int32", "bits", "int8", "int8+skip", "float32"],
+              list(DISABLED)]
     param_names = ["shape", "output", "layout"]
 
     def setup(self, shape, output, layout):
@@ -20,6 +28,7 @@ class BConv2D:
         h, w, cin, cout, k, s, pads, pad_value = BCONV_SHAPES[shape]
         r = rng()
         weights = random_bits((cout, k, k), cin)
+        skip = None
         oh, ow = conv_geometry((h, w), (k, k), (s, s), (1, 1), pads)
         kw = dict(cin=cin, in_hw=(h, w), strides=(s, s), dilations=(1, 1), pads=pads,
                   pad_value=pad_value, output=output)
@@ -30,6 +39,14 @@ class BConv2D:
             kw.update(bias=np.zeros(cout, np.int32), multiplier=np.full(cout, 1 << 30, np.int32),
                       shift=np.full(cout, 33, np.int8))
             out = np.empty((1, oh, ow, cout), np.int8)
+        elif output == "int8+skip":
+            from bnnrt.quant import quantize_multiplier, quantize_multipliers
+            m, sh = quantize_multipliers(r.uniform(0.5, 2.0, cout) * 32 / np.sqrt(k * k * cin))
+            sm, ss = quantize_multiplier(0.7)
+            kw.update(output="int8", bias=r.integers(-20, 20, cout).astype(np.int32), multiplier=m,
+                      shift=sh.astype(np.int8), has_skip=True, skip_multiplier=sm, skip_shift=ss)
+            out = np.empty((1, oh, ow, cout), np.int8)
+            skip = r.integers(-128, 128, (1, oh, ow, cout)).astype(np.int8)
         elif output == "float32":         # LCE's float epilogue (imported Larq models)
             kw.update(float_multiplier=r.uniform(-1, 1, cout).astype(np.float32),
                       float_bias=r.uniform(-1, 1, cout).astype(np.float32))
@@ -37,7 +54,7 @@ class BConv2D:
         else:
             out = np.empty((1, oh, ow, cout), np.int32)
         saved = os.environ.get("BNNRT_DISABLE_SIMD")
-        os.environ["BNNRT_DISABLE_SIMD"] = "avx512-w16,avx512-d32" if layout == "q64" else (saved or "")
+        os.environ["BNNRT_DISABLE_SIMD"] = DISABLED[layout] or saved or ""
         try:
             self.kernel = _core.BConv2D(weights, **kw)
         finally:
@@ -46,7 +63,8 @@ class BConv2D:
             else:
                 os.environ["BNNRT_DISABLE_SIMD"] = saved
         self.x = random_bits((1, h, w), cin)
-        self.call = self.kernel.bind(self.x, out, threads=1)
+        arrays = (self.x, out) if skip is None else (self.x, out, skip)
+        self.call = self.kernel.bind(*arrays, threads=1)
 
     def time_bconv2d(self, shape, output, layout):
         self.call()

@@ -52,6 +52,7 @@ cdef extern from "bnn_conv.h":
     void bnn_bconv_free(bnn_bconv *k)
     const char *bnn_bconv_variant(const bnn_bconv *k)
     const char *bnn_bconv_layout(const bnn_bconv *k)
+    int bnn_bconv_requant32(const bnn_bconv *k)
     int bnn_bconv_run(const bnn_bconv *k, const uint8_t *inp, void *out, const int8_t *skip, int n,
                       int threads) nogil
     bnn_conv8 *bnn_conv8_create(const bnn_conv_geom *g, const int8_t *weights, const bnn_epilogue *e,
@@ -370,6 +371,9 @@ cdef class BConv2D(_Conv):
     """Binary convolution with a fused epilogue (see bnnrt.reference.bconv2d)."""
     cdef bnn_bconv *k
     cdef readonly str layout    # the AVX-512 lane layout: q64, d32 or w16 (docs/kernels.md)
+    # how an int8 output requantizes on AVX-512 (docs/kernels.md): "int32" from
+    # the popcount sums where exact parameters were found, else "int64" products
+    cdef readonly str requant
 
     def __init__(self, weights, *, cin, in_hw, strides, dilations, pads, pad_value, output,
                  thresholds=None, bias=None, multiplier=None, shift=None, clamp=(-128, 127),
@@ -403,6 +407,7 @@ cdef class BConv2D(_Conv):
             raise MemoryError("bconv2d: out of memory")
         self.variant = bnn_bconv_variant(self.k).decode()
         self.layout = bnn_bconv_layout(self.k).decode()
+        self.requant = "int32" if bnn_bconv_requant32(self.k) else "int64"
 
     def __dealloc__(self):
         bnn_bconv_free(self.k)

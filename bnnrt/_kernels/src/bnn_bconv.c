@@ -140,6 +140,14 @@ bnn_bconv *bnn_bconv_create(const bnn_conv_geom *g, const uint8_t *weights, cons
             k->tapc[(size_t)t * nlanes + c] = g->cin - 2 * pc;
         }
     }
+    /* AVX-512 int8 outputs: requantize the popcount sums (y = K - 2 acc) in
+     * int32 lanes where every sum's result checks out (bnn_epi_reduce);
+     * BNNRT_DISABLE_SIMD=avx512-rq32 keeps the 64-bit products */
+    if (variant == BNN_VARIANT_AVX512 && bnn_variant_enabled("avx512-rq32", AVX512_NEEDS) &&
+        bnn_epi_reduce(&k->e, k->K, -2, k->K)) {
+        bnn_bconv_free(k);
+        return NULL;
+    }
     if (k->lanes != 64 && repack_lanes(k, weights)) {
         bnn_bconv_free(k);
         return NULL;
@@ -159,6 +167,8 @@ const char *bnn_bconv_variant(const bnn_bconv *k) {
 const char *bnn_bconv_layout(const bnn_bconv *k) {
     return k->lanes == 32 ? "d32" : k->lanes == 16 ? "w16" : "q64";
 }
+
+int bnn_bconv_requant32(const bnn_bconv *k) { return k->e.rq32; }
 
 /* ---- lane layouts of the AVX-512 kernel --------------------------------------
  * A 512-bit XOR + VPOPCNT + ADD does the same work whatever its lane width, so
@@ -364,10 +374,22 @@ block_avx512(const bnn_bconv *k, const uint8_t *buf, int oy, int ox0, int grp0, 
         }
         return;
     }
+    /* the low dwords of two groups' int64 sums: 16 int32 counts, channels in order */
+    const __m512i evens = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
 #pragma GCC unroll 8
     for (int p = 0; p < P; p++) {
         int ox = ox0 + p;
         int fix = g->pad_value == 0 && is_border(k, oy, ox);
+        if (k->e.rq32 && !fix) {
+#pragma GCC unroll 2
+            for (int h = 0; h < pairs; h++)
+                bnn_epi_rq32_avx512(&k->e, _mm512_permutex2var_epi32(acc[p][2 * h], evens, acc[p][2 * h + 1]),
+                                    (grp0 + 2 * h) * 8, out_row + ox, out, skip);
+            if (G % 2)
+                bnn_epi8_avx512(&k->e, _mm512_sub_epi64(K, _mm512_slli_epi64(acc[p][G - 1], 1)),
+                                (grp0 + G - 1) * 8, out_row + ox, out, skip);
+            continue;
+        }
         __m512i y[4];
 #pragma GCC unroll 4
         for (int q = 0; q < G; q++) {
@@ -444,6 +466,10 @@ epi16_lanes(const bnn_bconv *k, __m512i acc, int c0, int oy, int ox, size_t pix,
             o[0] = (uint8_t)bits;
             if (cout - c0 > 8) o[1] = (uint8_t)(bits >> 8);
         }
+        return;
+    }
+    if (e->kind == BNN_OUT_INT8 && e->rq32 && !fix) {
+        bnn_epi_rq32_avx512(e, acc, c0, pix, out, skip);
         return;
     }
     const __m512i y = _mm512_sub_epi32(_mm512_set1_epi32(k->K), _mm512_slli_epi32(acc, 1));

@@ -96,11 +96,20 @@ typedef struct {            /* prepared once: per-channel int64, padded to a mul
     int32_t lanes32;        /* int8: fast16, and requant(y + bias) and requant(skip) fit int32
                                (|.| < 2^30 each) for every |y| <= max_abs_y */
     int64_t *brnd_eo, *shift_eo;  /* brnd, shift per 16 channels: the 8 even ones, then the 8 odd */
+    /* int8 output straight from a count x (the binary conv's popcount sum,
+     * y = y0 + dy x): (x * am + ab) >> as in int32 lanes, the parameters
+     * found and checked at plan time (bnn_epi_reduce): the same outputs as
+     * requant(y + bias) for every possible x */
+    int32_t rq32;
+    int32_t *am, *ab, *as;
+    int32_t skm, skb, sks;      /* with rq32, a skip with its own scale: (s * skm + skb) >> sks */
+    int32_t sat8;               /* the clamp is [-128, 127]: a saturating narrowing does it */
 } bnn_epi;
 
 static inline void bnn_epi_free(bnn_epi *e) {
     free(e->thr); free(e->bias); free(e->mult); free(e->rnd); free(e->shift); free(e->brnd_eo); free(e->shift_eo);
     free(e->bias32); free(e->mult32); free(e->nshift); free(e->fmult); free(e->fbias); free(e->brnd);
+    free(e->am); free(e->ab); free(e->as);
 }
 
 /* max_abs_y bounds |y| (the accumulator before the bias) for every input. */
@@ -164,6 +173,127 @@ static inline int bnn_epi_init(bnn_epi *e, const bnn_epilogue *src, int32_t cout
         __int128 b = e->brnd[c] < 0 ? -(__int128)e->brnd[c] : e->brnd[c];
         if ((((__int128)max_abs_y * m + b) >> e->shift[c]) >= ((__int128)1 << 30)) e->lanes32 = 0;
     }
+    e->sat8 = e->clamp_lo == -128 && e->clamp_hi == 127;
+    return 0;
+}
+
+/* floor((x * M + B) / 2^S), exactly */
+static inline __int128 bnn_floor_lin(__int128 M, __int128 B, int S, int64_t x) { return (x * M + B) >> S; }
+
+/* int32 parameters (m, b, s) with (x * m + b) >> s == floor((x * M + B) / 2^S)
+ * for every integer x in [xlo, xhi], computed in int32 lanes: m and b fit
+ * int32 and |x * m + b| < 2^30 at every x in [elo, ehi], a range holding
+ * [xlo, xhi] (the multiply may wrap, the sum then lands on the exact value). Every x is checked: for a candidate m
+ * (M 2^s / 2^S rounded down or up, the largest s whose results fit first),
+ * the b that work form an interval, the intersection over x of
+ * [T(x) 2^s - x m, (T(x) + 1) 2^s - x m); any b in it is exact by
+ * construction. Returns 0 when found, -1 when none of the first few s is or
+ * the budget of counts to check runs out (the caller keeps its 64-bit path). */
+static inline int bnn_fit_requant32(__int128 M, __int128 B, int S, int64_t xlo, int64_t xhi,
+                                    int64_t elo, int64_t ehi, int32_t *m, int32_t *b, int32_t *s,
+                                    int64_t *budget /* counts left to check; -1 when spent */) {
+    /* m, b fit int32; x * m + b stays within +-2^30, so the result and a skip
+     * term of the same bound add up without overflow */
+    const __int128 LIM = (__int128)1 << 31, SUM = (__int128)1 << 30;
+    const __int128 t0 = bnn_floor_lin(M, B, S, elo), t1 = bnn_floor_lin(M, B, S, ehi);
+    int tried = 0;
+    for (int sh = 31; sh >= 0 && tried < 12; sh--) {
+        const __int128 one = (__int128)1 << sh;
+        /* the results at the ends times 2^s must fit, with room for b's slack */
+        if ((t0 < 0 ? -t0 : t0 + 1) * one >= SUM || (t1 < 0 ? -t1 : t1 + 1) * one >= SUM) continue;
+        tried++;
+        const __int128 q = S >= sh ? (M >> (S - sh)) : M * ((__int128)1 << (sh - S));
+        for (int up = 0; up < 2; up++) {
+            const __int128 mm = q + up;
+            if (mm >= LIM || mm < -LIM) continue;
+            __int128 lo = -LIM, hi = LIM - 1;
+            if ((*budget -= xhi - xlo + 1) < 0) return -1;
+            for (int64_t x = xlo; x <= xhi && lo <= hi; x++) {
+                __int128 v = bnn_floor_lin(M, B, S, x) * one - x * mm;   /* lowest b for this x */
+                if (v > lo) lo = v;
+                if (v + one - 1 < hi) hi = v + one - 1;
+            }
+            if (lo > hi) continue;
+            const __int128 e0 = elo * mm + lo, e1 = ehi * mm + lo;      /* linear in x: the ends bound it */
+            if (e0 >= SUM || e0 < -SUM || e1 >= SUM || e1 < -SUM) continue;
+            *m = (int32_t)mm; *b = (int32_t)lo; *s = sh;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Sets e->rq32 when the int8 epilogue of y = y0 + dy x, x a count in
+ * [0, xmax], can run in int32 lanes (bnn_epi_rq32_avx512):
+ *   out = clamp(requant(y + bias) + requant(skip), lo, hi).
+ * requant(skip) lies in [smin, smax], so wherever requant(y + bias) <= lo - smax
+ * the output is lo whatever the skip, and >= hi - smin gives hi. Per channel,
+ * (x * am + ab) >> as must equal requant(y + bias) only on [xa, xb], from the
+ * last count that always gives lo (or hi) to the first that always gives the
+ * other end: being monotone in x, it then pins every count outside at the
+ * same end, as long as no count overflows int32 (checked at 0 and xmax).
+ * Without that window, all 2305 counts of a 256-channel 3x3 conv often find
+ * no exact int32 parameters. The skip's requant reduces over s in [-128, 127].
+ * Returns -1 on allocation failure, else 0 (rq32 may stay 0). */
+static inline int bnn_epi_reduce(bnn_epi *e, int64_t y0, int64_t dy, int64_t xmax) {
+    e->rq32 = 0;
+    if (e->kind != BNN_OUT_INT8) return 0;
+    size_t n = ((size_t)e->cout + 15) / 16 * 16;
+    int32_t **arrs[3] = {&e->am, &e->ab, &e->as};
+    for (int i = 0; i < 3; i++) {
+        free(*arrs[i]);
+        *arrs[i] = (int32_t *)aligned_alloc(64, n * sizeof(int32_t));
+        if (!*arrs[i]) return -1;
+        memset(*arrs[i], 0, n * sizeof(int32_t));      /* padded lanes: 0, never stored */
+    }
+    if (xmax >= ((int64_t)1 << 31)) return 0;
+    /* the counts checked, over all channels and candidates: a few million
+     * (milliseconds) for real layers; a pathological one gives up at 2^26 */
+    int64_t budget = (int64_t)1 << 26;
+    __int128 smin = 0, smax = 0;
+    if (e->has_skip) {
+        smin = -128; smax = 127;
+        if (!e->skip_identity) {
+            if (bnn_fit_requant32(e->skip_mult, e->skip_round, e->skip_shift, -128, 127, -128, 127,
+                                  &e->skm, &e->skb, &e->sks, &budget))
+                return 0;
+            __int128 a = bnn_floor_lin(e->skip_mult, e->skip_round, e->skip_shift, -128),
+                     b = bnn_floor_lin(e->skip_mult, e->skip_round, e->skip_shift, 127);
+            smin = a < b ? a : b; smax = a < b ? b : a;       /* monotone in s */
+            if (smin <= -((__int128)1 << 30) || smax >= ((__int128)1 << 30)) return 0;
+        }
+    }
+    const __int128 rlo = e->clamp_lo - smax, rhi = e->clamp_hi - smin;
+    for (int32_t c = 0; c < e->cout; c++) {
+        /* requant(y + bias) = ((y0 + bias + dy x) mult + rnd) >> shift: monotone in x */
+        const __int128 M = (__int128)dy * e->mult[c], B = (__int128)(y0 + e->bias[c]) * e->mult[c] + e->rnd[c];
+        const int S = (int)e->shift[c];
+        int64_t xa = 0, xb = 0;
+        if (M != 0) {
+            /* up: the counts at which the output is pinned at the low end come first */
+            const int up = M > 0;
+            /* xa: the last x pinned at the first end (0 if none); binary search, monotone */
+            int64_t l = 0, h = xmax;
+            if (up ? bnn_floor_lin(M, B, S, 0) <= rlo : bnn_floor_lin(M, B, S, 0) >= rhi) {
+                while (l < h) {
+                    int64_t mid = l + (h - l + 1) / 2;
+                    __int128 r = bnn_floor_lin(M, B, S, mid);
+                    if (up ? r <= rlo : r >= rhi) l = mid; else h = mid - 1;
+                }
+                xa = l;
+            }
+            /* xb: the first x pinned at the other end (xmax if none) */
+            l = xa; h = xmax;
+            while (l < h) {
+                int64_t mid = l + (h - l) / 2;
+                __int128 r = bnn_floor_lin(M, B, S, mid);
+                if (up ? r >= rhi : r <= rlo) h = mid; else l = mid + 1;
+            }
+            xb = l;
+        }
+        if (bnn_fit_requant32(M, B, S, xa, xb, 0, xmax, &e->am[c], &e->ab[c], &e->as[c], &budget)) return 0;
+    }
+    e->rq32 = 1;
     return 0;
 }
 
@@ -345,6 +475,22 @@ BNN_AVX512_BASE static inline void bnn_epi16i8_avx512(const bnn_epi *e, __m512i 
 #endif
 
 #ifdef BNN_X86
+/* 16 int32 lanes clamped to [clamp_lo, clamp_hi], narrowed to int8 and stored
+ * (the first n). The usual [-128, 127] is the saturating narrowing itself. */
+BNN_AVX512_BASE static inline void bnn_store_i8x16_avx512(const bnn_epi *e, __m512i v, int8_t *o, int n,
+                                                          __mmask16 m) {
+    __m128i b;
+    if (e->sat8) {
+        b = _mm512_cvtsepi32_epi8(v);
+    } else {
+        v = _mm512_max_epi32(v, _mm512_set1_epi32(e->clamp_lo));
+        v = _mm512_min_epi32(v, _mm512_set1_epi32(e->clamp_hi));
+        b = _mm512_cvtepi32_epi8(v);
+    }
+    if (n == 16) _mm_storeu_si128((__m128i *)o, b);
+    else _mm_mask_storeu_epi8(o, m, b);
+}
+
 /* The int8 epilogue of 16 channels [c0, c0+16) with y in 16 int32 lanes (when
  * e->lanes32): vpmuldq multiplies the even lanes, and the odd ones shifted
  * down, into exact int64 numerators; after the shift each result fits int32
@@ -377,11 +523,30 @@ BNN_AVX512_BASE static inline void bnn_epi_i8x16_avx512(const bnn_epi *e, __m512
         }
         v = _mm512_add_epi32(v, s);
     }
-    v = _mm512_max_epi32(v, _mm512_set1_epi32(e->clamp_lo));
-    v = _mm512_min_epi32(v, _mm512_set1_epi32(e->clamp_hi));
-    __m128i b = _mm512_cvtepi32_epi8(v);
-    if (n == 16) _mm_storeu_si128((__m128i *)o, b);
-    else _mm_mask_storeu_epi8(o, m, b);
+    bnn_store_i8x16_avx512(e, v, o, n, m);
+}
+
+/* The int8 epilogue of 16 channels [c0, c0+16) straight from 16 int32 counts
+ * (when e->rq32, see bnn_epi_reduce): one 32-bit multiply, add and shift per
+ * term instead of the even/odd 64-bit products. Bit-identical by construction. */
+BNN_AVX512_BASE static inline void bnn_epi_rq32_avx512(const bnn_epi *e, __m512i x, int c0, size_t pix,
+                                                       void *out, const int8_t *skip) {
+    const int32_t cout = e->cout;
+    const int n = cout - c0 < 16 ? cout - c0 : 16;
+    const __mmask16 m = (__mmask16)((1u << n) - 1);
+    __m512i v = _mm512_mullo_epi32(x, _mm512_load_si512(e->am + c0));
+    v = _mm512_srav_epi32(_mm512_add_epi32(v, _mm512_load_si512(e->ab + c0)), _mm512_load_si512(e->as + c0));
+    int8_t *o = (int8_t *)out + pix * cout + c0;
+    if (e->has_skip) {
+        const int8_t *sk = skip + pix * cout + c0;
+        __m512i s = _mm512_cvtepi8_epi32(n == 16 ? _mm_loadu_si128((const __m128i *)sk) : _mm_maskz_loadu_epi8(m, sk));
+        if (!e->skip_identity)
+            s = _mm512_sra_epi32(_mm512_add_epi32(_mm512_mullo_epi32(s, _mm512_set1_epi32(e->skm)),
+                                                  _mm512_set1_epi32(e->skb)),
+                                 _mm_cvtsi32_si128(e->sks));
+        v = _mm512_add_epi32(v, s);
+    }
+    bnn_store_i8x16_avx512(e, v, o, n, m);
 }
 #endif
 

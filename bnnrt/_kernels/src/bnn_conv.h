@@ -23,6 +23,8 @@ void bnn_bconv_free(bnn_bconv *k);
 const char *bnn_bconv_variant(const bnn_bconv *k);
 /* The AVX-512 variant's lane layout: "q64", "d32" or "w16" (bnn_bconv.c); "q64" for other variants. */
 const char *bnn_bconv_layout(const bnn_bconv *k);
+/* Whether an int8 output requantizes in int32 lanes (bnn_epi_reduce found exact parameters). */
+int bnn_bconv_requant32(const bnn_bconv *k);
 /* in: uint8 [n][in_h][in_w][ceil(cin/8)]; out: per epilogue; skip: int8 [n][oh][ow][cout] or NULL.
  * Returns 0, or -1 if scratch memory could not be allocated. Safe to call from
  * several threads at once on the same kernel. */
