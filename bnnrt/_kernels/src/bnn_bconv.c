@@ -230,17 +230,19 @@ static int repack_lanes(bnn_bconv *k, const uint8_t *weights) {
 
 /* ---- shared pieces -------------------------------------------------------- */
 
-static void pad_image(const bnn_bconv *k, const uint8_t *img, uint8_t *buf) {
+/* Row r of an image's padded buffer. One row at a time, so that the threads
+ * share the padding of a single image (batch 1) instead of one of them doing
+ * it all while the others wait. With a 1-row kernel at stride sh > 1 only
+ * every sh-th row is ever read: the others are left alone. */
+static void pad_row(const bnn_bconv *k, const uint8_t *img, uint8_t *buf, int r) {
     const bnn_conv_geom *g = &k->g;
-    memset(buf, 0, (size_t)k->hp * k->rs);
+    if (g->kh == 1 && g->sh > 1 && r % g->sh) return;
+    uint8_t *dst = buf + (size_t)r * k->rs;
+    memset(dst, 0, (size_t)k->rs);
     int ncols = g->in_w < k->wp - g->pad_left ? g->in_w : k->wp - g->pad_left;
-    if (ncols <= 0) return;
-    for (int r = 0; r < k->hp; r++) {
-        int iy = r - g->pad_top;
-        if (iy < 0 || iy >= g->in_h) continue;
-        memcpy(buf + (size_t)r * k->rs + (size_t)g->pad_left * k->cb,
-               img + (size_t)iy * g->in_w * k->cb, (size_t)ncols * k->cb);
-    }
+    int iy = r - g->pad_top;
+    if (ncols <= 0 || iy < 0 || iy >= g->in_h) return;
+    memcpy(dst + (size_t)g->pad_left * k->cb, img + (size_t)iy * g->in_w * k->cb, (size_t)ncols * k->cb);
 }
 
 /* The last word of a row reads past it (into the next pixel's bits). Masking
@@ -789,7 +791,8 @@ static void bconv_work(const bnn_bconv *k, const uint8_t *in, void *out, const i
     size_t img_bytes = (size_t)g->in_h * g->in_w * k->cb;
     int rows = n * g->out_h;
 #pragma omp for schedule(static)
-    for (int i = 0; i < n; i++) pad_image(k, in + i * img_bytes, bufs + i * buf_bytes);
+    for (int pr = 0; pr < n * k->hp; pr++)
+        pad_row(k, in + (size_t)(pr / k->hp) * img_bytes, bufs + (size_t)(pr / k->hp) * buf_bytes, pr % k->hp);
 #ifdef _OPENMP
     int tid = omp_get_thread_num();
 #else

@@ -535,8 +535,9 @@ BNN_AVX512_BASE static inline void bnn_epi_rq32_avx512(const bnn_epi *e, __m512i
     const int32_t cout = e->cout;
     const int n = cout - c0 < 16 ? cout - c0 : 16;
     const __mmask16 m = (__mmask16)((1u << n) - 1);
-    __m512i v = _mm512_mullo_epi32(x, _mm512_load_si512(e->am + c0));
-    v = _mm512_srav_epi32(_mm512_add_epi32(v, _mm512_load_si512(e->ab + c0)), _mm512_load_si512(e->as + c0));
+    /* c0 is a multiple of 8, not always of 16 (q64 blocks of 3 groups): unaligned loads */
+    __m512i v = _mm512_mullo_epi32(x, _mm512_loadu_si512(e->am + c0));
+    v = _mm512_srav_epi32(_mm512_add_epi32(v, _mm512_loadu_si512(e->ab + c0)), _mm512_loadu_si512(e->as + c0));
     int8_t *o = (int8_t *)out + pix * cout + c0;
     if (e->has_skip) {
         const int8_t *sk = skip + pix * cout + c0;

@@ -132,22 +132,23 @@ bnn_conv8 *bnn_conv8_create(const bnn_conv_geom *g, const int8_t *weights, const
     return k;
 }
 
-static void pad_image8(const bnn_conv8 *k, const int8_t *img, uint8_t *buf) {
+/* Row r of an image's padded buffer, holding x + 128 (pads 128: x = 0). Per
+ * row, so that the threads share a single image's padding; with a 1-row
+ * kernel at stride sh > 1 only every sh-th row is ever read. */
+static void pad_row8(const bnn_conv8 *k, const int8_t *img, uint8_t *buf, int r) {
     const bnn_conv_geom *g = &k->g;
-    memset(buf, 128, (size_t)k->hp * k->rs);
-    int ncols = g->in_w < k->wp - g->pad_left ? g->in_w : k->wp - g->pad_left;
-    if (ncols <= 0) return;
+    if (g->kh == 1 && g->sh > 1 && r % g->sh) return;
     /* locals: a byte store may alias the geometry, which would reload it per byte */
-    const size_t n = (size_t)ncols * g->cin, in_row = (size_t)g->in_w * g->cin;
-    const size_t lead = (size_t)g->pad_left * g->cin, rs = (size_t)k->rs;
-    const int pad_top = g->pad_top, in_h = g->in_h, hp = k->hp;
-    for (int r = 0; r < hp; r++) {
-        int iy = r - pad_top;
-        if (iy < 0 || iy >= in_h) continue;
-        const int8_t *restrict src = img + (size_t)iy * in_row;
-        uint8_t *restrict dst = buf + (size_t)r * rs + lead;
-        for (size_t i = 0; i < n; i++) dst[i] = (uint8_t)(src[i] ^ 0x80);
-    }
+    const size_t rs = (size_t)k->rs;
+    uint8_t *restrict dst = buf + (size_t)r * rs;
+    memset(dst, 128, rs);
+    int ncols = g->in_w < k->wp - g->pad_left ? g->in_w : k->wp - g->pad_left;
+    int iy = r - g->pad_top;
+    if (ncols <= 0 || iy < 0 || iy >= g->in_h) return;
+    const size_t n = (size_t)ncols * g->cin;
+    const int8_t *restrict src = img + (size_t)iy * g->in_w * g->cin;
+    dst += (size_t)g->pad_left * g->cin;
+    for (size_t i = 0; i < n; i++) dst[i] = (uint8_t)(src[i] ^ 0x80);
 }
 
 static void row_scalar8(const bnn_conv8 *k, const uint8_t *buf, int oy, size_t out_row, void *out,
@@ -407,11 +408,15 @@ static void conv8_work(const bnn_conv8 *k, const int8_t *in, void *out, const in
     int wide = k->variant == BNN_VARIANT_AVX2;          /* int16 buffer */
     int rows = n * g->out_h;
 #pragma omp for schedule(static)
-    for (int i = 0; i < n; i++) {
+    for (int pr = 0; pr < n * k->hp; pr++) {
+        size_t i = (size_t)(pr / k->hp);
 #ifdef BNN_X86
-        if (wide) { pad_image16(k, in + i * img_bytes, (int16_t *)(bufs + i * buf_bytes)); continue; }
+        if (wide) {
+            if (pr % k->hp == 0) pad_image16(k, in + i * img_bytes, (int16_t *)(bufs + i * buf_bytes));
+            continue;
+        }
 #endif
-        pad_image8(k, in + i * img_bytes, bufs + i * buf_bytes);
+        pad_row8(k, in + i * img_bytes, bufs + i * buf_bytes, pr % k->hp);
     }
 #ifdef _OPENMP
     int tid = omp_get_thread_num();
