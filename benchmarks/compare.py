@@ -85,12 +85,13 @@ def bnnrt_side(runs):
     from bnnrt import zoo
     from bnnrt._kernels import _core
     from bnnrt._shapes import conv_geometry
+    from bnnrt.ops.epilogue import Epilogue
     rng = np.random.default_rng(0)
     out = {}
     # one 3x3 binary conv, 56x56, 64->64, same-one, threshold (bits) epilogue
     w = np.packbits(rng.random((64, 3, 3, 64)) < 0.5, axis=-1, bitorder="little")
-    k = _core.BConv2D(w, cin=64, in_hw=(56, 56), strides=(1, 1), dilations=(1, 1), pads=(1, 1, 1, 1),
-                      pad_value=1, output="bits", thresholds=np.zeros(64, np.int32))
+    k = _core.BConv2D(w, Epilogue("bits", 64, thresholds=np.zeros(64, np.int32)), cin=64, in_hw=(56, 56),
+                      strides=(1, 1), dilations=(1, 1), pads=(1, 1, 1, 1), pad_value=1)
     x = np.packbits(rng.random((1, 56, 56, 64)) < 0.5, axis=-1, bitorder="little")
     y = np.empty((1, 56, 56, 8), np.uint8)
     oh, ow = conv_geometry((56, 56), (3, 3), (1, 1), (1, 1), (1, 1, 1, 1))

@@ -78,12 +78,40 @@ def _conv(x, w, strides, dilations, pads, pad_value):
     return acc
 
 
-def _int8_epilogue(acc, *, bias, multiplier, shift, clamp, skip, skip_multiplier, skip_shift):
-    """requantize(acc + bias) [+ requantize(skip)], clamped to int8."""
-    out = requantize(acc + np.asarray(bias, dtype=np.int64), multiplier, shift)
+def epilogue(y, ep, skip=None):
+    """A convolution's output transform (``bnnrt.ops.epilogue.Epilogue``) of
+    its integer accumulator ``y`` (N, OH, OW, Cout): the one definition of the
+    epilogue arithmetic every convolution ends with.
+
+    * ``int32``: ``y + bias`` (a bias only in int8 convs).
+    * ``bits``: threshold BatchNorm, +1 iff ``y >= thresholds``.
+    * ``int8``: ``clamp(requantize(y + bias, multiplier, shift) [+
+      requantize(skip, skip_multiplier, skip_shift)], output_clamp)``.
+    * ``float32``: ``float(clamp(y, y_clamp)) * float_multiplier + float_bias``
+      (multiply, then add: two roundings) ``[+ skip]`` (the residual add, a
+      third rounding), then the ``activation``.
+    """
+    y = np.asarray(y, dtype=np.int64)
+    if ep.kind == "int32":
+        return (y if ep.bias is None else y + np.asarray(ep.bias, dtype=np.int64)).astype(np.int32)
+    if ep.kind == "bits":
+        return pack_bits(y < np.asarray(ep.thresholds, dtype=np.int64))
+    if ep.kind == "int8":
+        out = requantize(y + np.asarray(ep.bias, dtype=np.int64), ep.multiplier, ep.shift)
+        if skip is not None:
+            out = out + requantize(skip, ep.skip_multiplier, ep.skip_shift)
+        return np.clip(out, ep.output_clamp[0], ep.output_clamp[1]).astype(np.int8)
+    if ep.y_clamp is not None:
+        y = np.clip(y, ep.y_clamp[0], ep.y_clamp[1])
+    out = (y.astype(np.float32) * np.asarray(ep.float_multiplier, dtype=np.float32)
+           + np.asarray(ep.float_bias, dtype=np.float32)).astype(np.float32)
     if skip is not None:
-        out = out + requantize(skip, skip_multiplier, skip_shift)
-    return np.clip(out, clamp[0], clamp[1]).astype(np.int8)
+        out = (out + np.asarray(skip, dtype=np.float32)).astype(np.float32)
+    return ACTIVATIONS[ep.activation](out).astype(np.float32, copy=False)
+
+
+#: the convolutions take the layer's Epilogue as an argument named ``epilogue``
+_epilogue = epilogue
 
 
 # --------------------------------------------------------------------------
@@ -126,51 +154,31 @@ def binarize(x, *, thresholds, directions):
     return pack_bits(negative)
 
 
-def bconv2d(x, weights, *, cin, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0),
-            pad_value=1, output="int32", thresholds=None, bias=None, multiplier=None,
-            shift=None, clamp=(-128, 127), skip=None, skip_multiplier=1, skip_shift=0):
-    """Binary convolution of a bit tensor with binary weights.
+def bconv2d(x, weights, *, cin, epilogue, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0),
+            pad_value=1, skip=None):
+    """Binary convolution of a bit tensor with binary weights, then the
+    layer's :func:`epilogue` (the int8 skip of the Blend add, or the float
+    residual of imported models, is ``skip``).
 
     y[n, oy, ox, o] = sum over taps and channels of x * w, with x, w in {+1, -1};
-    padded taps are ``pad_value`` (+1: "same-one", 0: "same-zero").
-    ``output`` selects the epilogue:
-
-    * ``"int32"``: y itself.
-    * ``"bits"``: threshold BatchNorm, +1 iff y >= thresholds[o] (int32[O]).
-    * ``"int8"``: clamp(requantize(y + bias[o], multiplier[o], shift[o])
-      [+ requantize(skip, skip_multiplier, skip_shift)]): BN folded into a
-      requantization, with the optional int8 skip input of the Blend add.
-    """
+    padded taps are ``pad_value`` (+1: "same-one", 0: "same-zero")."""
     if pad_value not in (0, 1):
         raise ValueError(f"binary convolution pads with +1 or 0, not {pad_value}")
-    a = to_signs(x, cin)
-    w = to_signs(weights, cin)
-    y = _conv(a, w, strides, dilations, pads, pad_value)
-    if output == "int32":
-        return y.astype(np.int32)
-    if output == "bits":
-        return pack_bits(y < np.asarray(thresholds, dtype=np.int64))
-    if output == "int8":
-        return _int8_epilogue(y, bias=bias, multiplier=multiplier, shift=shift, clamp=clamp,
-                              skip=skip, skip_multiplier=skip_multiplier, skip_shift=skip_shift)
-    raise ValueError(f"unknown bconv2d output {output!r}")
+    y = _conv(to_signs(x, cin), to_signs(weights, cin), strides, dilations, pads, pad_value)
+    return _epilogue(y, epilogue, skip)
 
 
-def conv2d_int8(x, weights, *, bias, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0),
-                output="int8", multiplier=None, shift=None, clamp=(-128, 127), skip=None,
-                skip_multiplier=1, skip_shift=0):
-    """int8 convolution with zero padding, int32 accumulation plus bias.
+#: bconv2d_float is bconv2d with a float32 epilogue (LCE's): the op is its own
+#: so that a file says which contract a layer follows.
+bconv2d_float = bconv2d
 
-    ``output="int32"`` returns acc + bias; ``output="int8"`` requantizes per
-    output channel (with the same optional skip add as :func:`bconv2d`)."""
-    acc = _conv(np.asarray(x, dtype=np.int8), np.asarray(weights, dtype=np.int8),
-                strides, dilations, pads, 0)
-    if output == "int32":
-        return (acc + np.asarray(bias, dtype=np.int64)).astype(np.int32)
-    if output == "int8":
-        return _int8_epilogue(acc, bias=bias, multiplier=multiplier, shift=shift, clamp=clamp,
-                              skip=skip, skip_multiplier=skip_multiplier, skip_shift=skip_shift)
-    raise ValueError(f"unknown conv2d_int8 output {output!r}")
+
+def conv2d_int8(x, weights, *, epilogue, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0), skip=None):
+    """int8 convolution with zero padding, accumulated exactly, then the
+    layer's :func:`epilogue` (int32 adds the bias; int8 requantizes, with the
+    same optional skip add as :func:`bconv2d`)."""
+    acc = _conv(np.asarray(x, dtype=np.int8), np.asarray(weights, dtype=np.int8), strides, dilations, pads, 0)
+    return _epilogue(acc, epilogue, skip)
 
 
 def add_int8(a, b, *, a_multiplier, a_shift, b_multiplier, b_shift, clamp=(-128, 127)):
@@ -217,10 +225,10 @@ def softmax(x, *, beta=1.0):
 
 
 # --------------------------------------------------------------------------
-# float ops (the non-binary layers of imported Larq/TFLite models). Computed in
-# float32 like TFLite's kernels; the kernels run these same functions (numpy
-# and BLAS are as fast as anything for these layers), so there is nothing to
-# drift apart.
+# float ops (the non-binary layers of imported models). Computed in float32
+# like TFLite's kernels. The convolutions and pools also have C kernels, which
+# agree with these within float rounding (numerics.md); the element-wise and
+# layout ops run these functions themselves.
 
 #: Fused activations of float ops, TFLite's set: name -> function.
 ACTIVATIONS = {
@@ -267,25 +275,6 @@ def conv2d_float(x, weights, *, bias=None, strides=(1, 1), dilations=(1, 1), pad
     if bias is not None:
         acc += np.asarray(bias, dtype=np.float32)
     return ACTIVATIONS[activation](acc).astype(np.float32, copy=False)
-
-
-def bconv2d_float(x, weights, *, cin, multiplier, bias, strides=(1, 1), dilations=(1, 1),
-                  pads=(0, 0, 0, 0), pad_value=1, clamp=None, skip=None, activation="none"):
-    """Binary convolution with a float output, LCE's float epilogue:
-    ``float(clamp(y, lo, hi)) * multiplier[o] + bias[o]`` (the clamp is the
-    fused activation, on y itself; ``None``: no clamp), then ``+ skip`` if
-    given (the residual add, rounded separately as a float ADD is), then the
-    ``activation`` (that of the fused ADD: none, relu, relu6, relu_n1_to_1)."""
-    y = bconv2d(x, weights, cin=cin, strides=strides, dilations=dilations, pads=pads,
-                pad_value=pad_value, output="int32")
-    if clamp is not None:
-        y = np.clip(y, clamp[0], clamp[1])
-    m = np.asarray(multiplier, dtype=np.float32)
-    b = np.asarray(bias, dtype=np.float32)
-    out = (y.astype(np.float32) * m + b).astype(np.float32)
-    if skip is not None:
-        out = (out + np.asarray(skip, dtype=np.float32)).astype(np.float32)
-    return ACTIVATIONS[activation](out).astype(np.float32, copy=False)
 
 
 def _elementwise(op, a, b, activation):

@@ -165,3 +165,25 @@ def test_kernel_variants_are_reported(blendnet):
     assert variants["dequantize"] == "numpy"
     assert variants["bconv2d"] == cpu_info()["kernels"]["bconv2d"]          # the best this CPU runs
     assert all(isinstance(v, str) and v for v in variants.values())
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda n: n.consts.__setitem__("weights", np.full(n.consts["weights"].shape, 0xFF, np.uint8)),
+     "bits set beyond channel 17"),
+    (lambda n: n.consts.pop("thresholds"), "missing constant 'thresholds'"),
+    (lambda n: n.consts.__setitem__("thresholds", n.consts["thresholds"].astype(np.int16)),
+     "constant 'thresholds' has dtype int16, expected int32"),
+    (lambda n: n.attrs.__setitem__("output", "float32"), "attribute 'output' must be one of"),
+    (lambda n: n.attrs.__setitem__("pad_value", 2), "attribute 'pad_value'"),
+])
+def test_binary_conv_constants_are_checked_at_load(change, match):
+    """The op validates a binary conv's weights and its epilogue once, at load,
+    and names the layer (the kernel glue checks only memory safety)."""
+    b = bnnrt.GraphBuilder()
+    x = b.sign_bits(b.input("x", (5, 5, 17)))
+    w = np.zeros((8, 3, 3, 3), np.uint8)
+    b.bconv2d(x, w, cin=17, pads=(1, 1, 1, 1), output="bits", thresholds=np.zeros(8, np.int32), name="conv")
+    g = b.build("conv")
+    change(g.nodes[-1])
+    with pytest.raises(GraphError, match=r"layer 'conv' \(bconv2d\): .*" + match):
+        Plan(g)

@@ -30,33 +30,34 @@ class BConv2D:
         weights = random_bits((cout, k, k), cin)
         skip = None
         oh, ow = conv_geometry((h, w), (k, k), (s, s), (1, 1), pads)
-        kw = dict(cin=cin, in_hw=(h, w), strides=(s, s), dilations=(1, 1), pads=pads,
-                  pad_value=pad_value, output=output)
+        from bnnrt.ops.epilogue import Epilogue
+        geo = dict(cin=cin, in_hw=(h, w), strides=(s, s), dilations=(1, 1), pads=pads, pad_value=pad_value)
         if output == "bits":
-            kw["thresholds"] = r.integers(-20, 20, cout).astype(np.int32)
+            ep = Epilogue("bits", cout, thresholds=r.integers(-20, 20, cout).astype(np.int32))
             out = np.empty((1, oh, ow, (cout + 7) // 8), np.uint8)
         elif output == "int8":
-            kw.update(bias=np.zeros(cout, np.int32), multiplier=np.full(cout, 1 << 30, np.int32),
-                      shift=np.full(cout, 33, np.int8))
+            ep = Epilogue("int8", cout, bias=np.zeros(cout, np.int32), multiplier=np.full(cout, 1 << 30, np.int32),
+                          shift=np.full(cout, 33, np.int8))
             out = np.empty((1, oh, ow, cout), np.int8)
         elif output == "int8+skip":
             from bnnrt.quant import quantize_multiplier, quantize_multipliers
             m, sh = quantize_multipliers(r.uniform(0.5, 2.0, cout) * 32 / np.sqrt(k * k * cin))
             sm, ss = quantize_multiplier(0.7)
-            kw.update(output="int8", bias=r.integers(-20, 20, cout).astype(np.int32), multiplier=m,
-                      shift=sh.astype(np.int8), has_skip=True, skip_multiplier=sm, skip_shift=ss)
+            ep = Epilogue("int8", cout, bias=r.integers(-20, 20, cout).astype(np.int32), multiplier=m,
+                          shift=sh.astype(np.int8), has_skip=True, skip_multiplier=sm, skip_shift=ss)
             out = np.empty((1, oh, ow, cout), np.int8)
             skip = r.integers(-128, 128, (1, oh, ow, cout)).astype(np.int8)
         elif output == "float32":         # LCE's float epilogue (imported Larq models)
-            kw.update(float_multiplier=r.uniform(-1, 1, cout).astype(np.float32),
-                      float_bias=r.uniform(-1, 1, cout).astype(np.float32))
+            ep = Epilogue("float32", cout, float_multiplier=r.uniform(-1, 1, cout).astype(np.float32),
+                          float_bias=r.uniform(-1, 1, cout).astype(np.float32))
             out = np.empty((1, oh, ow, cout), np.float32)
         else:
+            ep = Epilogue("int32", cout)
             out = np.empty((1, oh, ow, cout), np.int32)
         saved = os.environ.get("BNNRT_DISABLE_SIMD")
         os.environ["BNNRT_DISABLE_SIMD"] = DISABLED[layout] or saved or ""
         try:
-            self.kernel = _core.BConv2D(weights, **kw)
+            self.kernel = _core.BConv2D(weights, ep, **geo)
         finally:
             if saved is None:
                 del os.environ["BNNRT_DISABLE_SIMD"]
@@ -83,10 +84,11 @@ class Conv2DInt8:
         h, w, cin, cout, k, s, pads = self.SHAPES[shape]
         r = rng()
         oh, ow = conv_geometry((h, w), (k, k), (s, s), (1, 1), pads)
-        self.kernel = _core.Conv2DInt8(
-            r.integers(-127, 128, (cout, k, k, cin), dtype=np.int8), bias=np.zeros(cout, np.int32),
-            in_hw=(h, w), strides=(s, s), dilations=(1, 1), pads=pads, output="int8",
-            multiplier=np.full(cout, 1 << 30, np.int32), shift=np.full(cout, 40, np.int8))
+        from bnnrt.ops.epilogue import Epilogue
+        ep = Epilogue("int8", cout, bias=np.zeros(cout, np.int32), multiplier=np.full(cout, 1 << 30, np.int32),
+                      shift=np.full(cout, 40, np.int8))
+        self.kernel = _core.Conv2DInt8(r.integers(-127, 128, (cout, k, k, cin), dtype=np.int8), ep,
+                                       in_hw=(h, w), strides=(s, s), dilations=(1, 1), pads=pads)
         x = r.integers(-128, 128, (1, h, w, cin), dtype=np.int8)
         self.call = self.kernel.bind(x, np.empty((1, oh, ow, cout), np.int8), threads=1)
 

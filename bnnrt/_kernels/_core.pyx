@@ -23,6 +23,10 @@ from libc.stdlib cimport free, malloc
 cdef extern from "bnn_common.h":
     int BNN_VARIANT_AUTO, BNN_VARIANT_SCALAR, BNN_VARIANT_AVX512, BNN_VARIANT_AVX2
     int BNN_VARIANT_NEON, BNN_VARIANT_DOTPROD
+    int bnn_cpu_has(const char *feature)
+
+
+cdef extern from "bnn_epilogue.h":
     int BNN_OUT_INT32, BNN_OUT_BITS, BNN_OUT_INT8, BNN_OUT_FLOAT
     ctypedef struct bnn_epilogue:
         int32_t kind
@@ -30,12 +34,12 @@ cdef extern from "bnn_common.h":
         const int32_t *bias
         const int32_t *multiplier
         const int8_t *shift
-        const float *fmult
-        const float *fbias
-        float flo, fhi
-        int32_t clamp_lo, clamp_hi
+        int32_t output_clamp_lo, output_clamp_hi
+        const float *float_multiplier
+        const float *float_bias
+        int32_t y_clamp_lo, y_clamp_hi
+        float activation_lo, activation_hi
         int32_t has_skip, skip_multiplier, skip_shift
-    int bnn_cpu_has(const char *feature)
 
 
 cdef extern from "bnn_conv.h":
@@ -290,55 +294,37 @@ cdef class _Conv(Kernel):
     cdef readonly bint has_skip
     cdef object in_dtype, in_c
 
-    def _epilogue(self, output, cout, thresholds, bias, multiplier, shift, clamp, has_skip,
-                  skip_multiplier, skip_shift, bias_for_int32, float_multiplier=None,
-                  float_bias=None, y_clamp=None, activation="none"):
-        kinds = {"int32": BNN_OUT_INT32, "bits": BNN_OUT_BITS, "int8": BNN_OUT_INT8,
-                 "float32": BNN_OUT_FLOAT}
-        if output not in kinds or (output in ("bits", "float32") and bias_for_int32):
-            raise GraphError(f"{self.name}: unknown output {output!r}")
-        self.output = output
-        self.e.kind = kinds[output]
+    def _set_epilogue(self, epilogue, int32_t cout):
+        """Fill the C epilogue from a ``bnnrt.ops.epilogue.Epilogue``, which
+        validated it: only what keeps memory safe is checked here (each array
+        the C code reads has its dtype and ``cout`` values)."""
+        kinds = {"int32": BNN_OUT_INT32, "bits": BNN_OUT_BITS, "int8": BNN_OUT_INT8, "float32": BNN_OUT_FLOAT}
+        if epilogue.kind not in kinds or epilogue.cout != cout:
+            raise GraphError(f"{self.name}: an epilogue of {epilogue.cout} channels ({epilogue.kind}) for "
+                             f"{cout} outputs")
+        self.output = epilogue.kind
+        self.e.kind = kinds[epilogue.kind]
         keep = {}
-        self.e.thresholds = NULL
-        self.e.bias = NULL
-        self.e.multiplier = NULL
-        self.e.shift = NULL
-        self.e.fmult = NULL
-        self.e.fbias = NULL
-        if activation not in FLOAT_CLAMPS:
-            raise GraphError(f"{self.name}: activation {activation!r} is not one of {sorted(FLOAT_CLAMPS)}")
-        self.e.flo, self.e.fhi = FLOAT_CLAMPS[activation]
-        if output == "float32":
-            keep["fmult"] = _const(float_multiplier, np.float32, (cout,), self.name, "multiplier")
-            keep["fbias"] = _const(float_bias, np.float32, (cout,), self.name, "bias")
-            self.e.fmult = <const float *><size_t>_ptr(keep["fmult"])
-            self.e.fbias = <const float *><size_t>_ptr(keep["fbias"])
-        if output == "bits":
-            keep["thr"] = _const(thresholds, np.int32, (cout,), self.name, "thresholds")
-            self.e.thresholds = <const int32_t *><size_t>_ptr(keep["thr"])
-        if output == "int8" or (output == "int32" and bias_for_int32):
-            keep["bias"] = _const(bias, np.int32, (cout,), self.name, "bias")
-            self.e.bias = <const int32_t *><size_t>_ptr(keep["bias"])
-        if output == "int8":
-            keep["mult"] = _const(multiplier, np.int32, (cout,), self.name, "multiplier")
-            keep["shift"] = _const(shift, np.int8, (cout,), self.name, "shift")
-            if cout and (keep["shift"].min() < 0 or keep["shift"].max() > 62):
-                raise GraphError(f"{self.name}: shift must lie in [0, 62]")
-            self.e.multiplier = <const int32_t *><size_t>_ptr(keep["mult"])
-            self.e.shift = <const int8_t *><size_t>_ptr(keep["shift"])
-        elif has_skip and output != "float32":
-            raise GraphError(f"{self.name}: a skip input needs output 'int8' or 'float32'")
-        if output == "float32":
-            lo, hi = (-2**31, 2**31 - 1) if y_clamp is None else y_clamp
-            self.e.clamp_lo = _int(lo, -2**31, 2**31 - 1, self.name, "clamp")
-            self.e.clamp_hi = _int(hi, lo, 2**31 - 1, self.name, "clamp")
-        else:
-            self.e.clamp_lo, self.e.clamp_hi = _clamp(clamp, self.name)
-        self.has_skip = bool(has_skip)
+
+        def array(name, dtype):
+            arr = getattr(epilogue, name)
+            if arr is None:
+                return 0
+            keep[name] = _const(arr, dtype, (cout,), self.name, name)
+            return _ptr(keep[name])
+        self.e.thresholds = <const int32_t *><size_t>array("thresholds", np.int32)
+        self.e.bias = <const int32_t *><size_t>array("bias", np.int32)
+        self.e.multiplier = <const int32_t *><size_t>array("multiplier", np.int32)
+        self.e.shift = <const int8_t *><size_t>array("shift", np.int8)
+        self.e.float_multiplier = <const float *><size_t>array("float_multiplier", np.float32)
+        self.e.float_bias = <const float *><size_t>array("float_bias", np.float32)
+        self.e.output_clamp_lo, self.e.output_clamp_hi = epilogue.output_clamp
+        self.e.y_clamp_lo, self.e.y_clamp_hi = (-2**31, 2**31 - 1) if epilogue.y_clamp is None else epilogue.y_clamp
+        self.e.activation_lo, self.e.activation_hi = FLOAT_CLAMPS[epilogue.activation]
+        self.has_skip = bool(epilogue.has_skip)
         self.e.has_skip = self.has_skip
-        self.e.skip_multiplier = _int(skip_multiplier, -2**31, 2**31 - 1, self.name, "skip_multiplier")
-        self.e.skip_shift = _int(skip_shift, 0, 62, self.name, "skip_shift")
+        self.e.skip_multiplier = epilogue.skip_multiplier
+        self.e.skip_shift = epilogue.skip_shift
         self.consts = keep
 
     def _check(self, arrays):
@@ -375,10 +361,7 @@ cdef class BConv2D(_Conv):
     # the popcount sums where exact parameters were found, else "int64" products
     cdef readonly str requant
 
-    def __init__(self, weights, *, cin, in_hw, strides, dilations, pads, pad_value, output,
-                 thresholds=None, bias=None, multiplier=None, shift=None, clamp=(-128, 127),
-                 has_skip=False, skip_multiplier=1, skip_shift=0, float_multiplier=None,
-                 float_bias=None, y_clamp=None, activation="none", variant=None):
+    def __init__(self, weights, epilogue, *, cin, in_hw, strides, dilations, pads, pad_value=1, variant=None):
         self.name = "bconv2d"
         w = np.ascontiguousarray(weights)
         cin = _int(cin, 1, 1 << 20, self.name, "cin")
@@ -390,13 +373,9 @@ cdef class BConv2D(_Conv):
         cout = w.shape[0]
         if w.shape[1] * w.shape[2] * cin >= 2**31 // 2:
             raise GraphError(f"{self.name}: receptive field of {w.shape[1]}x{w.shape[2]}x{cin} is too large")
-        if cin % 8 and np.any(w[..., -1] >> (cin % 8)):
-            raise GraphError(f"{self.name}: weights have bits set beyond channel {cin}")
         _geom(&self.g, self.name, tuple(in_hw), cin, cout, w.shape[1:3], tuple(strides),
               tuple(dilations), tuple(pads), pad_value)
-        self._epilogue(output, cout, thresholds, bias, multiplier, shift, clamp, has_skip,
-                       skip_multiplier, skip_shift, False, float_multiplier, float_bias, y_clamp,
-                       activation)
+        self._set_epilogue(epilogue, cout)
         self.in_dtype, self.in_c = np.uint8, packed_bytes(cin)
         code = _variant_code(variant, ("auto", "scalar", "avx2", "avx512", "neon"), self.name)
         self.k = bnn_bconv_create(&self.g, <const uint8_t *><size_t>_ptr(w), &self.e, code)
@@ -420,9 +399,7 @@ cdef class Conv2DInt8(_Conv):
     """int8 convolution with a fused epilogue (see bnnrt.reference.conv2d_int8)."""
     cdef bnn_conv8 *k
 
-    def __init__(self, weights, *, bias, in_hw, strides, dilations, pads, output, multiplier=None,
-                 shift=None, clamp=(-128, 127), has_skip=False, skip_multiplier=1, skip_shift=0,
-                 variant=None):
+    def __init__(self, weights, epilogue, *, in_hw, strides, dilations, pads, variant=None):
         self.name = "conv2d_int8"
         w = np.ascontiguousarray(weights)
         if w.dtype != np.int8 or w.ndim != 4 or min(w.shape) < 1:
@@ -432,10 +409,9 @@ cdef class Conv2DInt8(_Conv):
             raise GraphError(f"{self.name}: receptive field of {w.shape[1]}x{w.shape[2]}x{cin} is too large")
         _geom(&self.g, self.name, tuple(in_hw), cin, cout, w.shape[1:3], tuple(strides),
               tuple(dilations), tuple(pads), 0)
-        if output == "bits":
-            raise GraphError(f"{self.name}: unknown output 'bits'")
-        self._epilogue(output, cout, None, bias, multiplier, shift, clamp, has_skip,
-                       skip_multiplier, skip_shift, True)
+        if epilogue.kind not in ("int32", "int8"):
+            raise GraphError(f"{self.name}: output {epilogue.kind!r} (int32 or int8)")
+        self._set_epilogue(epilogue, cout)
         self.in_dtype, self.in_c = np.int8, cin
         code = _variant_code(variant, ("auto", "scalar", "avx2", "avx512vnni", "neon", "dotprod"),
                              self.name)
@@ -728,10 +704,11 @@ def cpu_info():
     """Architecture, detected CPU features, and the variant each kernel family runs."""
     import platform
     feats = [f for f in FEATURES if bnn_cpu_has(f.encode())]
-    probe_b = BConv2D(np.zeros((8, 1, 1, 1), np.uint8), cin=8, in_hw=(1, 1), strides=(1, 1),
-                      dilations=(1, 1), pads=(0, 0, 0, 0), pad_value=1, output="int32")
-    probe_c = Conv2DInt8(np.zeros((16, 1, 1, 4), np.int8), bias=np.zeros(16, np.int32), in_hw=(1, 1),
-                         strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0), output="int32")
+    from bnnrt.ops.epilogue import Epilogue
+    probe_b = BConv2D(np.zeros((8, 1, 1, 1), np.uint8), Epilogue("int32", 8), cin=8, in_hw=(1, 1),
+                      strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0))
+    probe_c = Conv2DInt8(np.zeros((16, 1, 1, 4), np.int8), Epilogue("int32", 16, bias=np.zeros(16, np.int32)),
+                         in_hw=(1, 1), strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0))
     probe_z = Binarize(np.zeros(8, np.int16), np.ones(8, np.int8))
     probe_s = SignBits(16)
     probe_f = FloatConv(np.zeros((16, 1, 1, 1), np.float32), in_hw=(1, 1), strides=(1, 1),

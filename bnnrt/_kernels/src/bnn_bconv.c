@@ -57,7 +57,7 @@ static int choose_lanes(const bnn_bconv *k, const bnn_conv_geom *g);
 /* The popcount-sum threshold of channel c (see athr); K + 1 (never) past cout. */
 static int64_t acc_threshold(const bnn_bconv *k, int32_t c) {
     if (c >= k->g.cout || k->e.kind != BNN_OUT_BITS) return (int64_t)k->K + 1;
-    int64_t t = k->e.thr[c];
+    int64_t t = k->e.thresholds[c];
     t = t < -(int64_t)k->K - 1 ? -(int64_t)k->K - 1 : t > k->K + 1 ? k->K + 1 : t;
     return (((int64_t)k->K - t) >> 1) + 1;      /* arithmetic shift: floor */
 }
@@ -419,7 +419,7 @@ AVX512 static void row_avx512(const bnn_bconv *k, const uint8_t *buf, int oy, si
      * (+ G weights + 1 broadcast of 32 registers). Channel counts that are a
      * multiple of 32 take 6 pixels x 4 groups: splitting them in 3s leaves a
      * group of 1 or 2 whose blocks pay a broadcast per 8 or 16 channels
-     * (56x56x32: 20% slower, 56x56x64: 4-8%). Otherwise rows whose width is a
+     * (measured: docs/performance.md). Otherwise rows whose width is a
      * multiple of 8 take 8 pixels x 3 groups, so no pixel falls into a narrow
      * remainder block; others 6 x 4. The remainder goes 4, 2, 1 pixels at a time. */
     const int gstep = k->groups % 4 == 0 ? 4 : ow % 8 == 0 ? 3 : 4;

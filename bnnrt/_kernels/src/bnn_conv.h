@@ -3,7 +3,7 @@
 #ifndef BNN_CONV_H
 #define BNN_CONV_H
 
-#include "bnn_common.h"
+#include "bnn_epilogue.h"
 
 typedef struct {
     int32_t in_h, in_w, cin, out_h, out_w, cout;

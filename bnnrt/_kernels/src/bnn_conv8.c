@@ -1,5 +1,5 @@
 /* int8 convolution (stem, skip path, dense head), int32 accumulation, zero
- * padding, fused epilogue (bnn_common.h).
+ * padding, fused epilogue (bnn_epilogue.h).
  *
  * Same data flow as the binary convolution (bnn_bconv.c): the image is copied
  * into a padded buffer, a window reads contiguous "rows" of kw*cin bytes, and

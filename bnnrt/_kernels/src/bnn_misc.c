@@ -445,8 +445,8 @@ void bnn_global_avgpool(const int8_t *in, int8_t *out, int n, int32_t hw, int32_
                         int32_t shift, int32_t lo, int32_t hi) {
     int64_t rnd = bnn_round_of(shift);
     /* pixels outer, a block of channels inner: the sums walk the tensor in
-     * memory order (8x8x256: 18 -> 1 us against a stride-c walk per channel)
-     * and the inner loop vectorizes; int32 sums are exact: GlobalAvgPool
+     * memory order (not with a stride of c per channel) and the inner loop
+     * vectorizes; int32 sums are exact: GlobalAvgPool
      * refuses more than 2^24 pixels (-2^31 <= sum < 2^31) */
     enum { BLOCK = 256 };
     int32_t acc[BLOCK];

@@ -1,0 +1,146 @@
+"""Float ops: the layers imported Larq/TFLite (and ONNX) models keep in
+float32 (stem, shortcuts, pooling, head), the second table of docs/ops.md.
+They compute in float32 like TFLite's kernels: the convolutions and the pools
+run C kernels, the element-wise ops numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import reference as ref
+from .._kernels import _core
+from ..graph import TensorSpec
+from .base import (MAX_DIM, Elementwise, ReferenceOp, activation_attr, choice, fail, input_spec, int_attr,
+                   int_list, window)
+from .conv import BinaryWeights, ConvOp, EpilogueConv
+
+
+class FloatOp(ReferenceOp):
+    precision = "float"
+
+
+class Activation(FloatOp):
+    name = "activation"
+    attr_keys = ("kind",)
+
+    def infer(self, node, ins):
+        spec = input_spec(node, ins, 0, ["float32"])
+        choice(node, "kind", tuple(ref.ACTIVATIONS))
+        return [spec]
+
+
+class Conv2DFloat(ConvOp, FloatOp):
+    name = "conv2d_float"
+    in_dtype = "float32"
+    precision = "float"
+    skip_last = False
+
+    #: The direct kernel streams every weight once per block of pixels; past
+    #: a few MB they no longer stay in cache and a blocked GEMM wins
+    #: (benchmarks/float_conv_vs_blas.py).
+    DIRECT_MAX_WEIGHT_BYTES = 4 << 20
+
+    def weights(self, node, spec):
+        w = super().weights(node, spec)
+        groups = int_attr(node, "groups", default=1, lo=1, hi=MAX_DIM)
+        cout = int(w.shape[0])
+        if spec.channels != groups * w.shape[3] or cout % groups:
+            fail(node, f"weights {w.shape} with groups={groups} do not fit the input {spec}")
+        if node.consts.get("bias") is not None:
+            b = node.consts["bias"]
+            if b.dtype != np.float32 or b.shape != (cout,):
+                fail(node, f"constant 'bias' is {b.dtype}{list(b.shape)}, expected float32 ({cout},)")
+        activation_attr(node)
+        return w
+
+    def _kwargs(self, node, ins):
+        return dict(self.geometry(node, ins), weights=node.consts["weights"], bias=node.consts.get("bias"),
+                    groups=node.attrs.get("groups", 1), activation=activation_attr(node))
+
+    def kernel(self, node, ins):
+        # Dense and depthwise convs run the direct C kernel (register-blocked
+        # FMA, bnn_fconv.c; docs/performance.md compares it with im2col and
+        # BLAS). Grouped convs, activations that are not a clamp (tanh,
+        # logistic) and very large filters take the numpy path.
+        kw = self._kwargs(node, ins)
+        w = kw["weights"]
+        direct = (kw["groups"] == 1 or w.shape[3] == 1) and w.nbytes <= self.DIRECT_MAX_WEIGHT_BYTES
+        if direct and kw["activation"] in _core.FLOAT_CLAMPS:
+            return _core.FloatConv(w, kw["bias"], in_hw=ins[0].shape[:2], strides=kw["strides"],
+                                   dilations=kw["dilations"], pads=kw["pads"], groups=kw["groups"],
+                                   activation=kw["activation"])
+        return FloatOp.kernel(self, node, ins)
+
+
+
+class BConv2DFloat(BinaryWeights, EpilogueConv):
+    """A binary conv with LCE's float epilogue (clamp y, then multiplier and
+    bias), and optionally the float residual add that follows it in Larq
+    models (a second input, added last: exactly the separate ADD)."""
+
+    name = "bconv2d_float"
+    kinds = ("float32",)
+    kernel_class = _core.BConv2D
+
+
+class AddFloat(Elementwise):
+    name = "add_float"
+    precision = "float"
+
+    def check_attrs(self, node):
+        activation_attr(node)
+
+    def _kwargs(self, node, ins):
+        return {"activation": activation_attr(node)}
+
+
+class MulFloat(AddFloat):
+    name = "mul_float"
+
+
+class PadFloat(FloatOp):
+    name = "pad_float"
+    precision = "none"
+    attr_keys = ("pads", "value")
+
+    def infer(self, node, ins):
+        spec = input_spec(node, ins, 0, ["float32"])
+        top, bottom, left, right = int_list(node, "pads", 4, minimum=0)
+        value = node.attrs.get("value", 0.0)
+        if not isinstance(value, (int, float)) or not np.isfinite(value):
+            fail(node, f"pad value must be a finite number, got {value!r}")
+        h, w, c = spec.shape
+        return [TensorSpec((h + top + bottom, w + left + right, c), "float32")]
+
+
+class MaxPoolFloat(FloatOp):
+    name = "maxpool_float"
+    attr_keys = ("kernel", "strides", "pads")
+    average = False
+
+    def infer(self, node, ins):
+        spec = input_spec(node, ins, 0, ["float32"])
+        kernel = int_list(node, "kernel", 2, minimum=1)
+        _, _, _, oh, ow = window(node, spec, kernel)
+        return [TensorSpec((oh, ow, spec.channels), "float32")]
+
+    def kernel(self, node, ins):
+        return _core.Pool(in_hw=ins[0].shape[:2], dtype="float32", average=self.average,
+                          **self._kwargs(node, ins))
+
+
+class AvgPoolFloat(MaxPoolFloat):
+    name = "avgpool_float"
+    average = True
+
+
+class MeanFloat(FloatOp):
+    name = "mean_float"
+
+    def infer(self, node, ins):
+        spec = input_spec(node, ins, 0, ["float32"])
+        return [TensorSpec((1, 1, spec.channels), "float32")]
+
+
+OPS = (Activation(), Conv2DFloat(), BConv2DFloat(), AddFloat(), MulFloat(), PadFloat(), MaxPoolFloat(),
+       AvgPoolFloat(), MeanFloat())
