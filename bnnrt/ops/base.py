@@ -103,6 +103,13 @@ def window(node: Node, spec: TensorSpec, kernel_hw):
     return strides, dilations, pads, oh, ow
 
 
+def padded(node: Node, spec: TensorSpec) -> TensorSpec:
+    """The spec of ``spec`` padded by the ``pads`` attribute (top, bottom, left, right)."""
+    top, bottom, left, right = int_list(node, "pads", 4, minimum=0)
+    h, w, c = spec.shape
+    return TensorSpec((h + top + bottom, w + left + right, c), spec.dtype)
+
+
 def activation_attr(node: Node, key: str = "activation") -> str:
     return choice(node, key, tuple(ref.ACTIVATIONS), default="none")
 

@@ -11,7 +11,7 @@ from .. import reference as ref
 from .._kernels import _core
 from ..graph import TensorSpec
 from .base import (MAX_DIM, Elementwise, ReferenceOp, activation_attr, choice, fail, input_spec, int_attr,
-                   int_list, window)
+                   int_list, padded, window)
 from .conv import BinaryWeights, ConvOp, EpilogueConv
 
 
@@ -105,12 +105,10 @@ class PadFloat(FloatOp):
 
     def infer(self, node, ins):
         spec = input_spec(node, ins, 0, ["float32"])
-        top, bottom, left, right = int_list(node, "pads", 4, minimum=0)
         value = node.attrs.get("value", 0.0)
         if not isinstance(value, (int, float)) or not np.isfinite(value):
             fail(node, f"pad value must be a finite number, got {value!r}")
-        h, w, c = spec.shape
-        return [TensorSpec((h + top + bottom, w + left + right, c), "float32")]
+        return [padded(node, spec)]
 
 
 class MaxPoolFloat(FloatOp):

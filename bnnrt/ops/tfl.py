@@ -13,7 +13,7 @@ from .. import reference as ref
 from .._shapes import conv_geometry
 from ..graph import TensorSpec
 from .base import (INT8_RANGE, MAX_DIM, Elementwise, NumpyKernel, ReferenceOp, choice, const, fail, input_spec,
-                   int8_clamp, int_attr, int_list, window)
+                   int8_clamp, int_attr, int_list, padded, window)
 from .conv import ConvOp
 
 #: TFLite's QuantizeMultiplier yields shifts in this range (shift > 0: left).
@@ -229,10 +229,8 @@ class TflPad(TflOp):
 
     def infer(self, node, ins):
         spec = input_spec(node, ins, 0, ["int8"])
-        top, bottom, left, right = int_list(node, "pads", 4, minimum=0)
         zero_point(node, "value")
-        h, w, c = spec.shape
-        return [TensorSpec((h + top + bottom, w + left + right, c), "int8")]
+        return [padded(node, spec)]
 
 
 class TflSoftmax(TflOp):
