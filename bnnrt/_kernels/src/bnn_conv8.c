@@ -341,63 +341,47 @@ words_dot8(const uint8_t *row, const int8_t *w, size_t pstride, int rw, int32x4_
         }
     }
 }
-static void row_neon8(const bnn_conv8 *k, const uint8_t *buf, int oy, size_t out_row, void *out,
-                      const int8_t *skip, int64_t *y /* [4][groups*16] */) {
-    const bnn_conv_geom *g = &k->g;
-    const size_t pstride = (size_t)g->sw * g->cin, nl = (size_t)k->groups * 16;
-    for (int ox0 = 0; ox0 < g->out_w; ox0 += NEON8_P) {
-        int np = g->out_w - ox0 < NEON8_P ? g->out_w - ox0 : NEON8_P;
-        const uint8_t *org = buf + (size_t)oy * g->sh * k->rs + (size_t)ox0 * pstride;
-        for (int grp = 0; grp < k->groups; grp++) {
-            int32x4_t acc[NEON8_P][8];
-            for (int p = 0; p < NEON8_P; p++)
-                for (int q = 0; q < 8; q++) acc[p][q] = vdupq_n_s32(0);
-            for (int r = 0; r < k->nrows; r++) {
-                const uint8_t *row = org + k->roff[r];
-                const int8_t *w = k->w + ((size_t)grp * k->nrows + r) * k->rw * 64;
-                if (np == NEON8_P) words_neon8(row, w, pstride, k->rw, acc, NEON8_P);
-                else words_neon8(row, w, pstride, k->rw, acc, np);
-            }
-            for (int p = 0; p < np; p++)
-                for (int q = 0; q < 4; q++) {
-                    int32x4_t s = vpaddq_s32(acc[p][2 * q], acc[p][2 * q + 1]);   /* channels 4q..4q+3 */
-                    int64_t *yy = y + p * nl + grp * 16 + 4 * q;
-                    vst1q_s64(yy, vmovl_s32(vget_low_s32(s)));
-                    vst1q_s64(yy + 2, vmovl_high_s32(s));
-                }
-        }
-        for (int p = 0; p < np; p++) bnn_epi_pixel_neon(&k->e, y + p * nl, out_row + ox0 + p, out, skip);
-    }
+/* One output row for every group of 16 channels, P pixels at a time: the
+ * accumulators of a group (NACC per pixel) stay in registers across the
+ * window, WORDS adds one row of taps, SUM4(acc, q) gives channels 4q..4q+3.
+ * The plain NEON and the SDOT kernels are this row, instantiated twice. */
+#define BNN_CONV8_ROW_NEON(NAME, ATTR, P, NACC, WORDS, SUM4)                                             \
+ATTR static void NAME(const bnn_conv8 *k, const uint8_t *buf, int oy, size_t out_row, void *out,           \
+                      const int8_t *skip, int64_t *y /* [4][groups*16] */) {                                \
+    const bnn_conv_geom *g = &k->g;                                                                       \
+    const size_t pstride = (size_t)g->sw * g->cin, nl = (size_t)k->groups * 16;                           \
+    for (int ox0 = 0; ox0 < g->out_w; ox0 += P) {                                                         \
+        int np = g->out_w - ox0 < P ? g->out_w - ox0 : P;                                                 \
+        const uint8_t *org = buf + (size_t)oy * g->sh * k->rs + (size_t)ox0 * pstride;                   \
+        for (int grp = 0; grp < k->groups; grp++) {                                                       \
+            int32x4_t acc[P][NACC];                                                                       \
+            for (int p = 0; p < P; p++)                                                                   \
+                for (int q = 0; q < NACC; q++) acc[p][q] = vdupq_n_s32(0);                                \
+            for (int r = 0; r < k->nrows; r++) {                                                          \
+                const uint8_t *row = org + k->roff[r];                                                    \
+                const int8_t *w = k->w + ((size_t)grp * k->nrows + r) * k->rw * 64;                       \
+                if (np == P) WORDS(row, w, pstride, k->rw, acc, P);                                       \
+                else WORDS(row, w, pstride, k->rw, acc, np);                                              \
+            }                                                                                             \
+            for (int p = 0; p < np; p++)                                                                  \
+                for (int q = 0; q < 4; q++) {                                                             \
+                    int32x4_t s = SUM4(acc[p], q);                                                        \
+                    int64_t *yy = y + p * nl + grp * 16 + 4 * q;                                          \
+                    vst1q_s64(yy, vmovl_s32(vget_low_s32(s)));                                            \
+                    vst1q_s64(yy + 2, vmovl_high_s32(s));                                                 \
+                }                                                                                         \
+        }                                                                                                 \
+        for (int p = 0; p < np; p++) bnn_epi_pixel_neon(&k->e, y + p * nl, out_row + ox0 + p, out, skip); \
+    }                                                                                                     \
 }
 
+/* plain NEON: lanes hold pairs of taps of two channels, a pairwise add folds them */
+#define BNN_SUM4_PAIRS(a, q) vpaddq_s32((a)[2 * (q)], (a)[2 * (q) + 1])
+/* SDOT: one lane per channel already */
+#define BNN_SUM4_LANES(a, q) ((a)[q])
+BNN_CONV8_ROW_NEON(row_neon8, , NEON8_P, 8, words_neon8, BNN_SUM4_PAIRS)
 /* Armv8.2 dot product: one SDOT adds 4 taps into each of 4 channel lanes. */
-BNN_DOTPROD static void row_dot8(const bnn_conv8 *k, const uint8_t *buf, int oy, size_t out_row, void *out,
-                                 const int8_t *skip, int64_t *y /* [4][groups*16] */) {
-    const bnn_conv_geom *g = &k->g;
-    const size_t pstride = (size_t)g->sw * g->cin, nl = (size_t)k->groups * 16;
-    for (int ox0 = 0; ox0 < g->out_w; ox0 += DOT_P) {
-        int np = g->out_w - ox0 < DOT_P ? g->out_w - ox0 : DOT_P;
-        const uint8_t *org = buf + (size_t)oy * g->sh * k->rs + (size_t)ox0 * pstride;
-        for (int grp = 0; grp < k->groups; grp++) {
-            int32x4_t acc[DOT_P][4];
-            for (int p = 0; p < DOT_P; p++)
-                for (int q = 0; q < 4; q++) acc[p][q] = vdupq_n_s32(0);
-            for (int r = 0; r < k->nrows; r++) {
-                const uint8_t *row = org + k->roff[r];
-                const int8_t *w = k->w + ((size_t)grp * k->nrows + r) * k->rw * 64;
-                if (np == DOT_P) words_dot8(row, w, pstride, k->rw, acc, DOT_P);
-                else words_dot8(row, w, pstride, k->rw, acc, np);
-            }
-            for (int p = 0; p < np; p++)
-                for (int q = 0; q < 4; q++) {
-                    int64_t *yy = y + p * nl + grp * 16 + 4 * q;
-                    vst1q_s64(yy, vmovl_s32(vget_low_s32(acc[p][q])));
-                    vst1q_s64(yy + 2, vmovl_high_s32(acc[p][q]));
-                }
-        }
-        for (int p = 0; p < np; p++) bnn_epi_pixel_neon(&k->e, y + p * nl, out_row + ox0 + p, out, skip);
-    }
-}
+BNN_CONV8_ROW_NEON(row_dot8, BNN_DOTPROD, DOT_P, 4, words_dot8, BNN_SUM4_LANES)
 #endif
 
 /* The work of one call (see bconv_work): pad, then every output row. */
@@ -405,7 +389,9 @@ static void conv8_work(const bnn_conv8 *k, const int8_t *in, void *out, const in
                        uint8_t *bufs, size_t buf_bytes, int64_t *scratch, size_t per_thread) {
     const bnn_conv_geom *g = &k->g;
     size_t img_bytes = (size_t)g->in_h * g->in_w * g->cin;
+#ifdef BNN_X86
     int wide = k->variant == BNN_VARIANT_AVX2;          /* int16 buffer */
+#endif
     int rows = n * g->out_h;
 #pragma omp for schedule(static)
     for (int pr = 0; pr < n * k->hp; pr++) {
