@@ -187,3 +187,21 @@ def test_binary_conv_constants_are_checked_at_load(change, match):
     change(g.nodes[-1])
     with pytest.raises(GraphError, match=r"layer 'conv' \(bconv2d\): .*" + match):
         Plan(g)
+
+
+def test_int8_requantization_that_would_overflow_is_refused():
+    """(y + bias) * multiplier is computed in 64 bits (numerics.md): a layer
+    whose weights let it overflow is refused at load (it would silently wrap
+    in the kernels and the oracle alike), one that cannot is accepted."""
+    def graph(weight, multiplier, output="int8", bias=0):
+        b = bnnrt.GraphBuilder()
+        x = b.quantize(b.input("x", (3, 3, 16384)), scale=1.0)
+        w = np.full((2, 3, 3, 16384), weight, np.int8)
+        kw = dict(multiplier=np.full(2, multiplier, np.int32), shift=np.full(2, 62, np.int8)) if output == "int8" else {}
+        b.conv2d_int8(x, w, bias=np.full(2, bias, np.int32), output=output, name="conv", **kw)
+        return b.build("conv")
+    Plan(graph(1, 2**31 - 1))            # |y| <= 128 * 147456 = 2^24.2: fits
+    with pytest.raises(GraphError, match=r"layer 'conv' \(conv2d_int8\): channel 0: the requantization"):
+        Plan(graph(-128, 2**31 - 1, bias=2**31 - 1))       # |y| up to 2^31.2, + bias 2^31, * 2^31 > 2^63
+    with pytest.raises(GraphError, match=r"int32 output y \+ bias can reach"):
+        Plan(graph(127, 0, output="int32", bias=2**31 - 1))

@@ -146,3 +146,28 @@ def test_bit_slices_must_be_whole_bytes(slices, match):
     out = b.add("concat", parts) if len(parts) > 1 else parts[0]
     with pytest.raises(GraphError, match=match):
         bnnrt.Model(b.build(out))
+
+
+@pytest.mark.parametrize("op,shape,attrs,consts,match", [
+    ("softmax", (1, 1, 5), {"beta": 1e300}, {}, r"'beta' = 1e\+300 is not a finite float32"),
+    ("softmax", (1, 1, 5), {"beta": 10**400}, {}, "beyond the float range"),
+    ("pad_float", (3, 3, 2), {"pads": [1, 1, 1, 1], "value": 1e300}, {}, "not a finite float32"),
+    ("quantize", (3, 3, 2), {"scale": 1e-300}, {}, "positive float32"),
+    ("quantize", (3, 3, 2), {"scale": 10**400}, {}, "beyond the float range"),
+    ("tfl_quantize", (3, 3, 2), {"scale": 1e-300, "zero_point": 0}, {}, "positive float32"),
+    ("tfl_dequantize", (3, 3, 2), {"scale": 1e37, "zero_point": 0}, {}, "times 256"),
+    ("dequantize", (3, 3, 2), {}, {"scale": np.array([np.nan], np.float32)}, "NaN or infinite"),
+    ("tfl_softmax", (1, 1, 5), {"scale": 1 / 256, "zero_point": -128}, {"table": np.zeros(256, np.float32)},
+     "not all zero"),
+    ("add_float", (3, 3, 2), {}, {"operand": np.array([np.inf], np.float32)}, "NaN or infinite"),
+])
+def test_float_constants_are_checked_in_float32(op, shape, attrs, consts, match):
+    """A float constant is checked in the precision the op computes in: a value
+    finite in float64 that overflows or underflows float32 would give inf, NaN
+    or a collapsed quantization at run time."""
+    b = GraphBuilder()
+    dtype = "int8" if op in ("tfl_dequantize", "tfl_softmax", "dequantize") else "float32"
+    x = b.input("x", shape, dtype)
+    y = b.add(op, [x], attrs, consts, name="layer")
+    with pytest.raises(GraphError, match=r"layer 'layer' \(" + op + r"\): .*" + match):
+        bnnrt.Model(b.build(y))

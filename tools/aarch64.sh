@@ -3,6 +3,7 @@
 #
 #   tools/aarch64.sh build [SUITE]   cross-compile a manylinux aarch64 wheel into dist/
 #   tools/aarch64.sh test  [SUITE]   install it in an emulated arm64 Debian and run the test suite
+#                                    (BNNRT_ARM_PYTEST="-k conv2d_int8 tests/test_kernels.py" runs a part)
 #   tools/aarch64.sh all             build and test for every SUITE (bookworm: CPython 3.11,
 #                                    trixie: CPython 3.13)
 #
@@ -169,6 +170,7 @@ test_suite() {
     local rc=0
     QEMU_CPU=max,pauth-impdef=on chroot "$root" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/tmp \
         PYTHONPATH=/opt/bnnrt-site PYTHONDONTWRITEBYTECODE=1 BNNRT_IN_EMULATION=1 \
+        BNNRT_ARM_PYTEST="${BNNRT_ARM_PYTEST:-}" \
         /usr/bin/python3 - <<'EOF' || rc=$?
 import json, os, platform, sys
 os.chdir("/opt/bnnrt-src/tests")
@@ -180,7 +182,9 @@ assert platform.machine() == "aarch64", platform.machine()
 assert info["kernels"]["bconv2d"] == "neon", info
 assert info["kernels"]["conv2d_int8"] in ("neon", "dotprod"), info
 import pytest
-sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", "/opt/bnnrt-src/tests"]))
+import shlex
+part = shlex.split(os.environ.get("BNNRT_ARM_PYTEST", ""))
+sys.exit(pytest.main(["-q", "-p", "no:cacheprovider"] + (part or ["/opt/bnnrt-src/tests"])))
 EOF
     unmount_emulation "$root"
     trap - EXIT

@@ -110,6 +110,37 @@ def padded(node: Node, spec: TensorSpec) -> TensorSpec:
     return TensorSpec((h + top + bottom, w + left + right, c), spec.dtype)
 
 
+def float_attr(node: Node, key: str, default=None, *, positive=False, headroom=1.0) -> float:
+    """A float attribute as the op computes with it, in float32: a JSON number
+    (an integer too) that stays finite in float32 even times ``headroom`` (the
+    largest factor the op multiplies it by), and with ``positive`` a positive
+    normal float32 (a scale that does not underflow to 0)."""
+    value = node.attrs.get(key, default)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        fail(node, f"attribute {key!r} must be a number, got {value!r}")
+    try:
+        v = float(value)
+    except OverflowError:
+        fail(node, f"attribute {key!r} = {value} is beyond the float range")
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite = bool(np.isfinite(np.float32(v) * np.float32(headroom)))
+    if not finite:
+        fail(node, f"attribute {key!r} = {value!r} is not a finite float32 number"
+             + (f" (times {headroom:g}, as the op uses it)" if headroom != 1 else ""))
+    if positive and not np.float32(v) >= np.finfo(np.float32).tiny:
+        fail(node, f"attribute {key!r} must be a positive float32 number (at least "
+             f"{np.finfo(np.float32).tiny:.3g}), got {value!r}")
+    return v
+
+
+def finite_const(node: Node, key: str, dtype=np.float32, shape=None, optional=False):
+    """A float constant, checked to hold finite values only."""
+    arr = const(node, key, dtype, shape, optional)
+    if arr is not None and not np.all(np.isfinite(arr)):
+        fail(node, f"constant {key!r} holds NaN or infinite values")
+    return arr
+
+
 def activation_attr(node: Node, key: str = "activation") -> str:
     return choice(node, key, tuple(ref.ACTIVATIONS), default="none")
 
@@ -233,7 +264,7 @@ class Elementwise(ReferenceOp):
             if "operand" in node.consts:
                 fail(node, "takes a second input or a constant operand, not both")
         else:
-            c = const(node, "operand", self.dtype)
+            c = (finite_const if self.dtype == "float32" else const)(node, "operand", self.dtype)
             if c.shape not in ((1,), (a.channels,), tuple(a.shape)):
                 fail(node, f"constant operand of shape {c.shape} does not broadcast over {a}")
         self.check_attrs(node)

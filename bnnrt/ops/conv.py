@@ -82,6 +82,9 @@ class BinaryWeights:
     def taps(self, node, w):
         return int(w.shape[1] * w.shape[2] * node.attrs["cin"])
 
+    def y_bound(self, node, w):
+        return self.taps(node, w)          # |y| <= K
+
     def geometry(self, node, ins):
         return dict(super().geometry(node, ins), cin=node.attrs["cin"], pad_value=node.attrs.get("pad_value", 1))
 
@@ -96,8 +99,15 @@ class EpilogueConv(ConvOp):
     int32_bias = False
     kernel_class = None
 
+    def y_bound(self, node, w) -> int:
+        """The largest |y| any input can give: 128 * the largest sum of |w|
+        over a channel's taps (int8 inputs)."""
+        return 128 * int(np.abs(w.reshape(w.shape[0], -1).astype(np.int64)).sum(axis=1).max())
+
     def epilogue(self, node, cout) -> Epilogue:
-        return Epilogue.from_node(node, cout, self.kinds, int32_bias=self.int32_bias)
+        w = node.consts["weights"]
+        return Epilogue.from_node(node, cout, self.kinds, int32_bias=self.int32_bias,
+                                  y_bound=self.y_bound(node, w))
 
     def output(self, node, cout):
         ep = self.epilogue(node, cout)

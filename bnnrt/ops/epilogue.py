@@ -67,6 +67,9 @@ class Epilogue:
     has_skip: bool = False                      # int8 (int8 skip), float32 (float32 skip)
     skip_multiplier: int = 1                    # int8: requantize(skip, skip_multiplier, skip_shift)
     skip_shift: int = 0
+    #: a bound of |y| over every input (the op derives it from the weights):
+    #: the integer arithmetic is checked to stay exact within it; None: unchecked
+    y_bound: int | None = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -87,6 +90,8 @@ class Epilogue:
                 raise GraphError(f"constant {name!r} has dtype {got}, expected {np.dtype(dtype)}")
             if arr.shape != (self.cout,):
                 raise GraphError(f"constant {name!r} has shape {arr.shape}, expected ({self.cout},)")
+            if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+                raise GraphError(f"constant {name!r} holds NaN or infinite values")
         if self.shift is not None and self.cout and (self.shift.min() < 0 or self.shift.max() > 62):
             raise GraphError("shift must lie in [0, 62]")
         lo, hi = self.output_clamp
@@ -104,6 +109,32 @@ class Epilogue:
             raise GraphError(f"skip requantization ({self.skip_multiplier}, {self.skip_shift}) needs an "
                              "int32 multiplier and a shift in [0, 62]")
 
+        if self.y_bound is not None:
+            self._check_range()
+
+    def _check_range(self):
+        """The integers stay exact: int32 outputs fit int32, and the int8
+        requantization's 64-bit numerator ``(y + bias) * multiplier + round``
+        (plus the skip's term) cannot overflow for any |y| <= y_bound
+        (docs/ops.md, "Integer ranges")."""
+        if self.kind == "int32":
+            top = self.y_bound + (0 if self.bias is None else int(np.abs(self.bias.astype(np.int64)).max()))
+            if top > INT32_RANGE[1]:
+                raise GraphError(f"the int32 output y + bias can reach {top}, beyond int32")
+        if self.kind != "int8":
+            return
+        skip = 0
+        if self.has_skip:
+            s = self.skip_shift
+            skip = (128 * abs(self.skip_multiplier) + (1 << s >> 1)) >> s
+        for c in range(self.cout):
+            s = int(self.shift[c])
+            top = (self.y_bound + abs(int(self.bias[c]))) * abs(int(self.multiplier[c])) + (1 << s >> 1)
+            if (top >> s) + skip >= 1 << 63 or top >= 1 << 63:
+                raise GraphError(f"channel {c}: the requantization (y + bias) * multiplier overflows 64 bits "
+                                 f"(|y| up to {self.y_bound}, bias {int(self.bias[c])}, multiplier "
+                                 f"{int(self.multiplier[c])})")
+
     @property
     def out_dtype(self) -> str:
         return OUT_DTYPES[self.kind]
@@ -113,10 +144,12 @@ class Epilogue:
         return SKIP_DTYPES.get(self.kind) if self.has_skip else None
 
     @classmethod
-    def from_node(cls, node: Node, cout: int, kinds, *, int32_bias: bool = False) -> "Epilogue":
+    def from_node(cls, node: Node, cout: int, kinds, *, int32_bias: bool = False,
+                  y_bound: int | None = None) -> "Epilogue":
         """The epilogue a conv node describes. ``kinds``: the outputs the op
         offers (a float op has only ``float32``, taken without an ``output``
-        attribute); ``int32_bias``: its int32 output adds a bias (int8 convs)."""
+        attribute); ``int32_bias``: its int32 output adds a bias (int8 convs);
+        ``y_bound``: the largest |y| the op's weights allow."""
         kind = kinds[0] if len(kinds) == 1 else choice(node, "output", kinds)
         has_skip = len(node.inputs) == 2
         c = node.consts
@@ -127,7 +160,7 @@ class Epilogue:
                     y_clamp = int_list(node, "clamp", 2, maximum=None)
                 return cls(kind, cout, float_multiplier=c.get("multiplier"), float_bias=c.get("bias"),
                            y_clamp=y_clamp, activation=node.attrs.get("activation", "none"),
-                           has_skip=has_skip)
+                           has_skip=has_skip, y_bound=y_bound)
             fields = {"thresholds": c.get("thresholds")} if kind == "bits" else {}
             if kind == "int8" or (kind == "int32" and int32_bias):
                 fields["bias"] = c.get("bias")
@@ -140,7 +173,7 @@ class Epilogue:
                     fields.update(skip_multiplier=int_attr(node, "skip_multiplier", lo=INT32_RANGE[0],
                                                            hi=INT32_RANGE[1]),
                                   skip_shift=int_attr(node, "skip_shift", lo=0, hi=62))
-            return cls(kind, cout, has_skip=has_skip, **fields)
+            return cls(kind, cout, has_skip=has_skip, y_bound=y_bound, **fields)
         except GraphError as e:
             if str(e).startswith(node.where()):
                 raise

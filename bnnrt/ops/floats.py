@@ -5,13 +5,11 @@ run C kernels, the element-wise ops numpy."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import reference as ref
 from .._kernels import _core
 from ..graph import TensorSpec
-from .base import (MAX_DIM, Elementwise, ReferenceOp, activation_attr, choice, fail, input_spec, int_attr,
-                   int_list, padded, window)
+from .base import (MAX_DIM, Elementwise, ReferenceOp, activation_attr, choice, fail, finite_const, float_attr,
+                   input_spec, int_attr, int_list, padded, window)
 from .conv import BinaryWeights, ConvOp, EpilogueConv
 
 
@@ -46,10 +44,8 @@ class Conv2DFloat(ConvOp, FloatOp):
         cout = int(w.shape[0])
         if spec.channels != groups * w.shape[3] or cout % groups:
             fail(node, f"weights {w.shape} with groups={groups} do not fit the input {spec}")
-        if node.consts.get("bias") is not None:
-            b = node.consts["bias"]
-            if b.dtype != np.float32 or b.shape != (cout,):
-                fail(node, f"constant 'bias' is {b.dtype}{list(b.shape)}, expected float32 ({cout},)")
+        finite_const(node, "weights")
+        finite_const(node, "bias", shape=(cout,), optional=True)
         activation_attr(node)
         return w
 
@@ -105,9 +101,7 @@ class PadFloat(FloatOp):
 
     def infer(self, node, ins):
         spec = input_spec(node, ins, 0, ["float32"])
-        value = node.attrs.get("value", 0.0)
-        if not isinstance(value, (int, float)) or not np.isfinite(value):
-            fail(node, f"pad value must be a finite number, got {value!r}")
+        float_attr(node, "value", 0.0)
         return [padded(node, spec)]
 
 

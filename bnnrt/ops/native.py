@@ -8,8 +8,8 @@ import numpy as np
 from .. import reference as ref
 from .._kernels import _core
 from ..graph import TensorSpec
-from .base import (INT32_RANGE, NumpyKernel, Op, const, fail, input_spec, int8_clamp, int_attr,
-                   int_list, window)
+from .base import (INT32_RANGE, NumpyKernel, Op, const, fail, finite_const, float_attr, input_spec, int8_clamp,
+                   int_attr, int_list, window)
 from .conv import BinaryWeights, EpilogueConv
 
 
@@ -19,9 +19,7 @@ class Quantize(Op):
 
     def infer(self, node, ins):
         spec = input_spec(node, ins, 0, ["float32"])
-        scale = node.attrs.get("scale")
-        if not isinstance(scale, (int, float)) or not scale > 0 or not np.isfinite(scale):
-            fail(node, f"scale must be a positive number, got {scale!r}")
+        float_attr(node, "scale", positive=True)
         return [TensorSpec(spec.shape, "int8")]
 
     def reference(self, node, ins, arrays):
@@ -39,7 +37,7 @@ class Dequantize(Op):
         spec = input_spec(node, ins, 0, ["int8", "int32", "bits"])
         c = spec.channels
         for key in ("scale", "offset"):
-            arr = const(node, key, np.float32, optional=(key == "offset"))
+            arr = finite_const(node, key, optional=(key == "offset"))
             if arr is not None and arr.shape not in ((1,), (c,)):
                 fail(node, f"constant {key!r} has shape {arr.shape}, expected (1,) or ({c},)")
         return [TensorSpec(spec.shape, "float32")]
@@ -72,9 +70,7 @@ class Softmax(Op):
 
     def infer(self, node, ins):
         spec = input_spec(node, ins, 0, ["float32"])
-        beta = node.attrs.get("beta", 1.0)
-        if not isinstance(beta, (int, float)) or not np.isfinite(beta) or beta <= 0:
-            fail(node, f"beta must be a positive number, got {beta!r}")
+        float_attr(node, "beta", 1.0, positive=True)
         return [spec]
 
     def reference(self, node, ins, arrays):

@@ -12,8 +12,8 @@ import numpy as np
 from .. import reference as ref
 from .._shapes import conv_geometry
 from ..graph import TensorSpec
-from .base import (INT8_RANGE, MAX_DIM, Elementwise, NumpyKernel, ReferenceOp, choice, const, fail, input_spec,
-                   int8_clamp, int_attr, int_list, padded, window)
+from .base import (INT8_RANGE, MAX_DIM, Elementwise, NumpyKernel, ReferenceOp, choice, const, fail, finite_const,
+                   float_attr, input_spec, int8_clamp, int_attr, int_list, padded, window)
 from .conv import ConvOp
 
 #: TFLite's QuantizeMultiplier yields shifts in this range (shift > 0: left).
@@ -29,11 +29,9 @@ def multiplier(node, key: str, shift_key: str) -> tuple[int, int]:
 
 
 def scale_attr(node, key: str = "scale") -> float:
-    value = node.attrs.get(key)
-    if (not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value)
-            or not value > 0):
-        fail(node, f"attribute {key!r} must be a positive number, got {value!r}")
-    return float(value)
+    """A TFLite scale: positive, and q * scale finite in float32 for every
+    int8 q less a zero point (|q - zp| <= 255)."""
+    return float_attr(node, key, positive=True, headroom=256.0)
 
 
 class TflOp(ReferenceOp):
@@ -239,9 +237,9 @@ class TflSoftmax(TflOp):
 
     def infer(self, node, ins):
         spec = input_spec(node, ins, 0, ["int8"])
-        t = const(node, "table", np.float32, (256,))
-        if not (np.all(np.isfinite(t)) and np.all(t >= 0)):
-            fail(node, "the exp table must hold finite non-negative values")
+        t = finite_const(node, "table", np.float32, (256,))
+        if not (np.all(t >= 0) and t.any()):
+            fail(node, "the exp table must hold non-negative values, not all zero")
         scale_attr(node)
         zero_point(node, "zero_point")
         return [spec]
