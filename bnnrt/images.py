@@ -13,35 +13,63 @@ import os
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, ModelFormatError
 
 DEFAULT_INPUT = {"scale": 1.0 / 255.0, "mean": None, "std": None}
+#: Pillow's modes of 16-bit grayscale images (PNG): scaled to 8 bits, not clipped
+_MODES_16 = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+def _finite_numbers(value, what: str, count: int) -> np.ndarray:
+    """A number or a list of ``count`` (or 1) numbers, finite in float32."""
+    values = value if isinstance(value, list) else [value]
+    if (len(values) not in (1, count)
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):
+        raise ModelFormatError(f"model metadata: input {what} must be a number or a list of {count}, "
+                               f"got {value!r}")
+    try:
+        arr = np.array([float(v) for v in values], np.float64)
+    except OverflowError:
+        raise ModelFormatError(f"model metadata: input {what} {value!r} is beyond the float range") from None
+    with np.errstate(over="ignore"):
+        arr32 = arr.astype(np.float32)
+    if not np.all(np.isfinite(arr32)):
+        raise ModelFormatError(f"model metadata: input {what} {value!r} is not finite in float32")
+    return arr32
 
 
 class Preprocessor:
-    def __init__(self, input_meta: dict, shape: tuple[int, int, int]):
+    """How pixels become the graph's input, from the model's ``metadata.input``
+    (validated here, when the model is loaded)."""
+
+    def __init__(self, input_meta, shape: tuple[int, int, int]):
         self.shape = tuple(shape)
         h, w, c = self.shape
+        if input_meta is not None and not isinstance(input_meta, dict):
+            raise ModelFormatError(f"model metadata: 'input' must be a mapping, got {type(input_meta).__name__}")
         meta = dict(DEFAULT_INPUT, **(input_meta or {}))
         self.color = meta.get("color") or ("L" if c == 1 else "RGB")
-        if self.color not in ("L", "RGB"):
-            raise InputError(f"model metadata asks for colour mode {self.color!r}; bnnrt knows L and RGB")
-        self.scale = np.float32(meta["scale"])
-        self.mean = np.asarray(meta["mean"] if meta["mean"] is not None else [0.0] * c, np.float32)
-        self.std = np.asarray(meta["std"] if meta["std"] is not None else [1.0] * c, np.float32)
-        if self.mean.shape not in ((1,), (c,)) or self.std.shape not in ((1,), (c,)) or np.any(self.std == 0):
-            raise InputError(f"model metadata has a bad normalisation (mean {self.mean}, std {self.std})")
+        if self.color not in ("L", "RGB") or (self.color == "L") != (c == 1):
+            raise ModelFormatError(f"model metadata asks for colour mode {self.color!r} for {c} channel(s); "
+                                   "bnnrt knows L (1 channel) and RGB (3)")
+        (self.scale,) = _finite_numbers(meta["scale"], "scale", 1)
+        self.mean = _finite_numbers(meta["mean"] if meta["mean"] is not None else 0.0, "mean", c)
+        self.std = _finite_numbers(meta["std"] if meta["std"] is not None else 1.0, "std", c)
+        if np.any(self.std == 0) or self.scale == 0:
+            raise ModelFormatError(f"model metadata has a zero scale or std (scale {self.scale}, std {self.std})")
 
     # -- single items
     def _from_image(self, img, what: str) -> np.ndarray:
         from PIL import Image
         h, w, _ = self.shape
         try:
+            if img.mode in _MODES_16:     # 16-bit grayscale: the high byte, as 8-bit pixels
+                img = Image.fromarray((np.asarray(img, dtype=np.uint16) >> 8).astype(np.uint8))
             img = img.convert(self.color)
             if img.size != (w, h):
                 img = img.resize((w, h), Image.BILINEAR)
             arr = np.asarray(img, dtype=np.uint8)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
             raise InputError(f"cannot read image {what}: {e}") from None
         return arr.reshape(self.shape)
 
@@ -52,7 +80,7 @@ class Preprocessor:
             with Image.open(name) as img:
                 img.load()
                 return self._from_image(img, repr(name))
-        except (UnidentifiedImageError, OSError, ValueError) as e:
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
             raise InputError(f"cannot read image {name!r}: {e}") from None
 
     def _from_array(self, arr: np.ndarray, what: str) -> np.ndarray:

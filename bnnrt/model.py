@@ -7,7 +7,7 @@ import sys
 import numpy as np
 
 from . import format as _format
-from .errors import GraphError, InputError
+from .errors import GraphError, InputError, ModelFormatError
 from .graph import Graph
 from .images import Preprocessor, check_numeric
 from .plan import Plan
@@ -28,6 +28,11 @@ class Model:
         except GraphError as e:
             raise type(e)(f"{name}: {e}") from None
         self._pre = None
+        if self._takes_images():      # the metadata's preprocessing is checked at load, not at predict
+            try:
+                self._pre = Preprocessor(self.metadata.get("input"), self.input_shape)
+            except ModelFormatError as e:
+                raise ModelFormatError(f"{name}: {e}") from None
 
     # -- properties
     @property
@@ -71,6 +76,9 @@ class Model:
                                  f"(N, {', '.join(map(str, spec.storage_shape))}) {spec.dtype}")
             if not np.can_cast(x.dtype, spec.np_dtype, "same_kind"):
                 raise InputError(f"input {name!r} has dtype {x.dtype}; expected {spec.np_dtype}")
+            if spec.dtype == "bits" and spec.channels % 8 and np.any(x[..., -1] >> (spec.channels % 8)):
+                raise InputError(f"input {name!r} is a bit tensor of {spec.channels} channels with bits set "
+                                 f"beyond channel {spec.channels} (they must be 0)")
             if x.dtype.kind == "f" and not np.isfinite(x).all():
                 raise InputError(f"input {name!r} contains NaN or infinite values")
             checked.append(x)
@@ -86,11 +94,18 @@ class Model:
             outs = [np.concatenate(parts) for parts in zip(*chunks)]
         return outs[0] if len(outs) == 1 else outs
 
+    def _takes_images(self) -> bool:
+        """One (H, W, 1 or 3) float input and class scores out: what predict() serves."""
+        spec = next(iter(self.plan.input_specs.values()))
+        return (len(self.plan.input_specs) == 1 and len(spec.shape) == 3 and spec.dtype == "float32"
+                and spec.shape[2] in (1, 3) and self.plan.output_specs[0].dtype in ("float32", "int32", "int8"))
+
     def _preprocessor(self) -> Preprocessor:
         if self._pre is None:
-            if len(self.plan.input_specs) != 1 or len(self.input_shape) != 3:
-                raise InputError(f"{self.name}: predict() needs a single image input; use run()")
-            self._pre = Preprocessor(self.metadata.get("input", {}), self.input_shape)
+            raise InputError(f"{self.name}: predict() takes images for a model with one float32 (H, W, 1 or 3) "
+                             f"input and class scores out (this one: inputs "
+                             f"{', '.join(map(str, self.plan.input_specs.values()))}, output "
+                             f"{self.plan.output_specs[0]}); use run()")
         return self._pre
 
     def predict(self, x) -> np.ndarray:

@@ -140,3 +140,71 @@ def test_public_api_is_small():
     assert set(bnnrt.__all__) >= {"load", "save", "Model", "cpu_info", "zoo"}
     info = bnnrt.cpu_info()
     assert "arch" in info
+
+
+@pytest.mark.parametrize("meta,match", [
+    ([1, 2], "'input' must be a mapping"),
+    ({"scale": "big"}, "input scale must be a number"),
+    ({"mean": [0.5, 0.5]}, "input mean must be a number or a list of 1"),
+    ({"std": {"a": 1}}, "input std must be a number"),
+    ({"scale": 10**400}, "beyond the float range"),
+    ({"mean": [1e300]}, "not finite in float32"),
+    ({"std": [0.0]}, "zero scale or std"),
+    ({"color": "CMYK"}, "colour mode 'CMYK'"),
+])
+def test_malformed_input_metadata_is_refused_at_load(gray, meta, match):
+    """metadata.input is checked when the model is loaded, with a ModelFormatError,
+    not at the first predict with a TypeError."""
+    graph = gray.graph
+    g = bnnrt.Graph(graph.inputs, graph.outputs, graph.nodes, dict(graph.metadata, input=meta))
+    data = io.BytesIO()
+    bnnrt.save(g, data)
+    with pytest.raises(bnnrt.ModelFormatError, match=match):
+        bnnrt.load(data.getvalue())
+
+
+def test_16_bit_png_scales_to_8_bits(gray, tmp_path):
+    """A 16-bit grayscale PNG keeps its contrast (the high byte), not clipped at 255."""
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, (28, 28), dtype=np.uint8)
+    path = tmp_path / "deep.png"
+    Image.fromarray(pixels.astype(np.uint16) * 257).save(path)
+    assert Image.open(path).mode.startswith("I;16")
+    np.testing.assert_array_equal(gray.predict(path), gray.predict(pixels[:, :, None]))
+
+
+def test_decompression_bomb_is_an_input_error(gray, tmp_path):
+    """A tiny PNG whose header declares 30000 x 30000 pixels is refused."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    path = tmp_path / "bomb.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 30001)) + chunk(b"IEND", b""))
+    assert path.stat().st_size < 200
+    with pytest.raises(InputError, match="bomb.png"):
+        gray.predict(path)
+
+
+def test_bit_tensor_inputs_and_outputs():
+    """run() refuses a bit input with bits set past its channel count (the
+    kernels and the oracle would read them differently); predict() does not
+    turn a bit output into 'probabilities'."""
+    b = bnnrt.GraphBuilder()
+    x = b.input("x", (4, 4, 12), "bits")
+    w = np.packbits(np.ones((8, 3, 3, 12), bool), axis=-1, bitorder="little")
+    w[..., -1] &= 0x0F
+    y = b.bconv2d(x, w, cin=12, pads=(1, 1, 1, 1), output="bits", thresholds=np.zeros(8, np.int32))
+    model = bnnrt.Model(b.build(y))
+    good = np.zeros((1, 4, 4, 2), np.uint8)
+    model.run(good)
+    bad = good.copy()
+    bad[0, 1, 2, 1] = 0x10           # channel 12: beyond the 12 channels
+    with pytest.raises(InputError, match="bits set beyond channel 12"):
+        model.run(bad)
+    b2 = bnnrt.GraphBuilder()
+    z = b2.sign_bits(b2.input("img", (8, 8, 3)))
+    with pytest.raises(InputError, match="use run"):
+        bnnrt.Model(b2.build(z)).predict(np.zeros((8, 8, 3), np.uint8))
