@@ -18,8 +18,10 @@ serve several Python threads at once.
 
 from __future__ import annotations
 
+import numbers
 import os
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -38,17 +40,65 @@ PART_IMAGES = 8
 MAX_ARENA_BYTES = int(os.environ.get("BNNRT_MAX_ARENA_BYTES", 4 << 30))
 
 
-def default_threads() -> int:
-    """Threads a model uses by default: BNNRT_NUM_THREADS, OMP_NUM_THREADS,
-    else the CPUs this process may run on."""
-    for var in ("BNNRT_NUM_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(var, "").strip()
-        if value.isdigit() and int(value) > 0:
-            return int(value)
+def available_cpus() -> int:
+    """The CPUs this process may run on."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
+
+
+def max_threads() -> int:
+    """The most threads a model may use: 4 x the CPUs (more only add
+    contention) and at least 64. Far more would exhaust libgomp's stacks or
+    the address space (threads=100000 crashed it)."""
+    return max(64, 4 * available_cpus())
+
+
+def resolve_threads(threads=None) -> int:
+    """The one rule for a model's thread count: ``threads``, else
+    BNNRT_NUM_THREADS, else OMP_NUM_THREADS, else the CPUs this process may
+    run on; an integer in [1, max_threads()]."""
+    source = "threads"
+    if threads is None:
+        for var in ("BNNRT_NUM_THREADS", "OMP_NUM_THREADS"):
+            # OMP_NUM_THREADS may list nested levels ("4,2"): the first is ours
+            value = os.environ.get(var, "").split(",")[0].strip()
+            if value:
+                threads, source = value, var
+                break
+        else:
+            return available_cpus()
+    try:
+        n = int(threads) if isinstance(threads, str) or isinstance(threads, numbers.Integral) else None
+    except ValueError:
+        n = None
+    if n is None or isinstance(threads, bool) or not 1 <= n <= max_threads():
+        raise InputError(f"{source} must be an integer from 1 to {max_threads()} "
+                         f"(4 x the {available_cpus()} CPUs, at least 64), got {threads!r}")
+    return n
+
+
+# A forked child (multiprocessing's default on Linux) inherits libgomp's
+# thread pool and each plan's thread pool without their threads: entering
+# either would wait forever. In the child every plan drops its pools and runs
+# its kernels on one OpenMP thread each; batches still spread over Python
+# threads, which start afresh.
+_plans: weakref.WeakSet = weakref.WeakSet()
+_in_forked_child = False
+
+
+def _after_fork_in_child():
+    global _in_forked_child
+    _in_forked_child = True
+    for plan in list(_plans):
+        plan._lock = threading.Lock()
+        plan._pool = {}
+        plan._workers = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @dataclass
@@ -109,9 +159,7 @@ class Plan:
         if not graph.inputs:
             raise GraphError("the graph has no inputs")
         self.graph = graph
-        self.threads = default_threads() if threads is None else int(threads)
-        if self.threads < 1:
-            raise ValueError(f"threads must be >= 1, got {threads}")
+        self.threads = resolve_threads(threads)
         self.specs: dict[str, TensorSpec] = dict(graph.inputs)
         self.steps: list[Step] = []
         for node in _order(graph):
@@ -133,6 +181,7 @@ class Plan:
         self._pool: dict[tuple[int, bool, int], list[Context]] = {}
         self._lock = threading.Lock()
         self._workers: ThreadPoolExecutor | None = None   # batch-parallel runs (see run)
+        _plans.add(self)
 
     @property
     def input_specs(self) -> dict[str, TensorSpec]:
@@ -177,7 +226,7 @@ class Plan:
         n = inputs[0].shape[0]
         if self.threads > 1 and n >= 2 * self.threads:
             return self._run_parts(inputs, n)
-        return self._run_part(inputs, self.threads)
+        return self._run_part(inputs, 1 if _in_forked_child else self.threads)
 
     def _run_part(self, inputs: list[np.ndarray], threads: int) -> list[np.ndarray]:
         ctx = self.acquire(inputs[0].shape[0], threads=threads)

@@ -205,3 +205,45 @@ def test_int8_requantization_that_would_overflow_is_refused():
         Plan(graph(-128, 2**31 - 1, bias=2**31 - 1))       # |y| up to 2^31.2, + bias 2^31, * 2^31 > 2^63
     with pytest.raises(GraphError, match=r"int32 output y \+ bias can reach"):
         Plan(graph(127, 0, output="int32", bias=2**31 - 1))
+
+
+@pytest.mark.parametrize("threads,env", [(100000, None), (10**30, None), ("2", None), (None, "100000"),
+                                         (None, "lots"), (True, None)])
+def test_thread_count_is_bounded(threads, env, monkeypatch, blendnet):
+    """One rule for the thread count: an integer from 1 to max_threads(), from
+    the argument or BNNRT_NUM_THREADS (100000 threads crashed libgomp)."""
+    from bnnrt.plan import max_threads
+    if env is not None:
+        monkeypatch.setenv("BNNRT_NUM_THREADS", env)
+    if threads == "2":
+        assert bnnrt.Model(blendnet.graph, threads="2").threads == 2
+        return
+    with pytest.raises(InputError, match=f"from 1 to {max_threads()}"):
+        bnnrt.Model(blendnet.graph, threads=threads)
+
+
+def _predict_in_child(model, x, queue):
+    queue.put(model.run(x))
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+def test_forked_worker_runs(batch, blendnet):
+    """A model used in the parent, with two threads (libgomp's team for batch
+    1, the plan's thread pool for batch 8), still runs in a forked child
+    (multiprocessing's default on Linux) and gives the same results."""
+    import multiprocessing
+    model = bnnrt.Model(blendnet.graph, threads=2)
+    x = np.random.default_rng(batch).standard_normal((batch, 32, 32, 3)).astype(np.float32)
+    want = model.run(x)
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_predict_in_child, args=(model, x, queue))
+    child.start()
+    try:
+        got = queue.get(timeout=60)
+    finally:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+    np.testing.assert_array_equal(got, want)
+    assert child.exitcode == 0
