@@ -14,8 +14,8 @@ def from_torch(model, input_shape=None, *, metadata=None, threads=None):
 
 
 def from_tflite(source, *, threads=None, metadata=None):
-    """Import a Larq Compute Engine / TFLite ``.tflite`` file (path or bytes) as a
-    :class:`bnnrt.Model`. Needs the flatbuffer reader: ``pip install 'bnnrt[tflite]'``."""
+    """Import a Larq Compute Engine / TFLite ``.tflite`` file (a path, bytes or a
+    binary file object) as a :class:`bnnrt.Model`. Needs the flatbuffer reader: ``pip install 'bnnrt[tflite]'``."""
     from ._tflite import from_tflite as convert
     return convert(source, threads=threads, metadata=metadata)
 

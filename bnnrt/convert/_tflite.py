@@ -35,9 +35,10 @@ import os
 
 import numpy as np
 
+from .._io import read_bounded
 from .._shapes import packed_bytes, same_pads
 from ..quant import tflite_multiplier
-from ..errors import GraphError, ModelFormatError, ModelIOError, UnsupportedOpError
+from ..errors import GraphError, ModelFormatError, UnsupportedOpError
 from ..graph import GraphBuilder, TensorSpec
 from ..model import Model
 
@@ -51,7 +52,8 @@ _ACTIVATIONS = {0: "none", 1: "relu", 2: "relu_n1_to_1", 3: "relu6", 4: "tanh"}
 #: The same fused activations as a clamp of an integer (LCE applies them to y).
 _Y_CLAMPS = {0: None, 1: (0, 2**31 - 1), 2: (-1, 1), 3: (0, 6)}
 
-#: Reading a file larger than this is refused (Larq's largest zoo model is ~30 MB).
+#: Reading a file larger than this is refused (Larq's largest zoo model is ~30 MB;
+#: see bnnrt._io for what else the reader refuses).
 MAX_FILE_BYTES = 1 << 30
 
 
@@ -1003,22 +1005,9 @@ def _op_kind(f: _File, i: int) -> tuple[str, bool]:
     return f"{name} ({', '.join(kinds)})", kinds == ["int8"] and name in HANDLERS and name in INT8_HANDLERS
 
 
-def read(source) -> tuple[bytes, str]:
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return bytes(source), "<bytes>"
-    path = os.fspath(source)
-    try:
-        size = os.path.getsize(path)
-        if size > MAX_FILE_BYTES:
-            raise ModelFormatError(f"{path}: {size:,} bytes is larger than any model bnnrt imports")
-        with open(path, "rb") as fh:
-            return fh.read(), path
-    except OSError as e:
-        raise ModelIOError(f"{path}: {e.strerror or e}") from None
-
-
-def to_graph(source, metadata=None):
-    data, name = read(source)
+def _import(source, metadata) -> tuple:
+    """(graph, the name the reader gave the source)."""
+    data, name = read_bounded(source, MAX_FILE_BYTES)
     f = _File(data, name)
     counts = collections.Counter(_op_kind(f, i) for i in range(len(f.ops)))
     missing = {op: n for (op, known), n in counts.items() if not known}
@@ -1026,10 +1015,13 @@ def to_graph(source, metadata=None):
         listing = ", ".join(f"{op} x{n}" for op, n in sorted(missing.items()))
         raise UnsupportedOpError(f"{name}: bnnrt does not implement {len(missing)} op(s) this file uses: "
                                  f"{listing}")
-    return _Importer(f).run(metadata)
+    return _Importer(f).run(metadata), name
+
+
+def to_graph(source, metadata=None):
+    return _import(source, metadata)[0]
 
 
 def from_tflite(source, *, threads=None, metadata=None) -> Model:
-    graph = to_graph(source, metadata)
-    name = source if isinstance(source, (str, os.PathLike)) else "<bytes>"
-    return Model(graph, threads=threads, name=os.fspath(name) if not isinstance(name, str) else name)
+    graph, name = _import(source, metadata)
+    return Model(graph, threads=threads, name=name)
