@@ -41,6 +41,7 @@ from ..quant import tflite_multiplier
 from ..errors import GraphError, ModelFormatError, UnsupportedOpError
 from ..graph import GraphBuilder, TensorSpec
 from ..model import Model
+from ..passes import fuse_residual_adds
 
 #: TFLite TensorType -> numpy dtype (the types a Larq model's tensors have).
 _TENSOR_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 9: np.int8}
@@ -201,10 +202,6 @@ class _Importer:
         self.names: dict[int, str] = {}      # tflite tensor -> bnnrt tensor name
         self.specs: dict[int, TensorSpec] = {}
         self.consts: dict[int, np.ndarray] = {t.index: t.data for t in f.tensors if t.data is not None}
-        # how many operators (and graph outputs) read each tensor: a producer may
-        # absorb its only consumer
-        self.uses = collections.Counter(i for ins, _ in f._io for i in ins if i >= 0)
-        self.uses.update(f.outputs)
 
     # -- helpers
     def where(self, op_name, index):
@@ -385,7 +382,7 @@ class _Importer:
                                         name=f"{outputs[k]}/dequantize")
         if quantization:
             meta["quantization"] = quantization
-        graph = self.b.build(outputs, metadata=meta)
+        graph = fuse_residual_adds(self.b.build(outputs, metadata=meta))
         if probabilities:     # predict() must not apply a second softmax
             graph.metadata["output"] = "probabilities"
         graph.metadata.update(metadata or {})
@@ -504,36 +501,10 @@ def _elementwise(op_name, options):
             b_, sb = im.inp(ins[1])
             if sa.shape != sb.shape:
                 im.fail(f"operands {sa} and {sb} differ in shape (broadcasting is not supported)")
-            if (op_name == "add_float" and act in ("none", "relu", "relu6", "relu_n1_to_1")
-                    and _fuse_residual(im, ins, outs, act)):
-                return
+            # a residual add after a binary conv is fused into it once the graph is built
             name = im.b.add(op_name, [a, b_], {"activation": act}, name=im._node_name(outs[0]))
         im.out(outs[0], name)
     return handler
-
-
-def _fuse_residual(im, ins, outs, act) -> bool:
-    """ADD(bconv2d_float(x), r) -> bconv2d_float(x, skip=r), when the binary
-    conv's output feeds only this ADD and r exists before the conv runs (the
-    residual add of every Larq block: one pass over the output instead of two)."""
-    for mine, other in ((ins[0], ins[1]), (ins[1], ins[0])):
-        if im.uses[mine] != 1:
-            continue
-        found = im.b.producer(im.names[mine])
-        if found is None or found[1].op != "bconv2d_float" or len(found[1].inputs) != 1:
-            continue
-        index, node = found
-        src = im.b.producer(im.names[other])
-        if src is not None and src[0] >= index:
-            continue                  # the residual is computed after the conv
-        if node.attrs.get("activation", "none") != "none":
-            continue
-        node.inputs.append(im.names[other])
-        if act != "none":
-            node.attrs["activation"] = act       # the ADD's fused activation, after the add
-        im.bind(outs[0], im.names[mine], im.specs[mine])
-        return True
-    return False
 
 
 def _pad(im, op, ins, outs):
