@@ -1,10 +1,14 @@
-"""What the importers share (bnnrt.convert._common)."""
+"""What the importers share (bnnrt.convert._common) and how the CLI finds them
+(bnnrt.convert.IMPORTERS)."""
 
 import collections
+import subprocess
+import sys
 
 import pytest
 
-from bnnrt import convert
+import bnnrt
+from bnnrt import cli, convert, zoo
 from bnnrt.convert._common import TensorBindings, check_supported, source_metadata
 from bnnrt.errors import GraphError, UnsupportedOpError
 from bnnrt.graph import TensorSpec
@@ -148,3 +152,39 @@ def test_bindings_refuse_bad_inputs(tensor, dtypes, message):
 def test_source_metadata_names_the_model_after_the_file():
     assert source_metadata("/m/quicknet.v2.tflite", "tflite") == {
         "name": "quicknet.v2", "source": {"format": "tflite", "file": "quicknet.v2.tflite"}}
+
+
+# -- the registry
+
+
+def test_importers_are_found_by_suffix_in_any_case():
+    assert convert.importer_for("a/b/QuickNet.TFLITE") is convert.from_tflite
+    assert convert.importer_for("model.bnn") is None and convert.importer_for("zoo") is None
+
+
+def test_cli_opens_and_converts_any_registered_suffix(monkeypatch, tmp_path, capsys):
+    calls = []
+
+    def fake_importer(source, *, threads=None, metadata=None):
+        calls.append((source, metadata))
+        return zoo.resnet20_binary(width=1, threads=threads)
+    monkeypatch.setitem(convert.IMPORTERS, ".fake", fake_importer)
+    assert cli.main(["info", "net.fake"]) == 0
+    out = tmp_path / "net.bnn"
+    assert cli.main(["convert", "net.FAKE", str(out), "--scale", "0.5"]) == 0
+    assert calls == [("net.fake", None), ("net.FAKE", {"input": {"scale": 0.5, "mean": None, "std": None}})]
+    assert bnnrt.load(out).graph.nodes
+    assert "net.FAKE -> " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("source,message", [
+    ("x.unknown", "x.unknown: bnnrt imports .tflite files, not '.unknown' ones"),
+    ("model.bnn", "model.bnn: bnnrt imports .tflite files, not '.bnn' ones"),
+    ("noext", "noext: bnnrt imports .tflite files, not files without a suffix"),
+])
+def test_cli_convert_refuses_a_suffix_no_importer_reads(source, message, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "bnnrt", "convert", source, str(tmp_path / "out.bnn")],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr == f"bnnrt: error: {message}\n"
+    assert not (tmp_path / "out.bnn").exists()
