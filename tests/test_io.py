@@ -9,7 +9,8 @@ import threading
 import pytest
 
 import bnnrt
-from bnnrt import _io, format as fmt, zoo
+from bnnrt import _io, zoo
+from bnnrt import format as fmt
 from bnnrt.convert import _tflite, from_tflite
 from bnnrt.errors import ModelFormatError, ModelIOError
 
@@ -148,9 +149,8 @@ def test_file_objects_and_bytes_read_whole(bnn_file):
 
 
 def test_a_text_mode_file_object_is_refused(bnn_file):
-    with open(bnn_file, encoding="latin-1") as fh:
-        with pytest.raises(ModelIOError, match="binary mode"):
-            from_tflite(fh)
+    with open(bnn_file, encoding="latin-1") as fh, pytest.raises(ModelIOError, match="binary mode"):
+        from_tflite(fh)
 
 
 def test_a_tflite_file_object_imports_under_its_name():

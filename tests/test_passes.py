@@ -69,43 +69,35 @@ def test_no_activation_is_added_for_a_plain_add():
     assert_same_result(graph, fused)
 
 
-def test_a_conv_output_read_twice_is_not_fused():
-    b = GraphBuilder()
-    x = b.input("x", SHAPE)
+def conv_output_read_twice(b, x):
     conv = binary_conv(b, x, "conv")
-    other = b.add("activation", [conv], {"kind": "relu"}, name="other")
-    graph = b.build([add(b, conv, x, "add"), other])
-    assert ops(fuse_residual_adds(graph)) == ops(graph)
+    return [add(b, conv, x, "add"), b.add("activation", [conv], {"kind": "relu"}, name="other")]
 
 
-def test_a_conv_output_that_is_a_graph_output_is_not_fused():
-    b = GraphBuilder()
-    x = b.input("x", SHAPE)
+def conv_output_also_a_graph_output(b, x):
     conv = binary_conv(b, x, "conv")
-    graph = b.build([add(b, conv, x, "add"), conv])
-    assert ops(fuse_residual_adds(graph)) == ops(graph)
+    return [add(b, conv, x, "add"), conv]
 
 
-def test_a_residual_computed_after_the_conv_is_not_fused():
-    b = GraphBuilder()
-    x = b.input("x", SHAPE)
+def residual_computed_after_the_conv(b, x):
     conv = binary_conv(b, x, "conv")
-    late = b.add("activation", [x], {"kind": "relu"}, name="late")
-    graph = b.build(add(b, conv, late, "add"))
-    assert ops(fuse_residual_adds(graph)) == ops(graph)
+    return [add(b, conv, b.add("activation", [x], {"kind": "relu"}, name="late"), "add")]
 
 
-def test_a_conv_with_an_activation_is_not_fused():
+def conv_with_an_activation(b, x):
+    return [add(b, binary_conv(b, x, "conv", activation="relu"), x, "add")]
+
+
+def add_activation_the_conv_lacks(b, x):
+    return [add(b, binary_conv(b, x, "conv"), x, "add", "tanh")]
+
+
+@pytest.mark.parametrize("outputs", [conv_output_read_twice, conv_output_also_a_graph_output,
+                                     residual_computed_after_the_conv, conv_with_an_activation,
+                                     add_activation_the_conv_lacks], ids=lambda f: f.__name__)
+def test_what_is_not_fused(outputs):
     b = GraphBuilder()
-    x = b.input("x", SHAPE)
-    graph = b.build(add(b, binary_conv(b, x, "conv", activation="relu"), x, "add"))
-    assert ops(fuse_residual_adds(graph)) == ops(graph)
-
-
-def test_an_activation_the_conv_lacks_is_not_fused():
-    b = GraphBuilder()
-    x = b.input("x", SHAPE)
-    graph = b.build(add(b, binary_conv(b, x, "conv"), x, "add", "tanh"))
+    graph = b.build(outputs(b, b.input("x", SHAPE)))
     assert ops(fuse_residual_adds(graph)) == ops(graph)
 
 

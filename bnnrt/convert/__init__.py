@@ -39,4 +39,4 @@ def importer_for(path):
     return IMPORTERS.get(os.path.splitext(os.fspath(path))[1].lower())
 
 
-__all__ = ["from_torch", "from_tflite", "IMPORTERS", "importer_for"]
+__all__ = ["IMPORTERS", "from_tflite", "from_torch", "importer_for"]

@@ -8,7 +8,8 @@ file is ``bnnrt._io.read_bounded``; rewrites of the built graph are
 from __future__ import annotations
 
 import os
-from typing import Callable, Hashable, Mapping, NoReturn
+from collections.abc import Callable, Hashable, Mapping
+from typing import NoReturn
 
 from ..errors import UnsupportedOpError
 from ..graph import TensorSpec
