@@ -204,6 +204,7 @@ class _Importer:
         self.bound = TensorBindings(describe=lambda i: str(f.tensors[i]),
                                     spec_of=lambda i, dtype, channels: self.spec_of(f.tensors[i], dtype, channels),
                                     constants=self.consts, fail=self.fail)
+        # the handlers' vocabulary: im.inp(...), im.out(...), im.bind(...)
         self.bind, self.inp, self.out = self.bound.bind, self.bound.inp, self.bound.out
 
     # -- helpers
