@@ -42,9 +42,10 @@ def open_model(spec: str, threads: int | None = None) -> Model:
                 raise BnnrtError(f"zoo width must be a positive integer, got {parts[2]!r}")
             width = int(parts[2])
         return make(width=width, threads=threads)
-    if spec.lower().endswith(".tflite"):       # an LCE file runs directly, imported on the fly
-        from .convert import from_tflite
-        return from_tflite(spec, threads=threads)
+    from .convert import importer_for
+    importer = importer_for(spec)
+    if importer is not None:           # a .tflite file (any registered suffix) runs, imported on the fly
+        return importer(spec, threads=threads)
     return load(spec, threads=threads)
 
 
@@ -155,8 +156,14 @@ def cmd_bench(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from .convert import from_tflite
+    from .convert import IMPORTERS, importer_for
+    from .errors import ModelFormatError
     from .model import save
+    importer = importer_for(args.source)
+    if importer is None:
+        suffix = os.path.splitext(args.source)[1]
+        raise ModelFormatError(f"{args.source}: bnnrt imports {', '.join(sorted(IMPORTERS))} files, not "
+                               f"{repr(suffix) + ' ones' if suffix else 'files without a suffix'}")
     metadata = {}
     if args.labels:
         with open(args.labels, encoding="utf-8") as fh:
@@ -166,7 +173,7 @@ def cmd_convert(args) -> int:
         metadata["input"] = {"scale": 1 / 255 if args.scale is None else args.scale,
                              "mean": args.mean, "std": args.std}
     t0 = time.perf_counter()
-    model = from_tflite(args.source, metadata=metadata)
+    model = importer(args.source, metadata=metadata)
     save(model, args.out)
     layers = model.layers()
     binary = sum(r["binary_macs"] for r in layers)

@@ -12,8 +12,10 @@ class BnnrtError(Exception):
 
 
 class ModelFormatError(BnnrtError, ValueError):
-    """A model file (or bytes) is not a valid .bnn file: wrong magic, newer
-    version, truncated, corrupted (checksum), or describing impossible sizes."""
+    """A model file (or bytes) is not valid: a .bnn file with a wrong magic, a
+    newer version, truncated, corrupted (checksum) or describing impossible
+    sizes; a malformed file of an imported format; a file larger than bnnrt
+    reads; or a file of a format bnnrt neither loads nor imports."""
 
 
 class ModelIOError(BnnrtError, OSError):

@@ -10,7 +10,6 @@ against the bytes actually present first.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import struct
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ._io import read_bounded
 from .errors import ModelFormatError, ModelIOError
 from .graph import DTYPES, Graph, Node, TensorSpec
 
@@ -41,6 +41,9 @@ _MAX_RANK = 8
 FLAG_DEFLATED_META = 1
 #: Largest metadata JSON a reader inflates (a guard against zip bombs).
 MAX_META_BYTES = 64 << 20
+#: Largest .bnn file ``load`` reads: a file is read whole into memory, and the
+#: largest models bnnrt runs (float layers included) are a few hundred MB.
+MAX_FILE_BYTES = 1 << 30
 
 
 def _align(n: int, a: int) -> int:
@@ -157,26 +160,9 @@ def save(graph: Graph, path) -> None:
 
 
 def read_source(source) -> tuple[bytes, str]:
-    """Bytes of a path, bytes-like or binary file object, and a name for messages."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return bytes(source), "<bytes>"
-    if isinstance(source, (str, os.PathLike)):
-        name = os.fspath(source)
-        try:
-            with open(name, "rb") as f:
-                return f.read(), name
-        except OSError as e:
-            raise ModelIOError(f"cannot read model file {name!r}: {e.strerror or e}") from e
-    if hasattr(source, "read"):
-        name = getattr(source, "name", "<file object>")
-        try:
-            data = source.read()
-        except (OSError, io.UnsupportedOperation) as e:
-            raise ModelIOError(f"cannot read model from {name!r}: {e}") from e
-        if not isinstance(data, (bytes, bytearray)):
-            raise ModelIOError(f"model file object {name!r} must be opened in binary mode")
-        return bytes(data), str(name)
-    raise TypeError(f"load() takes a path, bytes or a binary file object, not {type(source).__name__}")
+    """Bytes of a path, bytes-like or binary file object (at most
+    :data:`MAX_FILE_BYTES`; regular files only), and a name for messages."""
+    return read_bounded(source, MAX_FILE_BYTES)
 
 
 def loads(data: bytes, name: str = "<bytes>") -> Graph:

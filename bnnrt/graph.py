@@ -123,14 +123,6 @@ class GraphBuilder:
         self._nodes.append(Node(op, name, list(inputs), outputs, dict(attrs or {}), dict(consts or {})))
         return outputs if n_outputs > 1 else outputs[0]
 
-    def producer(self, tensor: str):
-        """(index, node) of the node that writes ``tensor`` so far, or None (a
-        graph input): lets a converter fuse a later op into it."""
-        for i in range(len(self._nodes) - 1, -1, -1):
-            if tensor in self._nodes[i].outputs:
-                return i, self._nodes[i]
-        return None
-
     def input(self, name: str, shape, dtype: str = "float32") -> str:
         self._inputs[name] = TensorSpec(tuple(int(d) for d in shape), dtype)
         self._names.add(name)

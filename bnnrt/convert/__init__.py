@@ -1,10 +1,15 @@
 """Converters from what people train with to bnnrt models.
 
 Each converter imports its heavy dependency (torch, a flatbuffer reader) only
-when called, so ``import bnnrt.convert`` costs nothing.
+when called, so ``import bnnrt.convert`` costs nothing. The importers of model
+files are registered by file suffix in :data:`IMPORTERS` (the CLI's ``convert``,
+``info``, ``bench`` and ``predict`` find them there); docs/tflite.md says what
+a new one touches.
 """
 
 from __future__ import annotations
+
+import os
 
 
 def from_torch(model, input_shape=None, *, metadata=None, threads=None):
@@ -14,10 +19,24 @@ def from_torch(model, input_shape=None, *, metadata=None, threads=None):
 
 
 def from_tflite(source, *, threads=None, metadata=None):
-    """Import a Larq Compute Engine / TFLite ``.tflite`` file (path or bytes) as a
-    :class:`bnnrt.Model`. Needs the flatbuffer reader: ``pip install 'bnnrt[tflite]'``."""
+    """Import a Larq Compute Engine / TFLite ``.tflite`` file (a path, bytes or a
+    binary file object) as a :class:`bnnrt.Model`. Needs the flatbuffer reader: ``pip install 'bnnrt[tflite]'``."""
     from ._tflite import from_tflite as convert
     return convert(source, threads=threads, metadata=metadata)
 
 
-__all__ = ["from_torch", "from_tflite"]
+#: File suffix (lower case) -> importer: ``importer(source, *, threads=None,
+#: metadata=None)`` reads a path, bytes or a binary file object and returns a
+#: :class:`bnnrt.Model`. Adding a file format is its module and one line here.
+IMPORTERS = {
+    ".tflite": from_tflite,
+}
+
+
+def importer_for(path):
+    """The importer registered for ``path``'s suffix (any case), or None: a path
+    no importer reads (a .bnn file is loaded, not imported)."""
+    return IMPORTERS.get(os.path.splitext(os.fspath(path))[1].lower())
+
+
+__all__ = ["IMPORTERS", "from_tflite", "from_torch", "importer_for"]

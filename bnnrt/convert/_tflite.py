@@ -31,15 +31,17 @@ bnnrt lacks raises one :class:`UnsupportedOpError` listing each with its count.
 from __future__ import annotations
 
 import collections
-import os
 
 import numpy as np
 
+from .._io import read_bounded
 from .._shapes import packed_bytes, same_pads
 from ..quant import tflite_multiplier
-from ..errors import GraphError, ModelFormatError, ModelIOError, UnsupportedOpError
+from ..errors import GraphError, ModelFormatError, UnsupportedOpError
 from ..graph import GraphBuilder, TensorSpec
 from ..model import Model
+from ..passes import fuse_residual_adds
+from ._common import TensorBindings, check_supported, source_metadata
 
 #: TFLite TensorType -> numpy dtype (the types a Larq model's tensors have).
 _TENSOR_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 9: np.int8}
@@ -51,7 +53,8 @@ _ACTIVATIONS = {0: "none", 1: "relu", 2: "relu_n1_to_1", 3: "relu6", 4: "tanh"}
 #: The same fused activations as a clamp of an integer (LCE applies them to y).
 _Y_CLAMPS = {0: None, 1: (0, 2**31 - 1), 2: (-1, 1), 3: (0, 6)}
 
-#: Reading a file larger than this is refused (Larq's largest zoo model is ~30 MB).
+#: Reading a file larger than this is refused (Larq's largest zoo model is ~30 MB;
+#: see bnnrt._io for what else the reader refuses).
 MAX_FILE_BYTES = 1 << 30
 
 
@@ -196,13 +199,13 @@ class _Importer:
     def __init__(self, f: _File):
         self.f = f
         self.b = GraphBuilder()
-        self.names: dict[int, str] = {}      # tflite tensor -> bnnrt tensor name
-        self.specs: dict[int, TensorSpec] = {}
         self.consts: dict[int, np.ndarray] = {t.index: t.data for t in f.tensors if t.data is not None}
-        # how many operators (and graph outputs) read each tensor: a producer may
-        # absorb its only consumer
-        self.uses = collections.Counter(i for ins, _ in f._io for i in ins if i >= 0)
-        self.uses.update(f.outputs)
+        #: tflite tensor index -> (bnnrt tensor name, spec)
+        self.bound = TensorBindings(describe=lambda i: str(f.tensors[i]),
+                                    spec_of=lambda i, dtype, channels: self.spec_of(f.tensors[i], dtype, channels),
+                                    constants=self.consts, fail=self.fail)
+        # the handlers' vocabulary: im.inp(...), im.out(...), im.bind(...)
+        self.bind, self.inp, self.out = self.bound.bind, self.bound.inp, self.bound.out
 
     # -- helpers
     def where(self, op_name, index):
@@ -228,26 +231,6 @@ class _Importer:
         if n != 1:
             self.fail(f"tensor {t} has batch {n}; LCE models are converted with batch 1")
         return TensorSpec((h, w, channels if channels is not None else c), dtype)
-
-    def bind(self, tflite_index, name, spec):
-        self.names[tflite_index] = name
-        self.specs[tflite_index] = spec
-
-    def inp(self, i, dtypes=("float32",)):
-        if i not in self.names:
-            if i in self.consts:
-                self.fail(f"constant tensor {self.f.tensors[i]} used as an activation input")
-            self.fail(f"tensor {self.f.tensors[i]} is used before it is computed")
-        spec = self.specs[i]
-        if spec.dtype not in dtypes:
-            self.fail(f"input {self.f.tensors[i]} is {spec}, expected {' or '.join(dtypes)}")
-        return self.names[i], spec
-
-    def out(self, i, name, dtype="float32", channels=None):
-        t = self.f.tensors[i]
-        spec = self.spec_of(t, dtype, channels)
-        self.bind(i, name, spec)
-        return spec
 
     def _node_name(self, i):
         return self.f.tensors[i].name or f"t{i}"
@@ -323,9 +306,9 @@ class _Importer:
 
     def _check_output_shape(self, out_index, name):
         """The shape the converter computed must be the one TFLite recorded."""
-        want = self.spec_of(self.f.tensors[out_index], self.specs[out_index].dtype,
-                            self.specs[out_index].channels).shape
-        got = self.specs[out_index].shape
+        spec = self.bound.specs[out_index]
+        want = self.spec_of(self.f.tensors[out_index], spec.dtype, spec.channels).shape
+        got = spec.shape
         if want != got:
             self.fail(f"output {self.f.tensors[out_index]}: bnnrt computes {list(got)}")
 
@@ -362,19 +345,18 @@ class _Importer:
             except Exception as e:   # the reader's accessors on a malformed table
                 raise ModelFormatError(f"{self._where}: malformed operator ({type(e).__name__}: {e})") from None
             for o in outs:
-                if o in self.specs:
+                if o in self.bound:
                     self._check_output_shape(o, name)
         self._where = f.name
-        missing = [f.tensors[o] for o in f.outputs if o not in self.names]
+        missing = [f.tensors[o] for o in f.outputs if o not in self.bound]
         if missing:
             raise GraphError(f"{f.name}: outputs {', '.join(map(str, missing))} are never computed")
-        meta = {"name": os.path.splitext(os.path.basename(f.name))[0],
-                "source": {"format": "tflite", "file": os.path.basename(f.name)}}
-        outputs = [self.names[o] for o in f.outputs]
+        meta = source_metadata(f.name, "tflite")
+        outputs = [self.bound.names[o] for o in f.outputs]
         last = {out: node.op for node in self.b.build(outputs).nodes for out in node.outputs}
         probabilities = last.get(outputs[0]) in ("softmax", "tfl_softmax")
         for k, o in enumerate(f.outputs):
-            if self.specs[o].dtype == "int8":
+            if self.bound.specs[o].dtype == "int8":
                 # int8 outputs leave as floats: (q - zero point) * scale, exactly
                 # LCE's int8 output times its scale
                 scale, zp = self.qparams(o)
@@ -383,7 +365,7 @@ class _Importer:
                                         name=f"{outputs[k]}/dequantize")
         if quantization:
             meta["quantization"] = quantization
-        graph = self.b.build(outputs, metadata=meta)
+        graph = fuse_residual_adds(self.b.build(outputs, metadata=meta))
         if probabilities:     # predict() must not apply a second softmax
             graph.metadata["output"] = "probabilities"
         graph.metadata.update(metadata or {})
@@ -453,8 +435,8 @@ def _fully_connected(im, op, ins, outs):
         if w.ndim != 2 or w.shape[1] != k:
             im.fail(f"weights {w.shape} do not fit the input {spec} ({k} values)")
         if spec.shape[:2] != (1, 1):
-            im.names[ins[0]] = im.b.flatten(im.names[ins[0]], name=im._node_name(outs[0]) + "/flatten")
-            im.specs[ins[0]] = TensorSpec((1, 1, k), "int8")
+            flat = im.b.flatten(im.bound.names[ins[0]], name=im._node_name(outs[0]) + "/flatten")
+            im.bind(ins[0], flat, TensorSpec((1, 1, k), "int8"))
         return _tfl_conv(im, ins, outs, w.reshape(w.shape[0], 1, 1, k), 1, (1, 1), (1, 1), (0, 0, 0, 0),
                          o.FusedActivationFunction() if o is not None else 0, product_in_float=True)
     x, spec = im.inp(ins[0])
@@ -502,36 +484,10 @@ def _elementwise(op_name, options):
             b_, sb = im.inp(ins[1])
             if sa.shape != sb.shape:
                 im.fail(f"operands {sa} and {sb} differ in shape (broadcasting is not supported)")
-            if (op_name == "add_float" and act in ("none", "relu", "relu6", "relu_n1_to_1")
-                    and _fuse_residual(im, ins, outs, act)):
-                return
+            # a residual add after a binary conv is fused into it once the graph is built
             name = im.b.add(op_name, [a, b_], {"activation": act}, name=im._node_name(outs[0]))
         im.out(outs[0], name)
     return handler
-
-
-def _fuse_residual(im, ins, outs, act) -> bool:
-    """ADD(bconv2d_float(x), r) -> bconv2d_float(x, skip=r), when the binary
-    conv's output feeds only this ADD and r exists before the conv runs (the
-    residual add of every Larq block: one pass over the output instead of two)."""
-    for mine, other in ((ins[0], ins[1]), (ins[1], ins[0])):
-        if im.uses[mine] != 1:
-            continue
-        found = im.b.producer(im.names[mine])
-        if found is None or found[1].op != "bconv2d_float" or len(found[1].inputs) != 1:
-            continue
-        index, node = found
-        src = im.b.producer(im.names[other])
-        if src is not None and src[0] >= index:
-            continue                  # the residual is computed after the conv
-        if node.attrs.get("activation", "none") != "none":
-            continue
-        node.inputs.append(im.names[other])
-        if act != "none":
-            node.attrs["activation"] = act       # the ADD's fused activation, after the add
-        im.bind(outs[0], im.names[mine], im.specs[mine])
-        return True
-    return False
 
 
 def _pad(im, op, ins, outs):
@@ -990,46 +946,35 @@ INT8_HANDLERS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL"
                  "DEQUANTIZE", "SOFTMAX", "LceQuantize"}
 
 
-def _op_kind(f: _File, i: int) -> tuple[str, bool]:
+def _op_label(f: _File, i: int) -> str:
     """The op's name, marked " (int8)" (or uint8, int16) when it computes on
-    integer activations, and whether bnnrt runs it. Constants (weights) do
-    not count, nor LCE's bit tensors (int32 words)."""
+    integer activations. Constants (weights) do not count, nor LCE's bit
+    tensors (int32 words)."""
     name = f.op_name(i)
     ins, outs = f.op_io(i)
     acts = [f.tensors[t] for t in ins + outs if t >= 0 and f.tensors[t].data is None]
     kinds = sorted({_INTEGER_ACTIVATIONS[t.type_code] for t in acts if t.type_code in _INTEGER_ACTIVATIONS})
-    if not kinds:
-        return name, name in HANDLERS
-    return f"{name} ({', '.join(kinds)})", kinds == ["int8"] and name in HANDLERS and name in INT8_HANDLERS
+    return f"{name} ({', '.join(kinds)})" if kinds else name
 
 
-def read(source) -> tuple[bytes, str]:
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return bytes(source), "<bytes>"
-    path = os.fspath(source)
-    try:
-        size = os.path.getsize(path)
-        if size > MAX_FILE_BYTES:
-            raise ModelFormatError(f"{path}: {size:,} bytes is larger than any model bnnrt imports")
-        with open(path, "rb") as fh:
-            return fh.read(), path
-    except OSError as e:
-        raise ModelIOError(f"{path}: {e.strerror or e}") from None
+def _supported_labels() -> set[str]:
+    """The op labels (``_op_label``) bnnrt runs: every handled op on float or
+    bit activations, the int8 handlers on int8 ones (no uint8, no int16)."""
+    return set(HANDLERS) | {f"{op} (int8)" for op in INT8_HANDLERS if op in HANDLERS}
+
+
+def _import(source, metadata) -> tuple:
+    """(graph, the name the reader gave the source)."""
+    data, name = read_bounded(source, MAX_FILE_BYTES)
+    f = _File(data, name)
+    check_supported(name, collections.Counter(_op_label(f, i) for i in range(len(f.ops))), _supported_labels())
+    return _Importer(f).run(metadata), name
 
 
 def to_graph(source, metadata=None):
-    data, name = read(source)
-    f = _File(data, name)
-    counts = collections.Counter(_op_kind(f, i) for i in range(len(f.ops)))
-    missing = {op: n for (op, known), n in counts.items() if not known}
-    if missing:
-        listing = ", ".join(f"{op} x{n}" for op, n in sorted(missing.items()))
-        raise UnsupportedOpError(f"{name}: bnnrt does not implement {len(missing)} op(s) this file uses: "
-                                 f"{listing}")
-    return _Importer(f).run(metadata)
+    return _import(source, metadata)[0]
 
 
 def from_tflite(source, *, threads=None, metadata=None) -> Model:
-    graph = to_graph(source, metadata)
-    name = source if isinstance(source, (str, os.PathLike)) else "<bytes>"
-    return Model(graph, threads=threads, name=os.fspath(name) if not isinstance(name, str) else name)
+    graph, name = _import(source, metadata)
+    return Model(graph, threads=threads, name=name)
