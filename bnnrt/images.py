@@ -49,7 +49,7 @@ class Preprocessor:
             raise ModelFormatError(f"model metadata: 'input' must be a mapping, got {type(input_meta).__name__}")
         meta = dict(DEFAULT_INPUT, **(input_meta or {}))
         self.color = meta.get("color") or ("L" if c == 1 else "RGB")
-        if self.color not in ("L", "RGB") or (self.color == "L") != (c == 1):
+        if self.color not in ("L", "RGB") or (c in (1, 3) and (self.color == "L") != (c == 1)):
             raise ModelFormatError(f"model metadata asks for colour mode {self.color!r} for {c} channel(s); "
                                    "bnnrt knows L (1 channel) and RGB (3)")
         (self.scale,) = _finite_numbers(meta["scale"], "scale", 1)
@@ -61,7 +61,10 @@ class Preprocessor:
     # -- single items
     def _from_image(self, img, what: str) -> np.ndarray:
         from PIL import Image
-        h, w, _ = self.shape
+        h, w, c = self.shape
+        if c not in (1, 3):
+            raise InputError(f"image {what}: this model takes {c}-channel inputs, not L or RGB images; "
+                             "pass (H, W, C) arrays")
         try:
             if img.mode in _MODES_16:     # 16-bit grayscale: the high byte, as 8-bit pixels
                 img = Image.fromarray((np.asarray(img, dtype=np.uint16) >> 8).astype(np.uint8))

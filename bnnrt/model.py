@@ -95,14 +95,14 @@ class Model:
         return outs[0] if len(outs) == 1 else outs
 
     def _takes_images(self) -> bool:
-        """One (H, W, 1 or 3) float input and class scores out: what predict() serves."""
+        """One (H, W, C) float input and class scores out: what predict() serves."""
         spec = next(iter(self.plan.input_specs.values()))
         return (len(self.plan.input_specs) == 1 and len(spec.shape) == 3 and spec.dtype == "float32"
-                and spec.shape[2] in (1, 3) and self.plan.output_specs[0].dtype in ("float32", "int32", "int8"))
+                and self.plan.output_specs[0].dtype in ("float32", "int32", "int8"))
 
     def _preprocessor(self) -> Preprocessor:
         if self._pre is None:
-            raise InputError(f"{self.name}: predict() takes images for a model with one float32 (H, W, 1 or 3) "
+            raise InputError(f"{self.name}: predict() takes images for a model with one float32 (H, W, C) "
                              f"input and class scores out (this one: inputs "
                              f"{', '.join(map(str, self.plan.input_specs.values()))}, output "
                              f"{self.plan.output_specs[0]}); use run()")
