@@ -7,6 +7,7 @@ constants are numpy arrays (zero-copy views into the file when loaded).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +56,7 @@ class TensorSpec:
 
     @property
     def nbytes(self) -> int:
-        return int(np.prod(self.storage_shape, dtype=object)) * self.np_dtype.itemsize
+        return math.prod(self.storage_shape) * self.np_dtype.itemsize      # Python ints: no overflow
 
     def __str__(self) -> str:
         return f"{self.dtype}{list(self.shape)}"

@@ -18,6 +18,7 @@ serve several Python threads at once.
 
 from __future__ import annotations
 
+import heapq
 import numbers
 import os
 import threading
@@ -134,16 +135,16 @@ def _order(graph: Graph) -> list[Node]:
         for t in set(node.inputs):
             if producer[t] >= 0:
                 consumers.setdefault(producer[t], []).append(i)
-    ready = [i for i, w in enumerate(waiting) if w == 0]
+    ready = [i for i, w in enumerate(waiting) if w == 0]     # a heap: the earliest in the file first
+    heapq.heapify(ready)
     order = []
     while ready:
-        ready.sort(reverse=True)
-        i = ready.pop()
+        i = heapq.heappop(ready)
         order.append(graph.nodes[i])
         for j in consumers.get(i, ()):
             waiting[j] -= 1
             if waiting[j] == 0:
-                ready.append(j)
+                heapq.heappush(ready, j)
     if len(order) != len(graph.nodes):
         stuck = [graph.nodes[i].name for i, w in enumerate(waiting) if w > 0]
         raise GraphError(f"the graph has a cycle through layers {stuck[:5]}")
@@ -359,22 +360,37 @@ class Context:
             if (last[skip] == i and first[skip] >= 0 and skip != node.inputs[0]
                     and plan.specs[skip].nbytes == plan.specs[out].nbytes):
                 home[out] = home[skip]
-        lo = {h: min(first[t] for t in first if home[t] == h) for h in set(home.values())}
-        hi = {h: max(last[t] for t in first if home[t] == h) for h in lo}
-        placed: list[tuple[int, int, int, int]] = []   # (offset, size, first, last)
-        buffers = {}
-        for h in sorted(lo, key=lambda h: (-sizes[h], lo[h], h)):
-            busy = sorted((o, o + s) for o, s, f, l in placed if f <= hi[h] and lo[h] <= l)
+        lo: dict[str, int] = {}
+        hi: dict[str, int] = {}
+        for t, h in home.items():
+            lo[h] = min(lo.get(h, first[t]), first[t])
+            hi[h] = max(hi.get(h, last[t]), last[t])
+        order = sorted(lo, key=lambda h: (-sizes[h], lo[h], h))
+        buffers: dict[str, int] = {}
+        if preserve:        # every lifetime reaches the end: nothing can share, one after another
+            offset = 0
+            for h in order:
+                buffers[h] = offset
+                offset += sizes[h]
+            return {t: buffers[home[t]] for t in first}, offset
+        # the buffers placed so far that are live at each step (steps -1..n at
+        # index 0..n+1): a buffer meets only those of its own steps, so a long
+        # chain of short-lived tensors is placed in linear time
+        live: list[list[str]] = [[] for _ in range(n + 2)]
+        size = 0
+        for h in order:
+            met = {b for step in live[lo[h] + 1:hi[h] + 2] for b in step}
+            busy = sorted((buffers[b], buffers[b] + sizes[b]) for b in met)
             best, gap_start = None, 0
             for b_lo, b_hi in busy:
                 if b_lo - gap_start >= sizes[h] and (best is None or b_lo - gap_start < best[1]):
                     best = (gap_start, b_lo - gap_start)
                 gap_start = max(gap_start, b_hi)
             buffers[h] = best[0] if best else gap_start
-            placed.append((buffers[h], sizes[h], lo[h], hi[h]))
-        offsets = {t: buffers[home[t]] for t in first}
-        size = max((o + s for o, s, _, _ in placed), default=0)
-        return offsets, size
+            size = max(size, buffers[h] + sizes[h])
+            for step in live[lo[h] + 1:hi[h] + 2]:
+                step.append(h)
+        return {t: buffers[home[t]] for t in first}, size
 
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         for name, x in zip(self.plan.graph.inputs, inputs):
