@@ -63,7 +63,7 @@ def rng():
     return np.random.default_rng(1234)
 
 
-def _random_seeds(value: str) -> list[int]:
+def random_seeds(value: str) -> list[int]:
     """Seeds BNNRT_TESTS_SEED asks for: one seed ("7"), a range ("40-42",
     both ends included) or "all" (0..99), as scikit-learn's
     SKLEARN_TESTS_GLOBAL_RANDOM_SEED."""
@@ -81,7 +81,7 @@ def _random_seeds(value: str) -> list[int]:
     return seeds
 
 
-@pytest.fixture(params=_random_seeds(os.environ.get("BNNRT_TESTS_SEED", "42")))
+@pytest.fixture(params=random_seeds(os.environ.get("BNNRT_TESTS_SEED", "42")))
 def global_random_seed(request):
     """A test that takes this fixture passes for every seed 0..99; CI runs the
     default (42), BNNRT_TESTS_SEED=all runs them all."""

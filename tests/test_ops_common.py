@@ -32,6 +32,8 @@ from bnnrt._shapes import conv_geometry, packed_bytes, same_pads, symmetric_pads
 from bnnrt.graph import GraphBuilder
 from bnnrt.quant import quantize_multiplier, quantize_multipliers, tflite_multiplier
 
+from conftest import random_seeds
+
 #: How many graphs each (op, setting) case draws: the builders choose output
 #: kinds, padding modes and skips at random, and one seed should see most.
 DRAWS = 6
@@ -578,6 +580,14 @@ def test_simd_settings():
 
 # --------------------------------------------------------------------------
 # the tests
+
+
+def test_seed_settings():
+    assert random_seeds("7") == [7] and random_seeds(" 40-42") == [40, 41, 42]
+    assert random_seeds("all") == list(range(100))
+    for bad in ("", "x", "100", "42-40", "-1", "0-100"):
+        with pytest.raises(ValueError, match="BNNRT_TESTS_SEED"):
+            random_seeds(bad)
 
 
 def test_every_op_has_an_example():
