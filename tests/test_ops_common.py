@@ -591,8 +591,9 @@ def test_seed_settings():
 
 
 def test_every_op_has_an_example():
-    assert sorted(set(ops.OPS) - set(EXAMPLES)) == [], "ops without an example builder in EXAMPLES"
-    assert sorted(set(EXAMPLES) - set(ops.OPS)) == [], "examples of ops the registry no longer has"
+    missing, stale = sorted(set(ops.OPS) - set(EXAMPLES)), sorted(set(EXAMPLES) - set(ops.OPS))
+    assert not missing, f"ops without an example builder in EXAMPLES: {missing}"
+    assert not stale, f"examples of ops the registry no longer has: {stale}"
     assert set(THREADED) <= set(ops.OPS)
 
 
