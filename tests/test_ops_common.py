@@ -83,6 +83,17 @@ def _window(rng, h, w, kh, kw, dilate=True):
     return dict(strides=(sh, sw), dilations=(dh, dw), pads=pads)
 
 
+def _shape(rng, lo=1, hi=40):
+    """(H, W, C) of an input tensor."""
+    return _hw(rng) + (_channels(rng, lo, hi),)
+
+
+def _one_node(op, shape, dtype="float32", attrs=None, consts=None):
+    """A graph of one ``op`` node on one input ``x``."""
+    b = GraphBuilder()
+    return b.build(b.add(op, [b.input("x", shape, dtype)], attrs, consts))
+
+
 def _pool_window(rng):
     """kernel, strides, pads of a pooling window (each pad smaller than the window)."""
     kernel = tuple(int(k) for k in rng.integers(1, 4, 2))
@@ -118,7 +129,9 @@ def _int8_requant(rng, cout, k):
     return quantize_multipliers(_signs(rng, cout) * rng.uniform(20, 200, cout) / (5300 * np.sqrt(k)))
 
 
-def _skip_requant(rng):
+def _rescale(rng):
+    """(multiplier, shift) of an int8 tensor's rescale by a factor in [-1.5, 1.5]
+    (a skip input's, an add's operands')."""
     return quantize_multiplier(float(rng.uniform(-1.5, 1.5)))
 
 
@@ -128,7 +141,7 @@ def _skip_requant(rng):
 
 def _quantize(rng):
     b = GraphBuilder()
-    x = b.input("x", _hw(rng) + (_channels(rng),))
+    x = b.input("x", _shape(rng))
     return b.build(b.quantize(x, scale=_pick(rng, [1 / 64, 1 / 8, 0.37, 2.0])))
 
 
@@ -143,9 +156,7 @@ def _dequantize(rng):
 
 
 def _softmax(rng):
-    b = GraphBuilder()
-    x = b.input("x", _hw(rng) + (_channels(rng, 2),))
-    return b.build(b.add("softmax", [x], {"beta": _pick(rng, [1.0, 0.5, 2.5])}))
+    return _one_node("softmax", _shape(rng, 2), attrs={"beta": _pick(rng, [1.0, 0.5, 2.5])})
 
 
 def _flatten(rng):
@@ -158,7 +169,7 @@ def _flatten(rng):
 
 def _sign_bits(rng):
     b = GraphBuilder()
-    return b.build(b.sign_bits(b.input("x", _hw(rng) + (_channels(rng, 1, 70),))))
+    return b.build(b.sign_bits(b.input("x", _shape(rng, 1, 70))))
 
 
 def _binarize(rng):
@@ -172,9 +183,9 @@ def _binarize(rng):
 
 def _add_int8(rng):
     b = GraphBuilder()
-    shape = _hw(rng) + (_channels(rng),)
+    shape = _shape(rng)
     x, y = b.input("a", shape, "int8"), b.input("b", shape, "int8")
-    (am, ash), (bm, bsh) = _skip_requant(rng), _skip_requant(rng)
+    (am, ash), (bm, bsh) = _rescale(rng), _rescale(rng)
     return b.build(b.add_int8(x, y, a_multiplier=am, a_shift=ash, b_multiplier=bm, b_shift=bsh,
                               clamp=_clamp(rng)))
 
@@ -202,7 +213,7 @@ def _bconv2d(rng):
         kw.update(bias=rng.integers(-big_k, big_k + 1, cout), multiplier=m, shift=s, clamp=_clamp(rng))
         if rng.random() < 0.6:
             kw["skip"] = b.input("skip", (oh, ow, cout), "int8")
-            kw["skip_multiplier"], kw["skip_shift"] = _skip_requant(rng)
+            kw["skip_multiplier"], kw["skip_shift"] = _rescale(rng)
     return b.build(b.bconv2d(x, _bits(rng, (cout, k, k), cin), **kw))
 
 
@@ -223,16 +234,13 @@ def _conv2d_int8(rng):
         kw["clamp"] = _clamp(rng)
         if rng.random() < 0.6:
             kw["skip"] = b.input("skip", (oh, ow, cout), "int8")
-            kw["skip_multiplier"], kw["skip_shift"] = _skip_requant(rng)
+            kw["skip_multiplier"], kw["skip_shift"] = _rescale(rng)
     weights = rng.integers(-128, 128, (cout, kh, kw_, cin))
     return b.build(b.conv2d_int8(x, weights, **kw))
 
 
 def _maxpool(rng):
-    b = GraphBuilder()
-    dtype = _pick(rng, ["int8", "bits"])
-    x = b.input("x", _hw(rng) + (_channels(rng, 1, 70),), dtype)
-    return b.build(b.add("maxpool", [x], _pool_window(rng)))
+    return _one_node("maxpool", _shape(rng, 1, 70), _pick(rng, ["int8", "bits"]), _pool_window(rng))
 
 
 def _global_avgpool(rng):
@@ -244,9 +252,7 @@ def _global_avgpool(rng):
 
 
 def _activation(rng):
-    b = GraphBuilder()
-    x = b.input("x", _hw(rng) + (_channels(rng),))
-    return b.build(b.add("activation", [x], {"kind": _pick(rng, sorted(ref.ACTIVATIONS))}))
+    return _one_node("activation", _shape(rng), attrs={"kind": _pick(rng, sorted(ref.ACTIVATIONS))})
 
 
 def _conv2d_float(rng):
@@ -266,8 +272,7 @@ def _conv2d_float(rng):
         consts["bias"] = rng.standard_normal(cout).astype(np.float32)
     attrs = {k: list(v) for k, v in _window(rng, h, w, kh, kw_).items()}
     attrs.update(groups=groups, activation=_pick(rng, sorted(ref.ACTIVATIONS)))
-    b = GraphBuilder()
-    return b.build(b.add("conv2d_float", [b.input("x", (h, w, cin))], attrs, consts))
+    return _one_node("conv2d_float", (h, w, cin), attrs=attrs, consts=consts)
 
 
 def _bconv2d_float(rng):
@@ -295,7 +300,7 @@ def _bconv2d_float(rng):
 def _elementwise(op):
     def build(rng):
         b = GraphBuilder()
-        shape = _hw(rng) + (_channels(rng),)
+        shape = _shape(rng)
         inputs = [b.input("a", shape)]
         consts = {}
         if rng.random() < 0.4:
@@ -308,32 +313,22 @@ def _elementwise(op):
 
 
 def _pad_float(rng):
-    b = GraphBuilder()
-    x = b.input("x", _hw(rng) + (_channels(rng),))
     attrs = {"pads": [int(p) for p in rng.integers(0, 4, 4)], "value": float(rng.normal(0, 2))}
-    return b.build(b.add("pad_float", [x], attrs))
+    return _one_node("pad_float", _shape(rng), attrs=attrs)
 
 
 def _pool_float(op):
-    def build(rng):
-        b = GraphBuilder()
-        x = b.input("x", _hw(rng) + (_channels(rng, 1, 70),))
-        return b.build(b.add(op, [x], _pool_window(rng)))
-    return build
+    return lambda rng: _one_node(op, _shape(rng, 1, 70), attrs=_pool_window(rng))
 
 
 def _mean_float(rng):
-    b = GraphBuilder()
-    return b.build(b.add("mean_float", [b.input("x", _hw(rng) + (_channels(rng),))]))
+    return _one_node("mean_float", _shape(rng))
 
 
 def _reshape(rng):
-    b = GraphBuilder()
-    h, w = _hw(rng)
-    c = _channels(rng)
-    x = b.input("x", (h, w, c), _pick(rng, ["float32", "int8", "int32"]))
-    shape = [(1, 1, h * w * c), (w, h, c), (h * w, c, 1), (1, h, w * c)][int(rng.integers(0, 4))]
-    return b.build(b.add("reshape", [x], {"shape": list(shape)}))
+    h, w, c = _shape(rng)
+    shape = _pick(rng, [(1, 1, h * w * c), (w, h, c), (h * w, c, 1), (1, h, w * c)])
+    return _one_node("reshape", (h, w, c), _pick(rng, ["float32", "int8", "int32"]), {"shape": list(shape)})
 
 
 def _concat(rng):
@@ -361,19 +356,15 @@ def _slice_channels(rng):
 
 def _tfl_scale(op, dtype):
     def build(rng):
-        b = GraphBuilder()
-        x = b.input("x", _hw(rng) + (_channels(rng),), dtype)
         attrs = {"scale": float(rng.uniform(0.01, 0.1)), "zero_point": _zero_point(rng)}
-        return b.build(b.add(op, [x], attrs))
+        return _one_node(op, _shape(rng), dtype, attrs)
     return build
 
 
 def _tfl_requantize(rng):
-    b = GraphBuilder()
-    x = b.input("x", _hw(rng) + (_channels(rng),), "int8")
     m, s = tflite_multiplier(float(rng.uniform(0.1, 4)))
     attrs = {"multiplier": m, "shift": s, "in_zero_point": _zero_point(rng), "out_zero_point": _zero_point(rng)}
-    return b.build(b.add("tfl_requantize", [x], attrs))
+    return _one_node("tfl_requantize", _shape(rng), "int8", attrs)
 
 
 def _tfl_conv2d(rng):
@@ -394,8 +385,7 @@ def _tfl_conv2d(rng):
     attrs = {k: list(v) for k, v in _window(rng, h, w, kh, kw_).items()}
     attrs.update(groups=groups, in_zero_point=_zero_point(rng), out_zero_point=_zero_point(rng),
                  clamp=_clamp(rng), rounding=_pick(rng, ["double", "ruy", "single"]))
-    b = GraphBuilder()
-    return b.build(b.add("tfl_conv2d", [b.input("x", (h, w, cin), "int8")], attrs, consts))
+    return _one_node("tfl_conv2d", (h, w, cin), "int8", attrs, consts)
 
 
 def _tfl_binary(op):
@@ -403,7 +393,7 @@ def _tfl_binary(op):
     (as the importer derives them)."""
     def build(rng):
         b = GraphBuilder()
-        shape = _hw(rng) + (_channels(rng),)
+        shape = _shape(rng)
         inputs = [b.input("a", shape, "int8")]
         consts = {}
         if rng.random() < 0.5:
@@ -426,35 +416,28 @@ def _tfl_binary(op):
 
 
 def _tfl_avgpool(rng):
-    b = GraphBuilder()
-    x = b.input("x", _hw(rng) + (_channels(rng),), "int8")
-    return b.build(b.add("tfl_avgpool", [x], dict(_pool_window(rng), clamp=_clamp(rng))))
+    return _one_node("tfl_avgpool", _shape(rng), "int8", dict(_pool_window(rng), clamp=_clamp(rng)))
 
 
 def _tfl_mean(rng):
-    b = GraphBuilder()
-    h, w = _hw(rng)
-    x = b.input("x", (h, w, _channels(rng)), "int8")
-    m, s = tflite_multiplier(float(rng.uniform(0.3, 3)) / (h * w))
+    shape = _shape(rng)
+    m, s = tflite_multiplier(float(rng.uniform(0.3, 3)) / (shape[0] * shape[1]))
     attrs = {"multiplier": m, "shift": s, "input_zero_point": _zero_point(rng),
              "output_zero_point": _zero_point(rng), "clamp": _clamp(rng)}
-    return b.build(b.add("tfl_mean", [x], attrs))
+    return _one_node("tfl_mean", shape, "int8", attrs)
 
 
 def _tfl_pad(rng):
-    b = GraphBuilder()
-    x = b.input("x", _hw(rng) + (_channels(rng),), "int8")
     attrs = {"pads": [int(p) for p in rng.integers(0, 4, 4)], "value": _zero_point(rng)}
-    return b.build(b.add("tfl_pad", [x], attrs))
+    return _one_node("tfl_pad", _shape(rng), "int8", attrs)
 
 
 def _tfl_softmax(rng):
-    b = GraphBuilder()
-    x = b.input("x", _hw(rng) + (_channels(rng, 2),), "int8")
     in_scale = float(rng.uniform(0.02, 0.2))
     # TFLite's table: table[255 - d] = exp(-in_scale * beta * d), beta = 1
     table = np.exp(-in_scale * (255 - np.arange(256))).astype(np.float32)
-    return b.build(b.add("tfl_softmax", [x], {"scale": 1 / 256, "zero_point": -128}, {"table": table}))
+    return _one_node("tfl_softmax", _shape(rng, 2), "int8", {"scale": 1 / 256, "zero_point": -128},
+                     {"table": table})
 
 
 #: op name -> example builder: every op of ``bnnrt.ops.OPS`` has one.
