@@ -1,9 +1,12 @@
 """Folding trained float parameters into the integer constants of numerics.md.
 
-Shared by everything that turns a trained network into a bnnrt graph: the
-PyTorch exporter (``bnnrt.convert.from_torch``), the eval mode of the training
-modules (which runs exactly what the exported file runs) and the .tflite
-importer. Pure numpy, float64 throughout; the kernels never see a float.
+Used by ``BlendNet20.folded`` (``bnnrt.train``), which both the eval mode of
+the training modules (so it runs exactly what the exported file runs) and the
+PyTorch exporter (``bnnrt.convert.from_torch``) build on. The .tflite importer
+does not use it: LCE files hold their thresholds and multipliers already
+folded, and their int8 layers keep TFLite's own constants
+(``bnnrt.quant.tflite_multiplier``). Pure numpy, float64 throughout; the
+kernels never see a float.
 
 A BatchNorm in inference form is an affine map per channel,
 ``z = g * x + b`` with ``g = gamma / sqrt(var + eps)`` and ``b = beta - g * mean``;

@@ -56,10 +56,6 @@ def quantize_multipliers(reals) -> tuple[np.ndarray, np.ndarray]:
     return m, s
 
 
-def clamp_int8(x, lo: int = -128, hi: int = 127) -> np.ndarray:
-    return np.clip(x, lo, hi).astype(np.int8)
-
-
 def tflite_multiplier(real: float) -> tuple[int, int]:
     """TFLite's QuantizeMultiplier: (multiplier, shift) with real ~=
     multiplier * 2**(shift - 31), multiplier in [2**30, 2**31) rounded half

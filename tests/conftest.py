@@ -1,4 +1,7 @@
-"""Shared fixtures: small graphs that use every op, and the zoo model."""
+"""Shared fixtures: small graphs that use every op, the zoo model, and the
+random seed of the tests that promise to pass for any seed."""
+
+import os
 
 import numpy as np
 import pytest
@@ -58,3 +61,28 @@ def blendnet():
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def random_seeds(value: str) -> list[int]:
+    """Seeds BNNRT_TESTS_SEED asks for: one seed ("7"), a range ("40-42",
+    both ends included) or "all" (0..99), as scikit-learn's
+    SKLEARN_TESTS_GLOBAL_RANDOM_SEED."""
+    value = value.strip()
+    if value == "all":
+        return list(range(100))
+    try:
+        lo, _, hi = value.partition("-")
+        seeds = list(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        seeds = []
+    if not seeds or not 0 <= seeds[0] <= seeds[-1] <= 99:
+        raise ValueError(f"BNNRT_TESTS_SEED={value!r}: expected a seed 0..99, a range such as "
+                         "'40-42', or 'all'")
+    return seeds
+
+
+@pytest.fixture(params=random_seeds(os.environ.get("BNNRT_TESTS_SEED", "42")))
+def global_random_seed(request):
+    """A test that takes this fixture passes for every seed 0..99; CI runs the
+    default (42), BNNRT_TESTS_SEED=all runs them all."""
+    return request.param

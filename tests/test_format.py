@@ -3,6 +3,8 @@
 import io
 import json
 import struct
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -192,3 +194,62 @@ def test_text_mode_file_object_is_refused(tmp_path, graph):
 def test_load_rejects_other_types():
     with pytest.raises(TypeError):
         bnnrt.load(12)
+
+
+# ---------------------------------------------------------------------------
+# docs/format.md is enough to read a file: a reader written from the page
+# alone (no bnnrt.format) reads the shipped model as bnnrt.load does
+
+
+SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "blendnet20_fmnist.bnn"
+
+
+def read_bnn_from_the_spec(data: bytes):
+    """(JSON document, {array index: numpy array}) of a .bnn file, by docs/format.md."""
+    (magic, major, minor, header_size, meta_offset, meta_size, data_offset, data_size,
+     crc, flags) = struct.unpack_from("<8sHHIQQQQII8x", data, 0)
+    assert magic == b"BNNRT\x00\r\n"
+    assert (major, minor) <= (1, 0)
+    assert header_size == 64 and meta_offset >= 64
+    assert meta_offset + meta_size <= data_offset <= len(data) and data_offset % 64 == 0
+    assert data_offset + data_size <= len(data)
+    assert zlib.crc32(data[:48] + b"\0\0\0\0" + data[52:]) == crc
+    assert flags & ~1 == 0
+    meta = data[meta_offset:meta_offset + meta_size]
+    if flags & 1:
+        meta = zlib.decompress(meta)
+    doc = json.loads(meta.decode("utf-8"))
+    codes = {"u1": "u1", "i1": "i1", "i2": "<i2", "i4": "<i4", "f4": "<f4"}
+    arrays = {}
+    for i, entry in enumerate(doc["arrays"]):
+        dtype = np.dtype(codes[entry["dtype"]])
+        count = int(np.prod(entry["shape"], dtype=np.int64))
+        assert entry["offset"] % 8 == 0 and entry["offset"] + count * dtype.itemsize <= data_size
+        arrays[i] = np.frombuffer(data, dtype, count, data_offset + entry["offset"]).reshape(entry["shape"])
+    return doc, arrays
+
+
+def test_a_reader_written_from_the_spec_reads_the_shipped_model():
+    data = SHIPPED_MODEL.read_bytes()
+    doc, arrays = read_bnn_from_the_spec(data)
+    # the page's claims about what bnnrt writes, on the file it ships
+    assert struct.unpack_from("<I", data, 52)[0] == 1         # flags: deflated metadata
+    assert struct.unpack_from("<Q", data, 16)[0] == 64        # metadata right after the header
+    assert data[56:64] == bytes(8)
+    model = bnnrt.load(SHIPPED_MODEL)
+    graph = model.graph
+    assert {i["name"]: (tuple(i["shape"]), i["dtype"]) for i in doc["inputs"]} == \
+        {k: (s.shape, s.dtype) for k, s in graph.inputs.items()}
+    assert doc["outputs"] == graph.outputs and doc["metadata"] == graph.metadata
+    assert [(n["op"], n["name"], n["inputs"], n["outputs"]) for n in doc["nodes"]] == \
+        [(n.op, n.name, n.inputs, n.outputs) for n in graph.nodes]
+    used = set()
+    for entry, node in zip(doc["nodes"], graph.nodes):
+        assert entry.get("attrs", {}) == node.attrs
+        assert entry.get("consts", {}).keys() == node.consts.keys()
+        for key, index in entry.get("consts", {}).items():
+            mine, theirs = arrays[index], node.consts[key]
+            assert (mine.dtype, mine.shape) == (theirs.dtype, theirs.shape), (node.name, key)
+            assert mine.tobytes() == theirs.tobytes(), (node.name, key)
+            used.add(index)
+    assert used == set(arrays)         # every array of the table belongs to a constant
