@@ -113,20 +113,37 @@ class Preprocessor:
     # -- public
     def batch(self, x) -> tuple[np.ndarray, bool]:
         """(N, H, W, C) float32 graph input and whether x was a single image."""
+        parts, single = self.chunks(x, None)
+        parts = list(parts)
+        return (parts[0] if len(parts) == 1 else np.concatenate(parts)), single
+
+    def chunks(self, x, size: int | None):
+        """(iterator over the graph input of x, ``size`` images at a time (None:
+        all at once), whether x was a single image). Only one chunk is decoded
+        and normalised at a time: a million paths, or a broadcast view of a
+        million images, never become a million decoded float images."""
         if isinstance(x, np.ndarray) and x.ndim == 4:
-            pixels = check_numeric(x, "batch")
-            if pixels.shape[1:] != self.shape:
+            check_numeric(x, "batch")
+            if x.shape[1:] != self.shape:
                 raise InputError(f"batch has shape {x.shape}; this model takes (N, "
                                  f"{', '.join(map(str, self.shape))})")
-            single = False
+            pixels, single = x, False
         elif isinstance(x, (list, tuple)):
-            items = [self.item(v, f"item {i} of the batch") for i, v in enumerate(x)]
-            pixels = np.stack(items) if items else np.empty((0,) + self.shape, np.float32)
-            single = False
+            pixels, single = x, False
         else:
-            pixels = self.item(x)[None]
-            single = True
-        return self.normalize(pixels), single
+            return iter([self.normalize(self.item(x)[None])]), True
+        n = len(pixels)
+        size = max(1, size or n)
+
+        def parts():
+            if n == 0:
+                yield np.empty((0,) + self.shape, np.float32)
+            for start in range(0, n, size):
+                part = pixels[start:start + size]
+                if not isinstance(part, np.ndarray):
+                    part = np.stack([self.item(v, f"item {start + i} of the batch") for i, v in enumerate(part)])
+                yield self.normalize(part)
+        return parts(), single
 
     def normalize(self, pixels: np.ndarray) -> np.ndarray:
         out = pixels.astype(np.float32) * self.scale

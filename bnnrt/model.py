@@ -14,6 +14,8 @@ from .plan import Plan
 
 #: Batches larger than this run in chunks, so memory stays bounded.
 MAX_CHUNK = 256
+#: ... and a chunk's memory (arena, scratch) stays below this.
+CHUNK_BYTES = 256 << 20
 
 
 class Model:
@@ -76,23 +78,34 @@ class Model:
                                  f"(N, {', '.join(map(str, spec.storage_shape))}) {spec.dtype}")
             if not np.can_cast(x.dtype, spec.np_dtype, "same_kind"):
                 raise InputError(f"input {name!r} has dtype {x.dtype}; expected {spec.np_dtype}")
-            if spec.dtype == "bits" and spec.channels % 8 and np.any(x[..., -1] >> (spec.channels % 8)):
-                raise InputError(f"input {name!r} is a bit tensor of {spec.channels} channels with bits set "
-                                 f"beyond channel {spec.channels} (they must be 0)")
-            if x.dtype.kind == "f" and not np.isfinite(x).all():
-                raise InputError(f"input {name!r} contains NaN or infinite values")
             checked.append(x)
         n = checked[0].shape[0]
         if any(x.shape[0] != n for x in checked):
             raise InputError(f"inputs have different batch sizes {[x.shape[0] for x in checked]}")
-        if n == 0:
-            outs = [np.empty((0,) + s.storage_shape, s.np_dtype) for s in self.plan.output_specs]
-        elif n <= MAX_CHUNK:
-            outs = self.plan.run(checked)
-        else:
-            chunks = [self.plan.run([x[i:i + MAX_CHUNK] for x in checked]) for i in range(0, n, MAX_CHUNK)]
-            outs = [np.concatenate(parts) for parts in zip(*chunks)]
+        outs = [np.empty((n,) + s.storage_shape, s.np_dtype) for s in self.plan.output_specs]
+        step = self.chunk_size
+        for start in range(0, n, step):
+            # checked and run one chunk at a time: the checks' temporaries stay
+            # chunk-sized too (a broadcast view of a huge batch costs nothing until then)
+            part = [x[start:start + step] for x in checked]
+            for x, (name, spec) in zip(part, specs):
+                self._check_values(x, name, spec)
+            for out, res in zip(outs, self.plan.run(part)):
+                out[start:start + step] = res
         return outs[0] if len(outs) == 1 else outs
+
+    @property
+    def chunk_size(self) -> int:
+        """Images per chunk of a large batch: at most MAX_CHUNK, and within CHUNK_BYTES."""
+        return max(1, min(MAX_CHUNK, CHUNK_BYTES // max(1, self.plan.bytes_per_sample)))
+
+    @staticmethod
+    def _check_values(x, name, spec):
+        if spec.dtype == "bits" and spec.channels % 8 and np.any(x[..., -1] >> (spec.channels % 8)):
+            raise InputError(f"input {name!r} is a bit tensor of {spec.channels} channels with bits set "
+                             f"beyond channel {spec.channels} (they must be 0)")
+        if x.dtype.kind == "f" and not np.isfinite(x).all():
+            raise InputError(f"input {name!r} contains NaN or infinite values")
 
     def _takes_images(self) -> bool:
         """One (H, W, C) float input and class scores out: what predict() serves."""
@@ -112,15 +125,19 @@ class Model:
         """Class probabilities for a PIL image, an image path, an (H, W, C) array
         of pixels, or a batch (list, or (N, H, W, C) array): shape (classes,)
         for one image, (N, classes) for a batch."""
-        batch, single = self._preprocessor().batch(x)
-        out = self.run(batch)
+        parts, single = self._preprocessor().chunks(x, self.chunk_size)
+        probs = [self._probabilities(self.run(batch)) for batch in parts]
+        out = probs[0] if len(probs) == 1 else np.concatenate(probs)
+        return out[0] if single else out
+
+    def _probabilities(self, out) -> np.ndarray:
         if isinstance(out, list):
             out = out[0]
         out = out.reshape(out.shape[0], int(np.prod(out.shape[1:]))).astype(np.float32)
         if self.metadata.get("output", "logits") != "probabilities" and out.shape[0]:
             out = np.exp(out - out.max(axis=1, keepdims=True))
             out /= out.sum(axis=1, keepdims=True)
-        return out[0] if single else out
+        return out
 
     def top_k(self, x, k: int = 5) -> list[list[tuple[str, float]]]:
         """[(label, probability), ...] best first, for each image of ``x``."""

@@ -36,9 +36,11 @@ from .ops import Op, ReferenceKernel, get_op
 ALIGN = 64
 #: Largest part of a batch one thread runs at a time (batch-parallel runs).
 PART_IMAGES = 8
-#: Largest arena a context may allocate (per batch); beyond this a model or a
-#: batch is refused with a clear error instead of a huge allocation.
-MAX_ARENA_BYTES = int(os.environ.get("BNNRT_MAX_ARENA_BYTES", 4 << 30))
+#: The most memory a run may allocate: its arena plus the largest scratch any
+#: layer takes while it runs (padded copies, numpy temporaries). A model that
+#: needs more for one sample is refused at load, a batch that needs more at
+#: run time; Model.run streams large batches in chunks well below it.
+MAX_ARENA_BYTES = int(os.environ.get("BNNRT_MAX_ARENA_BYTES", 2 << 30))
 
 
 def available_cpus() -> int:
@@ -170,10 +172,18 @@ class Plan:
             for t, spec in zip(node.outputs, outs):
                 self.specs[t] = spec
             self.steps.append(Step(node, op, ins, outs))
-        per_sample = sum(s.nbytes for s in self.specs.values())
-        if per_sample > MAX_ARENA_BYTES:
-            raise GraphError(f"the graph's tensors need {per_sample} bytes per sample, more "
-                             f"than the {MAX_ARENA_BYTES}-byte limit (BNNRT_MAX_ARENA_BYTES)")
+        #: bytes per sample of the largest scratch a step takes while it runs
+        self.scratch_bytes = max((step.op.reference_scratch_bytes(step.node, step.ins, step.outs)
+                                  if resolver == "reference" else
+                                  step.op.scratch_bytes(step.node, step.ins, step.outs) for step in self.steps),
+                                 default=0)
+        #: an upper bound of the memory one sample takes (every tensor, and the largest scratch)
+        self.bytes_per_sample = sum(s.nbytes for s in self.specs.values()) + self.scratch_bytes
+        if self.bytes_per_sample > MAX_ARENA_BYTES:
+            worst = max(self.steps, key=lambda s: s.op.scratch_bytes(s.node, s.ins, s.outs))
+            raise GraphError(f"the graph needs {self.bytes_per_sample:,} bytes per sample (its tensors, and "
+                             f"{self.scratch_bytes:,} of scratch in {worst.node.where()}), more than the "
+                             f"{MAX_ARENA_BYTES:,}-byte limit (BNNRT_MAX_ARENA_BYTES)")
         for step in self.steps:
             if resolver == "reference":
                 step.kernel = ReferenceKernel(step.op, step.node, step.ins)
@@ -301,9 +311,9 @@ class Context:
         self.threads = plan.threads if threads is None else threads
         self.preserve_intermediates = preserve_intermediates
         offsets, size = self._allocate(plan, batch, preserve_intermediates)
-        if size > MAX_ARENA_BYTES:
-            raise InputError(f"a batch of {batch} needs a {size}-byte arena, more than the "
-                             f"{MAX_ARENA_BYTES}-byte limit; use smaller batches")
+        if size + plan.scratch_bytes * batch > MAX_ARENA_BYTES:
+            raise InputError(f"a batch of {batch} needs a {size:,}-byte arena and {plan.scratch_bytes * batch:,} "
+                             f"bytes of scratch, more than the {MAX_ARENA_BYTES:,}-byte limit; use smaller batches")
         raw = np.empty(size + ALIGN, dtype=np.uint8)
         start = (-raw.ctypes.data) % ALIGN
         self.arena = raw[start:start + size]

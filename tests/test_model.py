@@ -208,3 +208,46 @@ def test_bit_tensor_inputs_and_outputs():
     z = b2.sign_bits(b2.input("img", (8, 8, 3)))
     with pytest.raises(InputError, match="use run"):
         bnnrt.Model(b2.build(z)).predict(np.zeros((8, 8, 3), np.uint8))
+
+
+def test_large_batches_stream_in_bounded_chunks(gray):
+    """A zero-copy broadcast of one image to a large batch is normalised and
+    run a chunk at a time: predict() on 12 chunks allocates about what it does
+    on one (the whole batch as float32 would be 12 times that)."""
+    import tracemalloc
+    img = np.random.default_rng(4).integers(0, 256, (28, 28, 1), dtype=np.uint8)
+    step = gray.chunk_size
+    assert 1 <= step <= 256
+
+    def peak(n):
+        gray.predict(np.broadcast_to(img, (n, 28, 28, 1)))       # contexts for every chunk size exist
+        tracemalloc.start()
+        probs = gray.predict(np.broadcast_to(img, (n, 28, 28, 1)))
+        used = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        np.testing.assert_array_equal(probs[-1], probs[0])
+        return used
+    one, many = peak(step), peak(12 * step)
+    assert many < 1.5 * one + (1 << 20), f"12 chunks: {many:,} bytes at the peak, one chunk: {one:,}"
+
+
+def test_memory_bombs_are_refused_at_load():
+    """What a run really allocates (arena, padded copies, numpy temporaries) is
+    counted at load: a tiny file asking for gigabytes is refused, naming the layer."""
+    b = bnnrt.GraphBuilder()
+    x = b.input("x", (1, 1, 1))
+    b.add("pad_float", [x], {"pads": [15000, 15000, 15000, 15000], "value": 0.0}, name="pad")
+    with pytest.raises(bnnrt.GraphError, match=r"bytes per sample .*layer 'pad' \(pad_float\).*BNNRT_MAX_ARENA_BYTES"):
+        bnnrt.Model(b.build("pad"))
+    # an int8 TFLite conv whose float64 im2col would take gigabytes
+    b = bnnrt.GraphBuilder()
+    x = b.add("tfl_quantize", [b.input("x", (1200, 1200, 3))], {"scale": 0.1, "zero_point": 0})
+    w = np.ones((4, 11, 11, 3), np.int8)
+    b.add("tfl_conv2d", [x], {"in_zero_point": 0, "out_zero_point": 0, "pads": [5, 5, 5, 5]},
+          {"weights": w, "bias": np.zeros(4, np.int32), "multiplier": np.full(4, 1 << 30, np.int32),
+           "shift": np.zeros(4, np.int8)}, name="conv")
+    data = io.BytesIO()
+    bnnrt.save(b.build("conv"), data)
+    assert len(data.getvalue()) < 20_000
+    with pytest.raises(bnnrt.GraphError, match=r"layer 'conv' \(tfl_conv2d\)"):
+        bnnrt.load(data.getvalue())

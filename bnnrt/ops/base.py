@@ -14,6 +14,7 @@ An op has four entry points, as a TFLite registration does:
 from __future__ import annotations
 
 import abc
+import math
 
 import numpy as np
 
@@ -182,6 +183,27 @@ class Op(abc.ABC):
     def cost(self, node, ins, outs):
         return macs()
 
+    def scratch_bytes(self, node, ins, outs) -> int:
+        """Bytes per sample the kernel allocates while it runs, beyond its
+        planned inputs and outputs (padded copies, temporaries): the planner
+        counts them against the memory limit. C kernels without scratch: 0."""
+        return 0
+
+    def reference_scratch_bytes(self, node, ins, outs) -> int:
+        """The same for the numpy oracle (``resolver="reference"``)."""
+        return 8 * NUMPY_TEMPORARIES * elements(ins + outs)
+
+
+def elements(specs) -> int:
+    """Values per sample of the tensors ``specs`` (bits count one per channel)."""
+    return sum(math.prod(s.shape) for s in specs)
+
+
+#: Temporaries a numpy kernel makes, in 8-byte values per value of its
+#: inputs and output: an int64 or float64 copy of each and a few
+#: intermediate results (the TFLite integer ops compute in int64).
+NUMPY_TEMPORARIES = 4
+
 
 class NumpyKernel:
     """A kernel written with numpy into preallocated outputs (float ops,
@@ -229,6 +251,9 @@ class ReferenceOp(Op):
 
     #: attribute keys passed to the reference function (validated by infer)
     attr_keys: tuple[str, ...] = ()
+
+    def scratch_bytes(self, node, ins, outs):
+        return 8 * NUMPY_TEMPORARIES * elements(ins + outs)
 
     def _kwargs(self, node, ins):
         return {k: node.attrs[k] for k in self.attr_keys if k in node.attrs}

@@ -58,6 +58,31 @@ class ConvOp(Op):
         n = int(np.prod(outs[0].shape)) * self.taps(node, node.consts["weights"])
         return macs(**{"float_" if self.precision == "float" else self.precision: n})
 
+    def padded_pixels(self, node, ins, outs) -> int:
+        """Pixels of the padded input a window reads (what a kernel copies)."""
+        w = node.consts["weights"]
+        (sh, sw), (dh, dw) = (node.attrs.get("strides", [1, 1]), node.attrs.get("dilations", [1, 1]))
+        oh, ow = outs[0].shape[:2]
+        return ((oh - 1) * sh + (w.shape[1] - 1) * dh + 1) * ((ow - 1) * sw + (w.shape[2] - 1) * dw + 1)
+
+    def scratch_bytes(self, node, ins, outs):
+        """The C kernels copy each image into a padded buffer (int16 values
+        for the AVX2 int8 conv: twice the bytes), with a cache line of slack per row."""
+        per_pixel = ins[0].storage_shape[-1] * ins[0].np_dtype.itemsize
+        return 2 * self.padded_pixels(node, ins, outs) * per_pixel + 72 * (outs[0].shape[0] + 16)
+
+    def reference_scratch_bytes(self, node, ins, outs):
+        return self.numpy_scratch_bytes(node, ins, outs, 8)
+
+    def numpy_scratch_bytes(self, node, ins, outs, itemsize: int) -> int:
+        """An im2col kernel in numpy: a padded copy of the input, the gathered
+        windows (K values per output pixel) and the accumulators, ``itemsize``
+        bytes a value."""
+        taps = self.taps(node, node.consts["weights"])
+        oh, ow, cout = outs[0].shape
+        return itemsize * (self.padded_pixels(node, ins, outs) * ins[0].channels + taps * oh * ow
+                           + 3 * oh * ow * cout)
+
 
 class BinaryWeights:
     """Mixin of the binary convolutions: bit inputs, packed weights, ``cin``

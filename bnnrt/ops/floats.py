@@ -67,6 +67,10 @@ class Conv2DFloat(ConvOp, FloatOp):
                                    activation=kw["activation"])
         return FloatOp.kernel(self, node, ins)
 
+    def scratch_bytes(self, node, ins, outs):
+        # the numpy path's im2col (counted for both: the planner does not know yet which runs)
+        return self.numpy_scratch_bytes(node, ins, outs, 4)
+
 
 
 class BConv2DFloat(BinaryWeights, EpilogueConv):
@@ -103,6 +107,9 @@ class PadFloat(FloatOp):
         spec = input_spec(node, ins, 0, ["float32"])
         float_attr(node, "value", 0.0)
         return [padded(node, spec)]
+
+    def scratch_bytes(self, node, ins, outs):
+        return outs[0].nbytes           # np.pad's result
 
 
 class MaxPoolFloat(FloatOp):

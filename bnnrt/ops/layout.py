@@ -12,6 +12,9 @@ from .base import NumpyKernel, ReferenceOp, fail, input_spec, int_attr, int_list
 class LayoutOp(ReferenceOp):
     precision = "none"
 
+    def scratch_bytes(self, node, ins, outs):
+        return outs[0].nbytes           # the result numpy makes before it is copied out
+
 
 class Flatten(LayoutOp):
     name = "flatten"

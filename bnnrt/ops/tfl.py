@@ -115,6 +115,9 @@ class TflConv2D(ConvOp):
     def reference(self, node, ins, arrays):
         return [ref.tfl_conv2d(arrays[0], node.consts["weights"], **self._kwargs(node, ins))]
 
+    def scratch_bytes(self, node, ins, outs):
+        return self.numpy_scratch_bytes(node, ins, outs, 8)
+
     def kernel(self, node, ins):
         """im2col and one matrix product per group, in float64: exact, since
         |acc| <= 255 * 128 * K stays far below 2**53 for any K <= MAX_DIM**2."""
@@ -229,6 +232,9 @@ class TflPad(TflOp):
         spec = input_spec(node, ins, 0, ["int8"])
         zero_point(node, "value")
         return [padded(node, spec)]
+
+    def scratch_bytes(self, node, ins, outs):
+        return outs[0].nbytes           # np.pad's result
 
 
 class TflSoftmax(TflOp):
