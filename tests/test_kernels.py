@@ -528,7 +528,8 @@ def test_float_conv_matches_reference(cin, cout, k, s, d, mode, groups, act, n, 
     expected = ref.conv2d_float(x, weights, bias=bias, **geo)
     for variant in _variants("conv2d_float"):
         kernel = _core.FloatConv(weights, bias, in_hw=(h, w), variant=variant, **geo)
-        assert kernel.variant == variant
+        # NEON has no depthwise kernel with a channel multiplier: those layers run scalar
+        assert kernel.variant == ("scalar" if variant == "neon" and groups not in (1, cout) else variant)
         out = tight(np.zeros_like(expected))
         kernel.run(x, out, threads=2)
         # float sums in another order: equal within rounding

@@ -409,7 +409,9 @@ bnn_fconv *bnn_fconv_create(const bnn_conv_geom *g, int32_t groups, const float 
     k->cin_g = g->cin / groups;
     k->per_group = g->cout / groups;
     k->lo = lo; k->hi = hi;
-    k->variant = variant;
+    /* NEON has no kernel for depthwise with a channel multiplier: those layers run
+     * (and report) the scalar rows */
+    k->variant = variant == BNN_VARIANT_NEON && groups != 1 && k->per_group != 1 ? BNN_VARIANT_SCALAR : variant;
 #ifdef BNN_X86
     k->narrow = variant == BNN_VARIANT_AVX512 && groups == 1 && g->cout <= 8 && bnn_cpu_has("fma");
 #endif
@@ -451,7 +453,7 @@ int bnn_fconv_run(const bnn_fconv *k, const float *in, float *out, int n, int th
         row = kind == 0 ? fdense_row_avx2 : kind == 1 ? fdwv_row_avx2 : fdw_row_avx2;
 #endif
 #ifdef BNN_ARM
-    if (k->variant == BNN_VARIANT_NEON && kind < 2) row = kind == 0 ? fdense_row_neon : fdwv_row_neon;
+    if (k->variant == BNN_VARIANT_NEON) row = kind == 0 ? fdense_row_neon : fdwv_row_neon;
 #endif
     const long rows = (long)n * k->g.out_h;
     BNN_PARALLEL_FOR(threads > 1 && rows > 1, for (long r = 0; r < rows; r++) row(k, in, out, r););
