@@ -3,7 +3,7 @@
 Everything is in pyproject.toml except the extension list, which setuptools
 can only take from here. The flags are deliberately portable: no -march, SIMD
 variants are compiled through target attributes inside the C sources and
-picked at run time (bnnrt/_kernels/src/bnn_cpu.c). BNNRT_SANITIZE=1 builds with
+picked at run time (bnnrt/_kernels/src/bnn_variants.c). BNNRT_SANITIZE=1 builds with
 AddressSanitizer and UndefinedBehaviorSanitizer (docs/build.md).
 """
 

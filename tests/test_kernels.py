@@ -23,15 +23,10 @@ from bnnrt.quant import quantize_multiplier, quantize_multipliers
 CHANNELS = [1, 3, 16, 17, 64, 65, 200]
 
 
-def _variants(kernel):
-    """Variants of a kernel family this CPU can run (each forced by name)."""
-    names = {"bconv2d": ["scalar", "neon", "avx2", "avx512"],
-             "conv2d_int8": ["scalar", "neon", "dotprod", "avx2", "avx512vnni"]}[kernel]
-    feats = set(_core.cpu_info()["features"])
-    ok = {"scalar": True, "avx2": "avx2" in feats, "avx512": {"avx512", "avx512vpopcntdq"} <= feats,
-          "avx512vnni": {"avx512", "avx512vnni"} <= feats, "neon": "neon" in feats,
-          "dotprod": {"neon", "dotprod"} <= feats}
-    return [v for v in names if ok[v]]
+def _variants(family):
+    """The variants of a kernel family this CPU runs now, best first, each
+    forced by name (the variant table; tests/test_dispatch.py checks it)."""
+    return _core.cpu_info()["variants"][family]
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -377,9 +372,7 @@ def test_binarize_and_sign_bits(c, n, hw):
     t[:2] = [-32768, 32767][:c]
     d = np.where(rng.random(c) < 0.5, 1, -1).astype(np.int8)
     expected = ref.binarize(x, thresholds=t, directions=d)
-    feats = _core.cpu_info()["features"]
-    simd = [v for v in ("avx512", "neon") if c % 8 == 0 and v in feats]
-    for variant in ["scalar"] + simd:
+    for variant in [v for v in _variants("binarize") if c % 8 == 0 or v == "scalar"]:
         out = tight(np.zeros(expected.shape, np.uint8))
         _core.Binarize(t, d, variant=variant).run(x, out, threads=2)
         np.testing.assert_array_equal(out, expected, err_msg=variant)
@@ -388,7 +381,7 @@ def test_binarize_and_sign_bits(c, n, hw):
     f.flat[::5] = 0.0
     f.flat[1::9] = -0.0
     f.flat[2::11] = np.nan            # Model.run refuses NaN inputs; a NaN activation is +1
-    for variant in ["scalar"] + [v for v in ("avx512",) if v in feats]:
+    for variant in _variants("sign_bits"):
         out[...] = 0xFF
         kernel = _core.SignBits(c, variant=variant)
         assert kernel.variant == variant
@@ -402,9 +395,12 @@ def test_quantize(scale):
     x = tight(rng.standard_normal((3, 5, 7, 3)).astype(np.float32) * 60)
     x.flat[:8] = [0.5 * scale, 1.5 * scale, -0.5 * scale, -2.5 * scale, 1e30, -1e30, 127.5 * scale,
                   -128.5 * scale]      # ties round to even, extremes clamp
-    out = tight(np.zeros(x.shape, np.int8))
-    _core.Quantize(3, scale).run(x, out)
-    np.testing.assert_array_equal(out, ref.quantize(x, scale=scale))
+    for variant in _variants("quantize"):
+        out = tight(np.zeros(x.shape, np.int8))
+        kernel = _core.Quantize(3, scale, variant=variant)
+        assert kernel.variant == variant
+        kernel.run(x, out)
+        np.testing.assert_array_equal(out, ref.quantize(x, scale=scale), err_msg=variant)
 
 
 @pytest.mark.parametrize("c", [1, 17, 64])
@@ -438,24 +434,23 @@ def test_maxpool(c, k, s, pads):
 @pytest.mark.parametrize("c", [3, 17, 64])
 @pytest.mark.parametrize("k,s,pads", [((3, 3), (2, 2), (0, 1, 0, 1)), ((3, 3), (2, 2), (1, 1, 1, 1)),
                                       ((3, 2), (1, 2), (0, 2, 1, 0)), ((2, 2), (2, 2), (0, 0, 0, 0))])
-def test_float_pools_equal_reference(c, k, s, pads, monkeypatch):
+def test_float_pools_equal_reference(c, k, s, pads):
     rng = np.random.default_rng(c)
     h, w = 9, 7
     oh, ow = conv_geometry((h, w), k, s, (1, 1), pads)
     x = tight(rng.standard_normal((2, h, w, c)).astype(np.float32))
     x[1, 4, 3, 1] = x[0, 2, 2, c - 1] = np.nan  # propagate through max and mean, as in numpy
     x[0, 5, 5, 0] = np.inf
-    for disabled in ("", "avx512", "avx512,avx2"):  # every variant this CPU has (chosen per call)
-        monkeypatch.setenv("BNNRT_DISABLE_SIMD", disabled)
+    for variant in _variants("pool_float"):
         for average, fn in ((False, ref.maxpool_float), (True, ref.avgpool_float)):
             out = np.zeros((2, oh, ow, c), np.float32)
-            pool = _core.Pool(kernel=k, strides=s, pads=pads, in_hw=(h, w), dtype="float32", average=average)
-            if disabled == "avx512,avx2":
-                assert pool.variant == "scalar"
+            pool = _core.Pool(kernel=k, strides=s, pads=pads, in_hw=(h, w), dtype="float32", average=average,
+                              variant=variant)
+            assert pool.variant == variant
             pool.run(x, out, threads=2)
             # same taps, same order, same division: bit-exact
             np.testing.assert_array_equal(out, fn(x, kernel=k, strides=s, pads=pads),
-                                          err_msg=f"average={average}, disabled {disabled!r}")
+                                          err_msg=f"average={average}, variant {variant}")
 
 
 def test_pool_rejects_average_of_int8():
@@ -527,25 +522,13 @@ def test_bad_arrays_raise_input_error():
         k.run(x, out, threads=0)
 
 
-def test_cpu_info_reports_variants():
-    info = _core.cpu_info()
-    assert info["kernels"]["bconv2d"] in _variants("bconv2d")
-    # the dispatcher picks the best variant the CPU has (NumPy's test_cpu_dispatcher idea)
-    assert info["kernels"]["bconv2d"] == _variants("bconv2d")[-1]
-    assert info["kernels"]["conv2d_int8"] == _variants("conv2d_int8")[-1]
-
-
 def test_disable_simd_forces_scalar(monkeypatch):
+    simd = _variants("bconv2d")[:-1]
     monkeypatch.setenv("BNNRT_DISABLE_SIMD", "all")
     assert _bconv().variant == "scalar"
-    if len(_variants("bconv2d")) > 1:
+    for variant in simd:
         with pytest.raises(GraphError, match="does not run on this CPU"):
-            _bconv(variant="avx512")
-
-
-def _float_conv_variants():
-    feats = set(_core.cpu_info()["features"])
-    return ["scalar"] + [v for v in ("avx2", "avx512", "neon") if v in feats]
+            _bconv(variant=variant)
 
 
 @pytest.mark.parametrize("cin,cout,k,s,d,mode,groups,act,n,hw", [
@@ -572,9 +555,10 @@ def test_float_conv_matches_reference(cin, cout, k, s, d, mode, groups, act, n, 
     bias = rng.standard_normal(cout).astype(np.float32)
     geo = dict(strides=(s, s), dilations=(d, d), pads=pads, groups=groups, activation=act)
     expected = ref.conv2d_float(x, weights, bias=bias, **geo)
-    for variant in _float_conv_variants():
+    for variant in _variants("conv2d_float"):
         kernel = _core.FloatConv(weights, bias, in_hw=(h, w), variant=variant, **geo)
-        assert kernel.variant == variant
+        # NEON has no depthwise kernel with a channel multiplier: those layers run scalar
+        assert kernel.variant == ("scalar" if variant == "neon" and groups not in (1, cout) else variant)
         out = tight(np.zeros_like(expected))
         kernel.run(x, out, threads=2)
         # float sums in another order: equal within rounding

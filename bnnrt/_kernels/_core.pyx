@@ -20,10 +20,30 @@ from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint64_t
 from libc.stdlib cimport free, malloc
 
 
-cdef extern from "bnn_common.h":
-    int BNN_VARIANT_AUTO, BNN_VARIANT_SCALAR, BNN_VARIANT_AVX512, BNN_VARIANT_AVX2
-    int BNN_VARIANT_NEON, BNN_VARIANT_DOTPROD
+cdef extern from "bnn_variants.h":
+    int BNN_VARIANT_AUTO, BNN_VARIANT_SCALAR, BNN_VARIANT_COUNT
+    int BNN_FAMILY_BCONV2D, BNN_FAMILY_CONV2D_INT8, BNN_FAMILY_CONV2D_FLOAT, BNN_FAMILY_BINARIZE
+    int BNN_FAMILY_SIGN_BITS, BNN_FAMILY_QUANTIZE, BNN_FAMILY_POOL_FLOAT, BNN_FAMILY_MAXPOOL
+    int BNN_FAMILY_ADD_INT8, BNN_FAMILY_GLOBAL_AVGPOOL, BNN_FAMILY_COUNT
+    const char *bnn_variant_names[]
+    const char *bnn_family_names[]
+    ctypedef struct bnn_variant_row:
+        int32_t family
+        int32_t variant
+        const char *isa
+        const char *needs[4]
+    const bnn_variant_row bnn_variant_table[]
+    const int32_t bnn_variant_rows
+    int BNN_SWITCH_COUNT
+    ctypedef struct bnn_switch_row:
+        const char *name
+        int32_t family
+        int32_t variant
+        const char *needs[4]
+    const bnn_switch_row bnn_switch_table[]
+    const char *bnn_features[]
     int bnn_cpu_has(const char *feature)
+    int bnn_select(int32_t family, int32_t requested, int simd_fits)
 
 
 cdef extern from "bnn_epilogue.h":
@@ -86,8 +106,7 @@ cdef extern from "bnn_misc.h":
     const char *bnn_binarizer_variant(const bnn_binarizer *b)
     void bnn_binarize(const bnn_binarizer *b, const int8_t *x, uint8_t *out, size_t pixels, int threads) nogil
     void bnn_sign_bits(const float *x, uint8_t *out, size_t pixels, int32_t c, int threads, int variant) nogil
-    int bnn_sign_bits_variant(int variant)
-    void bnn_quantize(const float *x, int8_t *out, size_t n, float scale, int threads) nogil
+    void bnn_quantize(const float *x, int8_t *out, size_t n, float scale, int threads, int variant) nogil
     void bnn_add_int8(const int8_t *a, const int8_t *b, int8_t *out, size_t n, int32_t am, int32_t ash,
                       int32_t bm, int32_t bsh, int32_t lo, int32_t hi, int threads) nogil
     ctypedef struct bnn_pool_geom:
@@ -95,32 +114,69 @@ cdef extern from "bnn_misc.h":
     void bnn_maxpool_int8(const bnn_pool_geom *g, const int8_t *inp, int8_t *out, int n, int threads) nogil
     void bnn_maxpool_bits(const bnn_pool_geom *g, const uint8_t *inp, uint8_t *out, int n, int threads) nogil
     void bnn_pool_float(const bnn_pool_geom *g, const float *inp, float *out, int n, int average,
-                        int threads) nogil
-    int bnn_pool_float_variant()
+                        int threads, int variant) nogil
     void bnn_global_avgpool(const int8_t *inp, int8_t *out, int n, int32_t hw, int32_t c, int32_t m,
                             int32_t shift, int32_t lo, int32_t hi) nogil
 
 
 # ----------------------------------------------------------------------------
-# checks (Python level: they run at construction and bind time only)
+# the variant table (bnn_variants.c): names, codes and rows, read once
 
-FEATURES = ("popcnt", "avx2", "avx512", "avx512vpopcntdq", "avx512vnni", "avx512bitalg", "neon", "dotprod")
-VARIANTS = {"auto": BNN_VARIANT_AUTO, "scalar": BNN_VARIANT_SCALAR, "avx512": BNN_VARIANT_AVX512,
-            "avx512vnni": BNN_VARIANT_AVX512, "avx2": BNN_VARIANT_AVX2, "neon": BNN_VARIANT_NEON,
-            "dotprod": BNN_VARIANT_DOTPROD}
+cdef tuple _strings(const char * const *arr, Py_ssize_t most=-1):
+    """The C strings of an array: up to its first NULL, at most `most` of them (if >= 0)."""
+    out = []
+    while len(out) != most and arr[len(out)] != NULL:
+        out.append(arr[len(out)].decode())
+    return tuple(out)
 
 
 def _variant_name(int code):
-    """The name a variant code has in cpu_info and Kernel.variant."""
-    return {BNN_VARIANT_AVX512: "avx512", BNN_VARIANT_AVX2: "avx2", BNN_VARIANT_NEON: "neon",
-            BNN_VARIANT_DOTPROD: "dotprod"}.get(code, "scalar")
+    """The name of a variant code (Kernel.variant, cpu_info, BNNRT_DISABLE_SIMD)."""
+    return bnn_variant_names[code].decode()
 
 
-def _variant_code(variant, allowed, kernel):
-    name = variant or "auto"
-    if name not in allowed:
-        raise GraphError(f"{kernel}: unknown kernel variant {name!r}; choose from {sorted(allowed)}")
-    return VARIANTS[name]
+FEATURES = _strings(bnn_features)
+FAMILIES = _strings(bnn_family_names, BNN_FAMILY_COUNT)
+_CODES = {_variant_name(code): code for code in range(BNN_VARIANT_COUNT)}
+
+
+cdef tuple _variant_table():
+    cdef const bnn_variant_row *r
+    rows = []
+    for i in range(bnn_variant_rows):
+        r = &bnn_variant_table[i]
+        rows.append({"family": FAMILIES[r.family], "variant": _variant_name(r.variant),
+                     "isa": None if r.isa == NULL else r.isa.decode(), "needs": _strings(r.needs, 4)})
+    return tuple(rows)
+
+
+#: Every kernel family's variants, best first, scalar last: what each needs of
+#: the CPU, and the ISA it belongs to (BNNRT_DISABLE_SIMD=<isa> switches off all of them).
+VARIANT_TABLE = _variant_table()
+#: Switches inside a variant (the AVX-512 binary conv's lane layouts and int32
+#: requantization): the names BNNRT_DISABLE_SIMD takes besides the variants'.
+SWITCHES = tuple(bnn_switch_table[i].name.decode() for i in range(BNN_SWITCH_COUNT))
+
+
+def _variant_code(int family, variant, kernel):
+    """The code a kernel of `family` is built with: AUTO for None or "auto",
+    else that of `variant`, one of the family's rows, which must run here now."""
+    if variant is None or variant == "auto":
+        return BNN_VARIANT_AUTO
+    rows = {r["variant"]: r for r in VARIANT_TABLE if r["family"] == FAMILIES[family]}
+    if variant not in rows:
+        raise GraphError(f"{kernel}: unknown kernel variant {variant!r}; choose from {['auto', *rows]}")
+    code = _CODES[variant]
+    if bnn_select(family, code, 1) < 0:
+        lacks = [f for f in rows[variant]["needs"] if not bnn_cpu_has(f.encode())]
+        why = (f"it lacks {', '.join(lacks)}" if lacks else
+               f"BNNRT_DISABLE_SIMD={os.environ.get('BNNRT_DISABLE_SIMD', '')!r} disables it")
+        raise GraphError(f"{kernel}: variant {variant!r} does not run on this CPU: {why}")
+    return code
+
+
+# ----------------------------------------------------------------------------
+# checks (Python level: they run at construction and bind time only)
 
 
 def _const(arr, dtype, shape, kernel, name):
@@ -174,8 +230,17 @@ def _threads(threads):
 
 cdef class Kernel:
     """Base of every kernel: ``run`` and ``bind`` over ``_launch``."""
-    cdef readonly str variant
+    cdef readonly str variant   # the variant it runs (a row of its family in VARIANT_TABLE)
+    cdef readonly str family    # its family in VARIANT_TABLE and cpu_info()
     cdef readonly str name
+
+    def _choose(self, int family, variant):
+        """Choose now (plan time) the variant of a kernel without a C plan
+        object: record its family and name, return its code for _launch."""
+        self.family = FAMILIES[family]
+        code = bnn_select(family, _variant_code(family, variant, self.name), 1)
+        self.variant = _variant_name(code)
+        return code
 
     cdef int _launch(self, size_t a, size_t b, size_t c, size_t d, int n, int threads) noexcept nogil:
         return 0
@@ -377,12 +442,10 @@ cdef class BConv2D(_Conv):
               tuple(dilations), tuple(pads), pad_value)
         self._set_epilogue(epilogue, cout)
         self.in_dtype, self.in_c = np.uint8, packed_bytes(cin)
-        code = _variant_code(variant, ("auto", "scalar", "avx2", "avx512", "neon"), self.name)
+        self.family = FAMILIES[BNN_FAMILY_BCONV2D]
+        code = _variant_code(BNN_FAMILY_BCONV2D, variant, self.name)
         self.k = bnn_bconv_create(&self.g, <const uint8_t *><size_t>_ptr(w), &self.e, code)
         if self.k == NULL:
-            if code != BNN_VARIANT_AUTO and code != BNN_VARIANT_SCALAR:
-                raise GraphError(f"{self.name}: variant {variant!r} does not run on this CPU "
-                                 "(or BNNRT_DISABLE_SIMD disables it)")
             raise MemoryError("bconv2d: out of memory")
         self.variant = bnn_bconv_variant(self.k).decode()
         self.layout = bnn_bconv_layout(self.k).decode()
@@ -413,13 +476,13 @@ cdef class Conv2DInt8(_Conv):
             raise GraphError(f"{self.name}: output {epilogue.kind!r} (int32 or int8)")
         self._set_epilogue(epilogue, cout)
         self.in_dtype, self.in_c = np.int8, cin
-        code = _variant_code(variant, ("auto", "scalar", "avx2", "avx512vnni", "neon", "dotprod"),
-                             self.name)
+        self.family = FAMILIES[BNN_FAMILY_CONV2D_INT8]
+        code = _variant_code(BNN_FAMILY_CONV2D_INT8, variant, self.name)
         self.k = bnn_conv8_create(&self.g, <const int8_t *><size_t>_ptr(w), &self.e, code)
         if self.k == NULL:
             if code != BNN_VARIANT_AUTO and code != BNN_VARIANT_SCALAR:
-                raise GraphError(f"{self.name}: variant {variant!r} does not run on this CPU "
-                                 "(or BNNRT_DISABLE_SIMD disables it)")
+                raise GraphError(f"{self.name}: variant {variant!r} takes kh * kw * cin up to 65535 "
+                                 "(its int32 sums would overflow)")
             raise MemoryError("conv2d_int8: out of memory")
         self.variant = bnn_conv8_variant(self.k).decode()
 
@@ -457,13 +520,11 @@ cdef class FloatConv(Kernel):
         _geom(&self.g, self.name, tuple(in_hw), cin_g * groups, cout, w.shape[1:3], tuple(strides),
               tuple(dilations), tuple(pads), 0)
         lo, hi = FLOAT_CLAMPS[activation]
-        code = _variant_code(variant, ("auto", "scalar", "avx2", "avx512", "neon"), self.name)
+        self.family = FAMILIES[BNN_FAMILY_CONV2D_FLOAT]
+        code = _variant_code(BNN_FAMILY_CONV2D_FLOAT, variant, self.name)
         self.k = bnn_fconv_create(&self.g, groups, <const float *><size_t>_ptr(w),
                                   <const float *><size_t>(0 if b is None else _ptr(b)), lo, hi, code)
         if self.k == NULL:
-            if code != BNN_VARIANT_AUTO and code != BNN_VARIANT_SCALAR:
-                raise GraphError(f"{self.name}: variant {variant!r} does not run on this CPU "
-                                 "(or BNNRT_DISABLE_SIMD disables it)")
             raise MemoryError("conv2d_float: out of memory")
         self.variant = bnn_fconv_variant(self.k).decode()
 
@@ -523,13 +584,14 @@ cdef class Binarize(_Pixelwise):
         d = np.ascontiguousarray(d, dtype=np.int8)
         self.c = t.size
         self.in_dtype, self.out_dtype, self.out_c = np.int8, np.uint8, packed_bytes(self.c)
-        code = _variant_code(variant, ("auto", "scalar", "avx512", "neon"), self.name)
+        self.family = FAMILIES[BNN_FAMILY_BINARIZE]
+        code = _variant_code(BNN_FAMILY_BINARIZE, variant, self.name)
         self.b = bnn_binarizer_create(self.c, <const int16_t *><size_t>_ptr(t),
                                       <const int8_t *><size_t>_ptr(d), code)
         if self.b == NULL:
             if code != BNN_VARIANT_AUTO and code != BNN_VARIANT_SCALAR:
-                raise GraphError(f"{self.name}: variant {variant!r} does not run here (needs its SIMD "
-                                 "extension on this CPU and channels a multiple of 8)")
+                raise GraphError(f"{self.name}: variant {variant!r} needs channels a multiple of 8, "
+                                 f"got {self.c}")
             raise MemoryError("binarize: out of memory")
         self.variant = bnn_binarizer_variant(self.b).decode()
 
@@ -550,11 +612,7 @@ cdef class SignBits(_Pixelwise):
         self.name = "sign_bits"
         self.c = _int(channels, 1, 1 << 24, self.name, "channels")
         self.in_dtype, self.out_dtype, self.out_c = np.float32, np.uint8, packed_bytes(self.c)
-        self.code = bnn_sign_bits_variant(_variant_code(variant, ("auto", "scalar", "avx512"), self.name))
-        if self.code < 0:
-            raise GraphError(f"{self.name}: variant {variant!r} does not run on this CPU "
-                             "(or BNNRT_DISABLE_SIMD disables it)")
-        self.variant = "avx512" if self.code == BNN_VARIANT_AVX512 else "scalar"
+        self.code = self._choose(BNN_FAMILY_SIGN_BITS, variant)
 
     cdef int _launch(self, size_t a, size_t b, size_t c, size_t d, int n, int threads) noexcept nogil:
         bnn_sign_bits(<const float *>a, <uint8_t *>b, c, self.c, threads, self.code)
@@ -564,8 +622,9 @@ cdef class SignBits(_Pixelwise):
 cdef class Quantize(_Pixelwise):
     """float32 -> int8, clamp(rint(x / scale)) (bnnrt.reference.quantize)."""
     cdef float scale
+    cdef int code
 
-    def __init__(self, channels, scale):
+    def __init__(self, channels, scale, variant=None):
         self.name = "quantize"
         self.c = _int(channels, 1, 1 << 24, self.name, "channels")
         s = np.float32(scale)
@@ -573,10 +632,10 @@ cdef class Quantize(_Pixelwise):
             raise GraphError(f"{self.name}: scale must be a positive number, got {scale!r}")
         self.scale = s
         self.in_dtype, self.out_dtype, self.out_c = np.float32, np.int8, self.c
-        self.variant = "scalar"
+        self.code = self._choose(BNN_FAMILY_QUANTIZE, variant)
 
     cdef int _launch(self, size_t a, size_t b, size_t c, size_t d, int n, int threads) noexcept nogil:
-        bnn_quantize(<const float *>a, <int8_t *>b, c * self.c, self.scale, threads)
+        bnn_quantize(<const float *>a, <int8_t *>b, c * self.c, self.scale, threads, self.code)
         return 0
 
 
@@ -584,14 +643,14 @@ cdef class AddInt8(Kernel):
     """The clipping add (bnnrt.reference.add_int8)."""
     cdef int32_t am, ash, bm, bsh, lo, hi
 
-    def __init__(self, *, a_multiplier, a_shift, b_multiplier, b_shift, clamp=(-128, 127)):
+    def __init__(self, *, a_multiplier, a_shift, b_multiplier, b_shift, clamp=(-128, 127), variant=None):
         self.name = "add_int8"
         self.am = _int(a_multiplier, -2**31, 2**31 - 1, self.name, "a_multiplier")
         self.bm = _int(b_multiplier, -2**31, 2**31 - 1, self.name, "b_multiplier")
         self.ash = _int(a_shift, 0, 62, self.name, "a_shift")
         self.bsh = _int(b_shift, 0, 62, self.name, "b_shift")
         self.lo, self.hi = _clamp(clamp, self.name)
-        self.variant = "scalar"
+        self._choose(BNN_FAMILY_ADD_INT8, variant)
 
     def _check(self, arrays):
         if len(arrays) != 3:
@@ -616,11 +675,13 @@ cdef class Pool(Kernel):
     are ignored."""
     cdef bnn_pool_geom g
     cdef str dtype
-    cdef int code           # the dtype for _launch, which runs without the GIL: 0 int8, 1 bits, 2 float32
+    cdef int kind           # the dtype for _launch, which runs without the GIL: 0 int8, 1 bits, 2 float32
+    cdef int code           # the float pools' variant
     cdef bint average
     cdef int32_t cstore
 
-    def __init__(self, *, kernel, strides, pads, in_hw, channels=None, dtype=None, average=False):
+    def __init__(self, *, kernel, strides, pads, in_hw, channels=None, dtype=None, average=False,
+                 variant=None):
         self.name = "avgpool_float" if average else "maxpool"
         cdef bnn_conv_geom cg
         _geom(&cg, self.name, tuple(in_hw), 1, 1, tuple(kernel), tuple(strides), (1, 1), tuple(pads), 0)
@@ -633,7 +694,7 @@ cdef class Pool(Kernel):
             raise GraphError(f"{self.name}: dtype {self.dtype!r} is not int8, bits or float32")
         if (self.dtype == "bits") != (channels is not None):
             raise GraphError(f"{self.name}: a bit tensor needs its channel count, other dtypes none")
-        self.code = ("int8", "bits", "float32").index(self.dtype)
+        self.kind = ("int8", "bits", "float32").index(self.dtype)
         self.average = bool(average)
         if self.average and self.dtype != "float32":
             raise GraphError(f"{self.name}: average pooling is float32 only")
@@ -641,7 +702,7 @@ cdef class Pool(Kernel):
         if self.dtype == "bits":
             self.g.c = _int(channels, 1, 1 << 24, self.name, "channels")
             self.cstore = packed_bytes(self.g.c)
-        self.variant = _variant_name(bnn_pool_float_variant()) if self.code == 2 else "scalar"
+        self.code = self._choose(BNN_FAMILY_POOL_FLOAT if self.kind == 2 else BNN_FAMILY_MAXPOOL, variant)
 
     def _check(self, arrays):
         if len(arrays) != 2:
@@ -661,12 +722,12 @@ cdef class Pool(Kernel):
         return _ptr(x), _ptr(arrays[1]), 0, 0, x.shape[0]
 
     cdef int _launch(self, size_t a, size_t b, size_t c, size_t d, int n, int threads) noexcept nogil:
-        if self.code == 1:
+        if self.kind == 1:
             bnn_maxpool_bits(&self.g, <const uint8_t *>a, <uint8_t *>b, n, threads)
-        elif self.code == 0:
+        elif self.kind == 0:
             bnn_maxpool_int8(&self.g, <const int8_t *>a, <int8_t *>b, n, threads)
         else:
-            bnn_pool_float(&self.g, <const float *>a, <float *>b, n, self.average, threads)
+            bnn_pool_float(&self.g, <const float *>a, <float *>b, n, self.average, threads, self.code)
         return 0
 
 
@@ -674,12 +735,12 @@ cdef class GlobalAvgPool(Kernel):
     """int8 (N, H, W, C) -> (N, 1, 1, C) (bnnrt.reference.global_avgpool)."""
     cdef int32_t m, shift, lo, hi
 
-    def __init__(self, *, multiplier, shift, clamp=(-128, 127)):
+    def __init__(self, *, multiplier, shift, clamp=(-128, 127), variant=None):
         self.name = "global_avgpool"
         self.m = _int(multiplier, -2**31, 2**31 - 1, self.name, "multiplier")
         self.shift = _int(shift, 0, 62, self.name, "shift")
         self.lo, self.hi = _clamp(clamp, self.name)
-        self.variant = "scalar"
+        self._choose(BNN_FAMILY_GLOBAL_AVGPOOL, variant)
 
     def _check(self, arrays):
         if len(arrays) != 2:
@@ -701,27 +762,19 @@ cdef class GlobalAvgPool(Kernel):
 
 
 def cpu_info():
-    """Architecture, detected CPU features, and the variant each kernel family runs."""
+    """Architecture, detected CPU features, and for each kernel family the
+    variant a kernel built now runs ("kernels") and every variant that could
+    run, best first ("variants"): the variant table under BNNRT_DISABLE_SIMD."""
     import platform
-    feats = [f for f in FEATURES if bnn_cpu_has(f.encode())]
-    from bnnrt.ops.epilogue import Epilogue
-    probe_b = BConv2D(np.zeros((8, 1, 1, 1), np.uint8), Epilogue("int32", 8), cin=8, in_hw=(1, 1),
-                      strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0))
-    probe_c = Conv2DInt8(np.zeros((16, 1, 1, 4), np.int8), Epilogue("int32", 16, bias=np.zeros(16, np.int32)),
-                         in_hw=(1, 1), strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0))
-    probe_z = Binarize(np.zeros(8, np.int16), np.ones(8, np.int8))
-    probe_s = SignBits(16)
-    probe_f = FloatConv(np.zeros((16, 1, 1, 1), np.float32), in_hw=(1, 1), strides=(1, 1),
-                        dilations=(1, 1), pads=(0, 0, 0, 0))
+    variants = {f: [] for f in FAMILIES}
+    for r in VARIANT_TABLE:
+        if bnn_select(FAMILIES.index(r["family"]), _CODES[r["variant"]], 1) >= 0:
+            variants[r["family"]].append(r["variant"])
     return {
         "arch": platform.machine(),
-        "features": feats,
-        "kernels": {"bconv2d": probe_b.variant, "conv2d_int8": probe_c.variant,
-                    "binarize": probe_z.variant, "quantize": "avx512" if "avx512" in feats and
-                    "avx512" not in os.environ.get("BNNRT_DISABLE_SIMD", "") else "scalar",
-                    "maxpool": "scalar", "add_int8": "scalar", "global_avgpool": "scalar",
-                    "sign_bits": probe_s.variant, "conv2d_float": probe_f.variant,
-                    "pool_float": _variant_name(bnn_pool_float_variant())},
+        "features": [f for f in FEATURES if bnn_cpu_has(f.encode())],
+        "kernels": {f: _variant_name(bnn_select(i, BNN_VARIANT_AUTO, 1)) for i, f in enumerate(FAMILIES)},
+        "variants": variants,
         "disabled": os.environ.get("BNNRT_DISABLE_SIMD", ""),
         "max_threads": os.cpu_count(),
     }

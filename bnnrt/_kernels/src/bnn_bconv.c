@@ -46,12 +46,6 @@ struct bnn_bconv {
 
 #define load64 bnn_load64
 
-static const char *const AVX512_NEEDS[] = {"avx512", "avx512vpopcntdq", NULL};
-static const char *const AVX2_NEEDS[] = {"avx2", "popcnt", NULL};
-static const char *const NEON_NEEDS[] = {"neon", NULL};
-static const char *const D32_NEEDS[] = {"avx512", "avx512vpopcntdq", NULL};
-static const char *const W16_NEEDS[] = {"avx512", "avx512vpopcntdq", "avx512bitalg", NULL};
-
 static int choose_lanes(const bnn_bconv *k, const bnn_conv_geom *g);
 
 /* The popcount-sum threshold of channel c (see athr); K + 1 (never) past cout. */
@@ -72,19 +66,8 @@ void bnn_bconv_free(bnn_bconv *k) {
 
 bnn_bconv *bnn_bconv_create(const bnn_conv_geom *g, const uint8_t *weights, const bnn_epilogue *e,
                             int variant) {
-    int avx512 = 0, avx2 = 0, neon = 0;
-#ifdef BNN_X86
-    avx512 = bnn_variant_enabled("avx512", AVX512_NEEDS);
-    avx2 = bnn_variant_enabled("avx2", AVX2_NEEDS);
-#endif
-#ifdef BNN_ARM
-    neon = bnn_variant_enabled("neon", NEON_NEEDS);
-#endif
-    (void)NEON_NEEDS; (void)AVX512_NEEDS; (void)AVX2_NEEDS;
-    if (variant == BNN_VARIANT_AUTO)
-        variant = avx512 ? BNN_VARIANT_AVX512 : avx2 ? BNN_VARIANT_AVX2 : neon ? BNN_VARIANT_NEON : BNN_VARIANT_SCALAR;
-    if ((variant == BNN_VARIANT_AVX512 && !avx512) || (variant == BNN_VARIANT_AVX2 && !avx2) ||
-        (variant == BNN_VARIANT_NEON && !neon) || variant == BNN_VARIANT_DOTPROD) return NULL;
+    variant = bnn_select(BNN_FAMILY_BCONV2D, variant, 1);
+    if (variant < 0) return NULL;
     bnn_bconv *k = (bnn_bconv *)calloc(1, sizeof(*k));
     if (!k) return NULL;
     k->g = *g;
@@ -143,7 +126,7 @@ bnn_bconv *bnn_bconv_create(const bnn_conv_geom *g, const uint8_t *weights, cons
     /* AVX-512 int8 outputs: requantize the popcount sums (y = K - 2 acc) in
      * int32 lanes where every sum's result checks out (bnn_epi_reduce);
      * BNNRT_DISABLE_SIMD=avx512-rq32 keeps the 64-bit products */
-    if (variant == BNN_VARIANT_AVX512 && bnn_variant_enabled("avx512-rq32", AVX512_NEEDS) &&
+    if (variant == BNN_VARIANT_AVX512 && bnn_switch_enabled(BNN_SWITCH_RQ32) &&
         bnn_epi_reduce(&k->e, k->K, -2, k->K)) {
         bnn_bconv_free(k);
         return NULL;
@@ -155,14 +138,7 @@ bnn_bconv *bnn_bconv_create(const bnn_conv_geom *g, const uint8_t *weights, cons
     return k;
 }
 
-const char *bnn_bconv_variant(const bnn_bconv *k) {
-    switch (k->variant) {
-    case BNN_VARIANT_AVX512: return "avx512";
-    case BNN_VARIANT_AVX2: return "avx2";
-    case BNN_VARIANT_NEON: return "neon";
-    default: return "scalar";
-    }
-}
+const char *bnn_bconv_variant(const bnn_bconv *k) { return bnn_variant_names[k->variant]; }
 
 const char *bnn_bconv_layout(const bnn_bconv *k) {
     return k->lanes == 32 ? "d32" : k->lanes == 16 ? "w16" : "q64";
@@ -187,8 +163,8 @@ int bnn_bconv_requant32(const bnn_bconv *k) { return k->e.rq32; }
  * Each can be switched off (BNNRT_DISABLE_SIMD=avx512-d32,avx512-w16), which
  * is how the tests run every layout a shape could take against the reference. */
 static int choose_lanes(const bnn_bconv *k, const bnn_conv_geom *g) {
-    if (k->cb == 2 && g->sw == 1 && k->K <= 32767 && bnn_variant_enabled("avx512-w16", W16_NEEDS)) return 16;
-    if (4 * k->rw4 < 8 * k->rw && bnn_variant_enabled("avx512-d32", D32_NEEDS)) return 32;
+    if (k->cb == 2 && g->sw == 1 && k->K <= 32767 && bnn_switch_enabled(BNN_SWITCH_W16)) return 16;
+    if (4 * k->rw4 < 8 * k->rw && bnn_switch_enabled(BNN_SWITCH_D32)) return 32;
     return 64;
 }
 

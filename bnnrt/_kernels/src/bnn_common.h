@@ -28,15 +28,7 @@
 #define BNN_DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
 #endif
 
-/* ---- kernel variants; the best one the CPU runs is chosen at run time ---- */
-enum { BNN_VARIANT_AUTO = 0, BNN_VARIANT_SCALAR = 1, BNN_VARIANT_AVX512 = 2, BNN_VARIANT_AVX2 = 3,
-       BNN_VARIANT_NEON = 4, BNN_VARIANT_DOTPROD = 5 };
-/* Features this CPU and OS support: "popcnt", "avx2", "avx512" (F+BW+DQ+VL),
- * "fma", "avx512vpopcntdq", "avx512vnni", "avx512bitalg", "neon", "dotprod". */
-int bnn_cpu_has(const char *feature);
-/* Whether a variant named e.g. "avx512" may run: the CPU has what it needs and
- * BNNRT_DISABLE_SIMD (comma list of variant names, or "all") does not forbid it. */
-int bnn_variant_enabled(const char *name, const char *const *features);
+#include "bnn_variants.h"    /* the variant table every kernel selects from */
 
 /* ---- threads ----
  * Entering an OpenMP parallel region costs a futex round trip in libgomp even

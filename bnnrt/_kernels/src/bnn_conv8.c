@@ -31,11 +31,6 @@ struct bnn_conv8 {
     int16_t *w16;       /* [groups8][nrows][rw2][8][2] */
 };
 
-static const char *const VNNI_NEEDS[] = {"avx512", "avx512vnni", NULL};
-static const char *const AVX2_NEEDS[] = {"avx2", NULL};
-static const char *const NEON_NEEDS[] = {"neon", NULL};
-static const char *const DOTPROD_NEEDS[] = {"neon", "dotprod", NULL};
-
 void bnn_conv8_free(bnn_conv8 *k) {
     if (!k) return;
     free(k->roff); free(k->w); free(k->corr); free(k->corr32); free(k->w16);
@@ -43,36 +38,14 @@ void bnn_conv8_free(bnn_conv8 *k) {
     free(k);
 }
 
-const char *bnn_conv8_variant(const bnn_conv8 *k) {
-    switch (k->variant) {
-    case BNN_VARIANT_AVX512: return "avx512vnni";
-    case BNN_VARIANT_AVX2: return "avx2";
-    case BNN_VARIANT_NEON: return "neon";
-    case BNN_VARIANT_DOTPROD: return "dotprod";
-    default: return "scalar";
-    }
-}
+const char *bnn_conv8_variant(const bnn_conv8 *k) { return bnn_variant_names[k->variant]; }
 
 bnn_conv8 *bnn_conv8_create(const bnn_conv_geom *g, const int8_t *weights, const bnn_epilogue *e,
                             int variant) {
-    int vnni = 0, avx2 = 0, neon = 0, dot = 0;
-#ifdef BNN_X86
-    vnni = bnn_variant_enabled("avx512vnni", VNNI_NEEDS);
-    avx2 = bnn_variant_enabled("avx2", AVX2_NEEDS);
-#endif
-#ifdef BNN_ARM
-    neon = bnn_variant_enabled("neon", NEON_NEEDS);
-    dot = bnn_variant_enabled("dotprod", DOTPROD_NEEDS);
-#endif
-    (void)VNNI_NEEDS; (void)AVX2_NEEDS; (void)NEON_NEEDS; (void)DOTPROD_NEEDS;
     /* the SIMD sums reach 255 * 128 * K in int32 lanes: beyond int32 for K > 65535 */
     int64_t K = (int64_t)g->kh * g->kw * g->cin;
-    if (K > 65535) vnni = avx2 = neon = dot = 0;
-    if (variant == BNN_VARIANT_AUTO)
-        variant = vnni ? BNN_VARIANT_AVX512 : avx2 ? BNN_VARIANT_AVX2 : dot ? BNN_VARIANT_DOTPROD
-                : neon ? BNN_VARIANT_NEON : BNN_VARIANT_SCALAR;
-    if ((variant == BNN_VARIANT_AVX512 && !vnni) || (variant == BNN_VARIANT_AVX2 && !avx2) ||
-        (variant == BNN_VARIANT_NEON && !neon) || (variant == BNN_VARIANT_DOTPROD && !dot)) return NULL;
+    variant = bnn_select(BNN_FAMILY_CONV2D_INT8, variant, K <= 65535);
+    if (variant < 0) return NULL;
     bnn_conv8 *k = (bnn_conv8 *)calloc(1, sizeof(*k));
     if (!k) return NULL;
     k->g = *g;
@@ -416,7 +389,7 @@ static void conv8_work(const bnn_conv8 *k, const int8_t *in, void *out, const in
         size_t out_row = ((size_t)i * g->out_h + oy) * g->out_w;
         int64_t *mine = scratch + (size_t)tid * per_thread;
 #ifdef BNN_X86
-        if (k->variant == BNN_VARIANT_AVX512) { row_avx512_8(k, buf, oy, out_row, out, skip); continue; }
+        if (k->variant == BNN_VARIANT_AVX512VNNI) { row_avx512_8(k, buf, oy, out_row, out, skip); continue; }
         if (wide) { row_avx2_8(k, (const int16_t *)buf, oy, out_row, out, skip, mine); continue; }
 #endif
 #ifdef BNN_ARM

@@ -400,34 +400,8 @@ BNN_AVX512_BASE static void fdw_row_avx512(const bnn_fconv *k, const float *in, 
 
 bnn_fconv *bnn_fconv_create(const bnn_conv_geom *g, int32_t groups, const float *weights, const float *bias,
                             float lo, float hi, int variant) {
-#ifdef BNN_X86
-    static const char *const avx512[] = {"avx512", NULL}, *const avx2[] = {"avx2", "fma", NULL};
-#endif
-#ifdef BNN_ARM
-    static const char *const neon[] = {"neon", NULL};
-#endif
-    if (variant == BNN_VARIANT_AUTO) {
-#ifdef BNN_X86
-        variant = bnn_variant_enabled("avx512", avx512) ? BNN_VARIANT_AVX512
-                : bnn_variant_enabled("avx2", avx2) ? BNN_VARIANT_AVX2 : BNN_VARIANT_SCALAR;
-#elif defined(BNN_ARM)
-        variant = bnn_variant_enabled("neon", neon) ? BNN_VARIANT_NEON : BNN_VARIANT_SCALAR;
-#else
-        variant = BNN_VARIANT_SCALAR;
-#endif
-    }
-#ifdef BNN_X86
-    if ((variant == BNN_VARIANT_AVX512 && !bnn_variant_enabled("avx512", avx512)) ||
-        (variant == BNN_VARIANT_AVX2 && !bnn_variant_enabled("avx2", avx2)))
-        return NULL;
-    if (variant != BNN_VARIANT_SCALAR && variant != BNN_VARIANT_AVX2 && variant != BNN_VARIANT_AVX512)
-        return NULL;
-#elif defined(BNN_ARM)
-    if (variant == BNN_VARIANT_NEON && !bnn_variant_enabled("neon", neon)) return NULL;
-    if (variant != BNN_VARIANT_SCALAR && variant != BNN_VARIANT_NEON) return NULL;
-#else
-    if (variant != BNN_VARIANT_SCALAR) return NULL;
-#endif
+    variant = bnn_select(BNN_FAMILY_CONV2D_FLOAT, variant, 1);
+    if (variant < 0) return NULL;
     bnn_fconv *k = (bnn_fconv *)calloc(1, sizeof(*k));
     if (!k) return NULL;
     k->g = *g;
@@ -435,7 +409,9 @@ bnn_fconv *bnn_fconv_create(const bnn_conv_geom *g, int32_t groups, const float 
     k->cin_g = g->cin / groups;
     k->per_group = g->cout / groups;
     k->lo = lo; k->hi = hi;
-    k->variant = variant;
+    /* NEON has no kernel for depthwise with a channel multiplier: those layers run
+     * (and report) the scalar rows */
+    k->variant = variant == BNN_VARIANT_NEON && groups != 1 && k->per_group != 1 ? BNN_VARIANT_SCALAR : variant;
 #ifdef BNN_X86
     k->narrow = variant == BNN_VARIANT_AVX512 && groups == 1 && g->cout <= 8 && bnn_cpu_has("fma");
 #endif
@@ -462,14 +438,7 @@ void bnn_fconv_free(bnn_fconv *k) {
     free(k->w); free(k->bias); free(k->zeros); free(k);
 }
 
-const char *bnn_fconv_variant(const bnn_fconv *k) {
-    switch (k->variant) {
-    case BNN_VARIANT_AVX512: return "avx512";
-    case BNN_VARIANT_AVX2: return "avx2";
-    case BNN_VARIANT_NEON: return "neon";
-    default: return "scalar";
-    }
-}
+const char *bnn_fconv_variant(const bnn_fconv *k) { return bnn_variant_names[k->variant]; }
 
 int bnn_fconv_run(const bnn_fconv *k, const float *in, float *out, int n, int threads) {
     /* dense, depthwise, depthwise with a channel multiplier */
@@ -484,7 +453,7 @@ int bnn_fconv_run(const bnn_fconv *k, const float *in, float *out, int n, int th
         row = kind == 0 ? fdense_row_avx2 : kind == 1 ? fdwv_row_avx2 : fdw_row_avx2;
 #endif
 #ifdef BNN_ARM
-    if (k->variant == BNN_VARIANT_NEON && kind < 2) row = kind == 0 ? fdense_row_neon : fdwv_row_neon;
+    if (k->variant == BNN_VARIANT_NEON) row = kind == 0 ? fdense_row_neon : fdwv_row_neon;
 #endif
     const long rows = (long)n * k->g.out_h;
     BNN_PARALLEL_FOR(threads > 1 && rows > 1, for (long r = 0; r < rows; r++) row(k, in, out, r););

@@ -15,32 +15,19 @@ struct bnn_binarizer {
     int variant;
 };
 
-static const char *const AVX512BW_NEEDS[] = {"avx512", NULL};
-static const char *const NEON_NEEDS[] = {"neon", NULL};
-
 void bnn_binarizer_free(bnn_binarizer *b) {
     if (!b) return;
     free(b->lo); free(b->hi); free(b->always); free(b);
 }
 
-const char *bnn_binarizer_variant(const bnn_binarizer *b) {
-    return b->variant == BNN_VARIANT_AVX512 ? "avx512" : b->variant == BNN_VARIANT_NEON ? "neon" : "scalar";
-}
+const char *bnn_binarizer_variant(const bnn_binarizer *b) { return bnn_variant_names[b->variant]; }
 
 static int32_t gcd32(int32_t a, int32_t b) { while (b) { int32_t t = a % b; a = b; b = t; } return a; }
 
 bnn_binarizer *bnn_binarizer_create(int32_t c, const int16_t *t, const int8_t *d, int variant) {
-    int simd = 0, neon = 0;
-#ifdef BNN_X86
-    simd = c % 8 == 0 && bnn_variant_enabled("avx512", AVX512BW_NEEDS);
-#endif
-#ifdef BNN_ARM
-    neon = c % 8 == 0 && bnn_variant_enabled("neon", NEON_NEEDS);
-#endif
-    (void)AVX512BW_NEEDS; (void)NEON_NEEDS;
-    if (variant == BNN_VARIANT_AUTO) variant = simd ? BNN_VARIANT_AVX512 : neon ? BNN_VARIANT_NEON : BNN_VARIANT_SCALAR;
-    if ((variant == BNN_VARIANT_AVX512 && !simd) || (variant == BNN_VARIANT_NEON && !neon) ||
-        (variant != BNN_VARIANT_SCALAR && variant != BNN_VARIANT_AVX512 && variant != BNN_VARIANT_NEON)) return NULL;
+    /* the SIMD paths write one flat bit stream over the input bytes: whole bytes per pixel */
+    variant = bnn_select(BNN_FAMILY_BINARIZE, variant, c % 8 == 0);
+    if (variant < 0) return NULL;
     bnn_binarizer *b = (bnn_binarizer *)calloc(1, sizeof(*b));
     if (!b) return NULL;
     b->c = c;
@@ -185,14 +172,12 @@ BNN_AVX512_BASE static void quantize_avx512(const float *x, int8_t *out, size_t 
 }
 #endif
 
-void bnn_quantize(const float *x, int8_t *out, size_t n, float scale, int threads) {
+void bnn_quantize(const float *x, int8_t *out, size_t n, float scale, int threads, int variant) {
     (void)threads;   /* an image is a few thousand values: one thread is faster than waking more */
 #ifdef BNN_X86
-    static const char *const needs[] = {"avx512", NULL};
-    static int simd = -1;
-    if (simd < 0) simd = bnn_variant_enabled("avx512", needs);
-    if (simd) { quantize_avx512(x, out, n, scale); return; }
+    if (variant == BNN_VARIANT_AVX512) { quantize_avx512(x, out, n, scale); return; }
 #endif
+    (void)variant;
     /* clamp first (rint is monotonic and the bounds are integers), then round
      * half to even with the 1.5 * 2^23 trick: exact for |v| <= 2^22 */
     const float magic = 12582912.0f;
@@ -243,19 +228,6 @@ BNN_AVX512_BASE static void sign_bits_avx512(const float *x, uint8_t *out, size_
     });
 }
 #endif
-
-int bnn_sign_bits_variant(int variant) {
-    static const char *const avx512[] = {"avx512", NULL};
-#ifdef BNN_X86
-    int ok512 = bnn_variant_enabled("avx512", avx512);
-    if (variant == BNN_VARIANT_AUTO) return ok512 ? BNN_VARIANT_AVX512 : BNN_VARIANT_SCALAR;
-    if (variant == BNN_VARIANT_AVX512) return ok512 ? variant : -1;
-#else
-    (void)avx512;
-    if (variant == BNN_VARIANT_AUTO) return BNN_VARIANT_SCALAR;
-#endif
-    return variant == BNN_VARIANT_SCALAR ? variant : -1;
-}
 
 void bnn_sign_bits(const float *x, uint8_t *out, size_t pixels, int32_t c, int threads, int variant) {
 #ifdef BNN_X86
@@ -399,22 +371,14 @@ BNN_AVX512_BASE static void pool_float_avx512(const bnn_pool_geom *g, const floa
 }
 #endif
 
-int bnn_pool_float_variant(void) {
-#ifdef BNN_X86
-    static const char *const avx512[] = {"avx512", NULL}, *const avx2[] = {"avx2", NULL};
-    if (bnn_variant_enabled("avx512", avx512)) return BNN_VARIANT_AVX512;
-    if (bnn_variant_enabled("avx2", avx2)) return BNN_VARIANT_AVX2;
-#endif
-    return BNN_VARIANT_SCALAR;
-}
-
-void bnn_pool_float(const bnn_pool_geom *g, const float *in, float *out, int n, int average, int threads) {
+void bnn_pool_float(const bnn_pool_geom *g, const float *in, float *out, int n, int average, int threads,
+                    int variant) {
     void (*row)(const bnn_pool_geom *, const float *, float *, int, int) = pool_float_scalar;
 #ifdef BNN_X86
-    const int variant = bnn_pool_float_variant();   /* per call: BNNRT_DISABLE_SIMD is read now */
     if (variant == BNN_VARIANT_AVX512) row = pool_float_avx512;
     else if (variant == BNN_VARIANT_AVX2) row = pool_float_avx2;
 #endif
+    (void)variant;
     int rows = n * g->out_h;
     BNN_PARALLEL_FOR(threads > 1,
         for (int r = 0; r < rows; r++) row(g, in, out, average, r););
