@@ -257,6 +257,7 @@ def _graph_from_doc(doc, data: memoryview, bad) -> Graph:
                and all(_is_int(d) and d > 0 for d in shape), bad,
                f"input {entry['name']!r} has bad shape {shape!r}")
         _check(entry.get("dtype") in DTYPES, bad, f"input {entry['name']!r} has bad dtype {entry.get('dtype')!r}")
+        _check(entry["name"] not in inputs, bad, f"graph input {entry['name']!r} is listed twice")
         inputs[entry["name"]] = TensorSpec(tuple(shape), entry["dtype"])
 
     nodes = []

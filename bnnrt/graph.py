@@ -118,11 +118,24 @@ class GraphBuilder:
         return name
 
     def add(self, op: str, inputs, attrs=None, consts=None, name=None, n_outputs=1):
-        """Append a node of any registered op; returns its output name(s)."""
-        name = name or self._fresh(op)
+        """Append a node of any registered op; returns its output name(s). A
+        ``name`` already taken (a converted file may repeat its tensor names)
+        gets a suffix, so every node and tensor is named once."""
+        if name is None or name in self._names:
+            name = self._fresh(name or op)
+        self._names.add(name)
         outputs = [f"{name}:{i}" if n_outputs > 1 else name for i in range(n_outputs)]
         self._nodes.append(Node(op, name, list(inputs), outputs, dict(attrs or {}), dict(consts or {})))
         return outputs if n_outputs > 1 else outputs[0]
+
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        """The nodes written so far, in order."""
+        return tuple(self._nodes)
+
+    @property
+    def input_specs(self) -> dict[str, TensorSpec]:
+        return dict(self._inputs)
 
     def input(self, name: str, shape, dtype: str = "float32") -> str:
         self._inputs[name] = TensorSpec(tuple(int(d) for d in shape), dtype)

@@ -5,13 +5,14 @@ import collections
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import bnnrt
 from bnnrt import cli, convert, zoo
 from bnnrt.convert._common import TensorBindings, check_supported, source_metadata
 from bnnrt.errors import GraphError, UnsupportedOpError
-from bnnrt.graph import TensorSpec
+from bnnrt.graph import GraphBuilder, TensorSpec
 
 # -- the unsupported-op precheck
 
@@ -119,20 +120,27 @@ def test_tflite_precheck_names_every_missing_op_before_building(tmp_path):
 # -- tensor bindings
 
 
+INFERRED = {"conv_0": TensorSpec((2, 2, 40), "bits"), "y": TensorSpec((2, 2, 3), "float32"),
+            "wrong": TensorSpec((3, 2, 3), "float32")}
+
+
 def bindings():
     def fail(msg):
         raise GraphError(f"here: {msg}")
     return TensorBindings(describe=lambda t: f"<{t}>",
                           spec_of=lambda t, dtype, channels: TensorSpec((2, 2, channels or 3), dtype),
-                          constants={"w": object()}, fail=fail)
+                          constants={"w": object()}, fail=fail, infer=INFERRED.__getitem__)
 
 
-def test_bindings_bind_outputs_with_the_files_shape():
+def test_bindings_bind_outputs_with_the_inferred_shape():
     b = bindings()
     assert b.out("y", "conv_0", "bits", channels=40) == TensorSpec((2, 2, 40), "bits")
     assert "y" in b and b.inp("y", ("bits",)) == ("conv_0", TensorSpec((2, 2, 40), "bits"))
     b.bind("z", "conv_0", b.specs["y"])                 # an alias: another id, the same tensor
     assert b.inp("z", ("bits",))[0] == "conv_0"
+    with pytest.raises(GraphError, match=r"here: the file records <q> as float32\[2, 2, 3\], but bnnrt "
+                                         r"computes float32\[3, 2, 3\]"):
+        b.out("q", "wrong")
 
 
 @pytest.mark.parametrize("tensor,dtypes,message", [
@@ -187,3 +195,66 @@ def test_cli_convert_refuses_a_suffix_no_importer_reads(source, message, tmp_pat
     assert proc.returncode == 2
     assert proc.stderr == f"bnnrt: error: {message}\n"
     assert not (tmp_path / "out.bnn").exists()
+
+
+# -- what a hostile or unusual file must not do (issue 19)
+
+
+def _importer_over(tensors):
+    """An importer over a fake file holding ``tensors`` (for its helpers alone)."""
+    from types import SimpleNamespace
+
+    from bnnrt.convert._tflite import _Importer
+    im = _Importer.__new__(_Importer)
+    im.f = SimpleNamespace(tensors=tensors, name="f.tflite")
+    im.consts = {t.index: t.data for t in tensors if t.data is not None}
+    im._where = "f.tflite: operator 0 (CONV_2D)"
+    return im
+
+
+def test_hybrid_quantized_weights_are_dequantized():
+    """A float op reading int8 weights with a scale (a "dynamic range" file)
+    gets (q - zero point) * scale per output channel, not the raw integers."""
+    pytest.importorskip("tflite")
+    from bnnrt.convert._tflite import _Tensor
+    q = np.array([[[[100, -50, 2]]], [[[4, 8, -127]]]], np.int8)          # (2, 1, 1, 3)
+    t = _Tensor(0, "w", q.shape, 9, q, scale=np.array([0.02, 0.5], np.float32), zero_point=np.zeros(2, np.int64))
+    got = _importer_over([t]).float_const(0, "the filter")
+    np.testing.assert_array_equal(got, (q.astype(np.float32) * np.array([0.02, 0.5], np.float32)[:, None, None, None]))
+    bare = _Tensor(1, "w2", q.shape, 9, q)
+    with pytest.raises(GraphError, match="int8 without quantization parameters"):
+        _importer_over([t, bare]).float_const(1, "the filter")
+
+
+@pytest.mark.parametrize("strides,dilations,kernel", [((0, 1), (1, 1), (3, 3)), ((1, 1), (0, 2), (3, 3)),
+                                                      ((1, 1), (1, 1), (0, 3)), ((-2, 1), (1, 1), (3, 3))])
+def test_windows_are_checked_before_padding(strides, dilations, kernel):
+    """stride 0 with SAME padding was a ZeroDivisionError ("malformed operator")."""
+    pytest.importorskip("tflite")
+    with pytest.raises(GraphError, match=r"f.tflite: operator 0 \(CONV_2D\): .* must be two integers from 1"):
+        _importer_over([])._pads(0, (8, 8), kernel, strides, dilations)
+
+
+def test_repeated_names_get_suffixes():
+    """A converted file may name two tensors alike, or an intermediate
+    'input': every bnnrt node and tensor is still named once."""
+    b = GraphBuilder()
+    x = b.input("input", (2, 2, 3))
+    y = b.add("activation", [x], {"kind": "relu"}, name="input")
+    z = b.add("activation", [y], {"kind": "relu"}, name="relu")
+    w = b.add("activation", [z], {"kind": "relu"}, name="relu")
+    assert len({x, y, z, w}) == 4 and z == "relu"
+    model = bnnrt.Model(b.build(w))
+    assert model.run(np.ones((1, 2, 2, 3), np.float32)).shape == (1, 2, 2, 3)
+
+
+def test_graph_inputs_named_twice_are_refused():
+    import json as _json
+    from bnnrt import format as fmt
+    b = GraphBuilder()
+    x = b.input("x", (2, 2, 3))
+    g = b.build(b.add("activation", [x], {"kind": "relu"}))
+    doc, data = fmt.unpack(fmt.dumps(g))
+    doc["inputs"] = doc["inputs"] * 2
+    with pytest.raises(bnnrt.ModelFormatError, match="graph input 'x' is listed twice"):
+        bnnrt.load(fmt.pack(_json.dumps(doc).encode(), data))

@@ -1,6 +1,7 @@
 """What every importer shares, whatever its file format: the check that names
 every op bnnrt lacks before anything is built, the table binding the file's
-tensors to bnnrt tensors, and the metadata a graph starts with. Reading the
+tensors to bnnrt tensors (with their shapes inferred by bnnrt, never taken
+on trust), and the metadata a graph starts with. Reading the
 file is ``bnnrt._io.read_bounded``; rewrites of the built graph are
 ``bnnrt.passes``.
 """
@@ -11,7 +12,7 @@ import os
 from collections.abc import Callable, Hashable, Mapping
 from typing import NoReturn
 
-from ..errors import UnsupportedOpError
+from ..errors import GraphError, UnsupportedOpError
 from ..graph import TensorSpec
 
 
@@ -26,10 +27,33 @@ def check_supported(name: str, counts: Mapping[str, int], known) -> None:
                                  f"{listing}")
 
 
+class ShapeInference:
+    """The spec of every bnnrt tensor an importer builds, inferred by the ops
+    themselves (``Op.infer``, the checks a loaded file gets) as the nodes are
+    added: an importer never takes a shape from the file on trust."""
+
+    def __init__(self, builder):
+        self._builder = builder
+        self._specs: dict = {}
+        self._done = 0
+
+    def spec(self, name: str) -> TensorSpec:
+        from ..ops import get_op
+        self._specs.update(self._builder.input_specs)
+        nodes = self._builder.nodes
+        for node in nodes[self._done:]:
+            op = get_op(node)
+            outs = op.infer(node, [self._specs[t] for t in node.inputs])
+            self._specs.update(zip(node.outputs, outs))
+        self._done = len(nodes)
+        return self._specs[name]
+
+
 class TensorBindings:
     """The source file's tensors as bnnrt tensors: for each tensor id (TFLite's
     tensor index, ONNX's tensor name) computed so far, the name of the bnnrt
-    tensor that holds it and its per-sample :class:`TensorSpec`.
+    tensor that holds it and its per-sample :class:`TensorSpec`, as bnnrt
+    infers it (``infer(name)``); the shape the file records must agree.
 
     The format-specific parts are handed in: ``describe(id)`` names a tensor in
     messages, ``spec_of(id, dtype, channels)`` is the spec of the file's tensor
@@ -39,11 +63,12 @@ class TensorBindings:
 
     def __init__(self, *, describe: Callable[[Hashable], str],
                  spec_of: Callable[[Hashable, str, int | None], TensorSpec],
-                 constants: Mapping, fail: Callable[[str], NoReturn]):
+                 constants: Mapping, fail: Callable[[str], NoReturn],
+                 infer: Callable[[str], TensorSpec]):
         self.names: dict = {}
         self.specs: dict = {}
         self.constants = constants
-        self._describe, self._spec_of, self._fail = describe, spec_of, fail
+        self._describe, self._spec_of, self._fail, self._infer = describe, spec_of, fail, infer
 
     def __contains__(self, tensor_id) -> bool:
         return tensor_id in self.names
@@ -67,9 +92,16 @@ class TensorBindings:
 
     def out(self, tensor_id, name: str, dtype: str = "float32", channels: int | None = None) -> TensorSpec:
         """Bind an op's output ``tensor_id`` to the bnnrt tensor ``name`` just
-        built, with the file's shape for it (``channels`` where the file's last
-        dimension is not the channel count, e.g. bit tensors in words)."""
-        spec = self._spec_of(tensor_id, dtype, channels)
+        built, with the spec bnnrt infers for it; the shape the file records
+        (``channels`` where the file's last dimension is not the channel count,
+        e.g. bit tensors in words) must be the same."""
+        try:
+            spec = self._infer(name)
+        except GraphError as e:
+            self._fail(str(e))
+        recorded = self._spec_of(tensor_id, dtype, channels)
+        if (recorded.shape, recorded.dtype) != (spec.shape, spec.dtype):
+            self._fail(f"the file records {self._describe(tensor_id)} as {recorded}, but bnnrt computes {spec}")
         self.bind(tensor_id, name, spec)
         return spec
 

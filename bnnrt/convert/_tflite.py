@@ -41,7 +41,7 @@ from ..errors import GraphError, ModelFormatError, UnsupportedOpError
 from ..graph import GraphBuilder, TensorSpec
 from ..model import Model
 from ..passes import fuse_residual_adds
-from ._common import TensorBindings, check_supported, source_metadata
+from ._common import ShapeInference, TensorBindings, check_supported, source_metadata
 
 #: TFLite TensorType -> numpy dtype (the types a Larq model's tensors have).
 _TENSOR_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 9: np.int8}
@@ -71,11 +71,11 @@ def _import_reader():
 class _Tensor:
     """What the converter knows of one TFLite tensor."""
 
-    def __init__(self, index, name, shape, type_code, data, scale=None, zero_point=None):
+    def __init__(self, index, name, shape, type_code, data, scale=None, zero_point=None, axis=0):
         self.index, self.name, self.shape, self.type_code, self.data = index, name, shape, type_code, data
-        #: TFLite's affine quantization (float64 scales, int64 zero points; per
-        #: channel along the last axis for int8 weights), or None
-        self.scale, self.zero_point = scale, zero_point
+        #: TFLite's affine quantization (float32 scales, int64 zero points; per
+        #: channel along ``axis``, the quantized dimension, for int8 weights), or None
+        self.scale, self.zero_point, self.axis = scale, zero_point, axis
 
     @property
     def type_name(self):
@@ -149,7 +149,8 @@ class _File:
             if zero_point.shape != scale.shape:
                 raise ModelFormatError(f"{self.name}: tensor {i} has {scale.size} scales and "
                                        f"{zero_point.size} zero points")
-        return _Tensor(i, name, shape, t.Type(), data, scale, zero_point)
+            return _Tensor(i, name, shape, t.Type(), data, scale, zero_point, int(q.QuantizedDimension()))
+        return _Tensor(i, name, shape, t.Type(), data)
 
     def op_name(self, op) -> str:
         return self._names[self.ops.index(op)] if not isinstance(op, int) else self._names[op]
@@ -203,7 +204,7 @@ class _Importer:
         #: tflite tensor index -> (bnnrt tensor name, spec)
         self.bound = TensorBindings(describe=lambda i: str(f.tensors[i]),
                                     spec_of=lambda i, dtype, channels: self.spec_of(f.tensors[i], dtype, channels),
-                                    constants=self.consts, fail=self.fail)
+                                    constants=self.consts, fail=self.fail, infer=ShapeInference(self.b).spec)
         # the handlers' vocabulary: im.inp(...), im.out(...), im.bind(...)
         self.bind, self.inp, self.out = self.bound.bind, self.bound.inp, self.bound.out
 
@@ -213,6 +214,28 @@ class _Importer:
 
     def fail(self, msg):
         raise GraphError(f"{self._where}: {msg}")
+
+    def float_const(self, i, what):
+        """A constant read by a float op, as float32. Integer constants with a
+        scale (the weights of a hybrid, "dynamic range" quantized file) are
+        dequantized, (q - zero_point) * scale along their quantized axis: the
+        float math TFLite's hybrid kernels approximate."""
+        c = self.const(i, what)
+        t = self.f.tensors[i]
+        if t.type_code not in (3, 9):           # float32, float16 (DEQUANTIZE folded), int32 biases
+            return c.astype(np.float32)
+        if t.scale is None:
+            self.fail(f"{what} {t} is {t.type_name} without quantization parameters")
+        axis = t.axis if t.scale.size > 1 else 0
+        if t.scale.size not in (1, c.shape[axis] if c.ndim else 1):
+            self.fail(f"{what} {t} has {t.scale.size} scales for its {c.shape[axis]} channels (axis {axis})")
+        if not (np.all(np.isfinite(t.scale)) and np.all(t.scale > 0)):
+            self.fail(f"{what} {t} has scales that are not positive and finite")
+        shape = [1] * c.ndim
+        if c.ndim and t.scale.size > 1:
+            shape[axis] = t.scale.size
+        zp, scale = t.zero_point.reshape(shape), t.scale.astype(np.float32).reshape(shape)
+        return ((c.astype(np.int64) - zp).astype(np.float32) * scale).astype(np.float32)
 
     def const(self, i, what):
         if i < 0 or i not in self.consts:
@@ -241,6 +264,11 @@ class _Importer:
         return _ACTIVATIONS[code]
 
     def _pads(self, padding, in_hw, kernel_hw, strides, dilations):
+        """The explicit pads of TFLite's padding code, after checking the window
+        (every windowed op passes here)."""
+        for what, values in (("strides", strides), ("dilations", dilations), ("kernel", kernel_hw)):
+            if len(values) != 2 or not all(isinstance(v, (int, np.integer)) and 1 <= v <= 1 << 16 for v in values):
+                self.fail(f"{what} {list(values)} must be two integers from 1 to 65536")
         if padding == 1:     # VALID
             return (0, 0, 0, 0)
         if padding != 0:
@@ -304,14 +332,6 @@ class _Importer:
         except ValueError as e:
             self.fail(f"{what}: {e}")
 
-    def _check_output_shape(self, out_index, name):
-        """The shape the converter computed must be the one TFLite recorded."""
-        spec = self.bound.specs[out_index]
-        want = self.spec_of(self.f.tensors[out_index], spec.dtype, spec.channels).shape
-        got = spec.shape
-        if want != got:
-            self.fail(f"output {self.f.tensors[out_index]}: bnnrt computes {list(got)}")
-
     # -- the walk
     def run(self, metadata=None):
         f = self.f
@@ -344,9 +364,6 @@ class _Importer:
                 raise
             except Exception as e:   # the reader's accessors on a malformed table
                 raise ModelFormatError(f"{self._where}: malformed operator ({type(e).__name__}: {e})") from None
-            for o in outs:
-                if o in self.bound:
-                    self._check_output_shape(o, name)
         self._where = f.name
         missing = [f.tensors[o] for o in f.outputs if o not in self.bound]
         if missing:
@@ -386,8 +403,8 @@ def _conv_2d(im, op, ins, outs):
         pads = im._pads(o.Padding(), spec.shape[:2], w.shape[1:3], strides, dilations)
         return _tfl_conv(im, ins, outs, w, groups, strides, dilations, pads, o.FusedActivationFunction())
     x, spec = im.inp(ins[0])
-    w = im.const(ins[1], "the filter").astype(np.float32)
-    bias = im.const(ins[2], "the bias").astype(np.float32) if len(ins) > 2 and ins[2] >= 0 else None
+    w = im.float_const(ins[1], "the filter")
+    bias = im.float_const(ins[2], "the bias") if len(ins) > 2 and ins[2] >= 0 else None
     groups = spec.channels // w.shape[3] if w.shape[3] else 0
     if groups < 1 or groups * w.shape[3] != spec.channels:
         im.fail(f"filter {w.shape} does not fit the input {spec}")
@@ -411,8 +428,8 @@ def _depthwise_conv_2d(im, op, ins, outs):
         return _tfl_conv(im, ins, outs, np.transpose(w, (3, 1, 2, 0)), spec.channels, strides, dilations,
                          pads, o.FusedActivationFunction())
     x, spec = im.inp(ins[0])
-    w = im.const(ins[1], "the filter").astype(np.float32)        # (1, kh, kw, Cin * multiplier)
-    bias = im.const(ins[2], "the bias").astype(np.float32) if len(ins) > 2 and ins[2] >= 0 else None
+    w = im.float_const(ins[1], "the filter")        # (1, kh, kw, Cin * multiplier)
+    bias = im.float_const(ins[2], "the bias") if len(ins) > 2 and ins[2] >= 0 else None
     o = im.f.builtin_options(op, "DepthwiseConv2DOptions")
     if w.ndim != 4 or w.shape[0] != 1 or w.shape[3] % spec.channels:
         im.fail(f"depthwise filter {w.shape} does not fit the input {spec}")
@@ -440,8 +457,8 @@ def _fully_connected(im, op, ins, outs):
         return _tfl_conv(im, ins, outs, w.reshape(w.shape[0], 1, 1, k), 1, (1, 1), (1, 1), (0, 0, 0, 0),
                          o.FusedActivationFunction() if o is not None else 0, product_in_float=True)
     x, spec = im.inp(ins[0])
-    w = im.const(ins[1], "the weights").astype(np.float32)         # (N, K)
-    bias = im.const(ins[2], "the bias").astype(np.float32) if len(ins) > 2 and ins[2] >= 0 else None
+    w = im.float_const(ins[1], "the weights")         # (N, K)
+    bias = im.float_const(ins[2], "the bias") if len(ins) > 2 and ins[2] >= 0 else None
     o = im.f.builtin_options(op, "FullyConnectedOptions")
     k = int(np.prod(spec.shape))
     if w.ndim != 2 or w.shape[1] != k:
@@ -476,7 +493,7 @@ def _elementwise(op_name, options):
             im.fail("takes two operands, at most one of them constant")
         if const:
             x, spec = im.inp(ins[0] if ins[1] == const[0] else ins[1])
-            operand = _broadcast_operand(im, im.consts[const[0]].astype(np.float32), spec)
+            operand = _broadcast_operand(im, im.float_const(const[0], "the constant operand"), spec)
             name = im.b.add(op_name, [x], {"activation": act}, {"operand": operand},
                             name=im._node_name(outs[0]))
         else:
