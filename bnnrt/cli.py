@@ -246,6 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    # a model or file name may hold anything (a lone surrogate from a broken
+    # file name, say): printing it must not be what fails
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
@@ -257,4 +262,7 @@ def main(argv=None) -> int:
         return 2
     except OSError as e:
         print(f"bnnrt: error: {e}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("bnnrt: error: out of memory", file=sys.stderr)
         return 2

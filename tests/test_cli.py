@@ -1,6 +1,7 @@
 """The bnnrt command line, run as a user would (in a subprocess)."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -80,3 +81,17 @@ def test_bad_image_is_reported(model_file, tmp_path):
 def test_bad_threads_argument():
     proc = bnnrt_cli("bench", "zoo:blendnet20", "--threads", "0", check=False)
     assert proc.returncode == 2 and "positive integer" in proc.stderr
+
+
+def test_info_prints_a_model_name_that_does_not_encode(tmp_path):
+    """A lone surrogate in the model's name (metadata is JSON: anything goes)
+    is printed escaped, not a UnicodeEncodeError traceback."""
+    from bnnrt import format as fmt
+    doc, data = fmt.unpack(fmt.dumps(zoo.blendnet20().graph))
+    doc["metadata"]["name"] = "odd\udc80name"            # JSON's "\\udc80" escape reads as a lone surrogate
+    path = tmp_path / "odd.bnn"
+    path.write_bytes(fmt.pack(json.dumps(doc).encode(), data))
+    proc = subprocess.run([sys.executable, "-m", "bnnrt", "info", str(path)], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONIOENCODING="utf-8"))
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "odd\\udc80name" in proc.stdout
