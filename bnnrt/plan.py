@@ -344,9 +344,8 @@ class Context:
         kernels read each skip element just before writing the output element
         at the same place (elementwise epilogue), so the two share one buffer.
         A residual chain (x1 = f(x0) + x0, x2 = f(x1) + x1, ...) then lives in
-        one buffer instead of two alternating ones: LCE's binary ResNet-20
-        needs a 25% smaller arena, QuickNet 3% (its peak is elsewhere); no
-        speed change could be told apart from the host's noise."""
+        one buffer instead of two alternating ones (docs/performance.md has
+        what that saves)."""
         n = len(plan.steps)
         first: dict[str, int] = {name: -1 for name in plan.graph.inputs}
         last: dict[str, int] = dict(first)

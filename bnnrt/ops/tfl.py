@@ -121,20 +121,20 @@ class TflConv2D(ConvOp):
     def kernel(self, node, ins):
         """im2col and one matrix product per group, in float64: exact, since
         |acc| <= 255 * 128 * K stays far below 2**53 for any K <= MAX_DIM**2."""
-        kw = self._kwargs(node, ins)
+        params = self._kwargs(node, ins)
         w = node.consts["weights"]
-        cout, kh, kw_, cin_g = w.shape
-        groups, zp = kw["groups"], kw["in_zero_point"]
+        cout, kh, kwidth, cin_g = w.shape
+        groups, zp = params["groups"], params["in_zero_point"]
         per_group = cout // groups
-        strides, dilations, pads = kw["strides"], kw["dilations"], kw["pads"]
-        oh, ow = conv_geometry(ins[0].shape[:2], (kh, kw_), strides, dilations, pads)
+        strides, dilations, pads = params["strides"], params["dilations"], params["pads"]
+        oh, ow = conv_geometry(ins[0].shape[:2], (kh, kwidth), strides, dilations, pads)
         depthwise = cin_g == 1 and groups > 1
         if depthwise:   # (kh*kw, Cout): a multiply-add per tap
-            wmat = w.reshape(cout, kh * kw_).T.astype(np.float64)
+            wmat = w.reshape(cout, kh * kwidth).T.astype(np.float64)
         else:           # per group (K, Cout/groups), K in (ky, kx, c) order as the im2col rows
             wmat = [w[g * per_group:(g + 1) * per_group].reshape(per_group, -1).T.astype(np.float64)
                     for g in range(groups)]
-        bias = kw["bias"].astype(np.int64)
+        bias = params["bias"].astype(np.int64)
         top, _, left, _ = pads
         sh, sw = strides
         dh, dw = dilations
@@ -147,7 +147,7 @@ class TflConv2D(ConvOp):
             xp[:, top:top + x.shape[1], left:left + x.shape[2]] = x
             xp -= zp
             taps = [xp[:, ky * dh:ky * dh + sh * (oh - 1) + 1:sh, kx * dw:kx * dw + sw * (ow - 1) + 1:sw]
-                    for ky in range(kh) for kx in range(kw_)]
+                    for ky in range(kh) for kx in range(kwidth)]
             if depthwise:
                 acc = np.zeros((n, oh, ow, cout), np.float64)
                 for t, tap in enumerate(taps):
@@ -156,11 +156,11 @@ class TflConv2D(ConvOp):
                 parts = []
                 for g in range(groups):
                     cols = np.concatenate([t[..., g * cin_g:(g + 1) * cin_g] for t in taps], axis=-1)
-                    parts.append(cols.reshape(-1, kh * kw_ * cin_g) @ wmat[g])
+                    parts.append(cols.reshape(-1, kh * kwidth * cin_g) @ wmat[g])
                 acc = (parts[0] if groups == 1 else np.concatenate(parts, axis=-1)).reshape(n, oh, ow, cout)
             total = acc.astype(np.int64) + bias
-            y = ref._tfl_rescale(total, kw["multiplier"], kw["shift"], kw["rounding"]) + kw["out_zero_point"]
-            np.clip(y, kw["clamp"][0], kw["clamp"][1], out=y)
+            y = ref._tfl_rescale(total, params["multiplier"], params["shift"], params["rounding"]) + params["out_zero_point"]
+            np.clip(y, params["clamp"][0], params["clamp"][1], out=y)
             out[...] = y
         return NumpyKernel(run)
 

@@ -402,20 +402,11 @@ AVX512 static void row_avx512(const bnn_bconv *k, const uint8_t *buf, int oy, si
     for (int grp = 0; grp < k->groups; grp += gstep) {
         int G = k->groups - grp < gstep ? k->groups - grp : gstep;
         int ox = 0;
-#define BNN_BLOCKS_M(P, G, M)                                                                 \
-    for (; ox + P <= ow; ox += P) block_avx512(k, buf, oy, ox, grp, out_row, out, skip, P, G, M); \
-    for (; ox + 4 <= ow; ox += 4) block_avx512(k, buf, oy, ox, grp, out_row, out, skip, 4, G, M); \
-    for (; ox + 2 <= ow; ox += 2) block_avx512(k, buf, oy, ox, grp, out_row, out, skip, 2, G, M); \
-    for (; ox < ow; ox++) block_avx512(k, buf, oy, ox, grp, out_row, out, skip, 1, G, M);
-#define BNN_BLOCKS(P, G) if (masked) { BNN_BLOCKS_M(P, G, 1) } else { BNN_BLOCKS_M(P, G, 0) }
-        switch (G) {
-        case 1: BNN_BLOCKS(8, 1) break;
-        case 2: BNN_BLOCKS(8, 2) break;
-        case 3: BNN_BLOCKS(8, 3) break;
-        default: BNN_BLOCKS(6, 4) break;
-        }
+#define BNN_STEP(p, G, M) block_avx512(k, buf, oy, ox, grp, out_row, out, skip, p, G, M)
+#define BNN_BLOCKS(P, G) if (masked) { BNN_SPAN(ox, ow, P, BNN_STEP, G, 1) } else { BNN_SPAN(ox, ow, P, BNN_STEP, G, 0) }
+        BNN_GROUP_SWITCH(G, BNN_BLOCKS, 8, 8, 8, 6)
 #undef BNN_BLOCKS
-#undef BNN_BLOCKS_M
+#undef BNN_STEP
     }
 }
 #endif
@@ -518,20 +509,11 @@ AVX512 static void row_d32(const bnn_bconv *k, const uint8_t *buf, int oy, size_
     for (int grp = 0; grp < k->g16; grp += 4) {
         int G = k->g16 - grp < 4 ? k->g16 - grp : 4;
         int ox = 0;
-#define BNN_BLOCKS_M(P, G, M)                                                                  \
-    for (; ox + P <= ow; ox += P) block_d32(k, buf, oy, ox, grp, out_row, out, skip, P, G, M); \
-    for (; ox + 4 <= ow; ox += 4) block_d32(k, buf, oy, ox, grp, out_row, out, skip, 4, G, M); \
-    for (; ox + 2 <= ow; ox += 2) block_d32(k, buf, oy, ox, grp, out_row, out, skip, 2, G, M); \
-    for (; ox < ow; ox++) block_d32(k, buf, oy, ox, grp, out_row, out, skip, 1, G, M);
-#define BNN_BLOCKS(P, G) if (masked) { BNN_BLOCKS_M(P, G, 1) } else { BNN_BLOCKS_M(P, G, 0) }
-        switch (G) {
-        case 1: BNN_BLOCKS(8, 1) break;
-        case 2: BNN_BLOCKS(8, 2) break;
-        case 3: BNN_BLOCKS(6, 3) break;
-        default: BNN_BLOCKS(6, 4) break;
-        }
+#define BNN_STEP(p, G, M) block_d32(k, buf, oy, ox, grp, out_row, out, skip, p, G, M)
+#define BNN_BLOCKS(P, G) if (masked) { BNN_SPAN(ox, ow, P, BNN_STEP, G, 1) } else { BNN_SPAN(ox, ow, P, BNN_STEP, G, 0) }
+        BNN_GROUP_SWITCH(G, BNN_BLOCKS, 8, 8, 6, 6)
 #undef BNN_BLOCKS
-#undef BNN_BLOCKS_M
+#undef BNN_STEP
     }
 }
 
@@ -587,18 +569,11 @@ AVX512_BITALG static void row_w16(const bnn_bconv *k, const uint8_t *buf, int oy
     for (int grp = 0; grp < k->g16; grp += 4) {
         int G = k->g16 - grp < 4 ? k->g16 - grp : 4;
         int pr = 0;
-#define BNN_PAIRS(P, G)                                                                               \
-    for (; pr + P <= pairs; pr += P) block_w16(k, buf, oy, 2 * pr, grp, out_row, out, skip, P, G); \
-    for (; pr + 4 <= pairs; pr += 4) block_w16(k, buf, oy, 2 * pr, grp, out_row, out, skip, 4, G); \
-    for (; pr + 2 <= pairs; pr += 2) block_w16(k, buf, oy, 2 * pr, grp, out_row, out, skip, 2, G); \
-    for (; pr < pairs; pr++) block_w16(k, buf, oy, 2 * pr, grp, out_row, out, skip, 1, G);
-        switch (G) {
-        case 1: BNN_PAIRS(8, 1) break;
-        case 2: BNN_PAIRS(8, 2) break;
-        case 3: BNN_PAIRS(6, 3) break;
-        default: BNN_PAIRS(6, 4) break;
-        }
+#define BNN_STEP(p, G) block_w16(k, buf, oy, 2 * pr, grp, out_row, out, skip, p, G)
+#define BNN_PAIRS(P, G) BNN_SPAN(pr, pairs, P, BNN_STEP, G)
+        BNN_GROUP_SWITCH(G, BNN_PAIRS, 8, 8, 6, 6)
 #undef BNN_PAIRS
+#undef BNN_STEP
     }
 }
 #endif

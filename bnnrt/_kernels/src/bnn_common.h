@@ -45,6 +45,25 @@
         }                                                                                   \
     } while (0)
 
+/* ---- register blocking of the AVX-512 kernels ----
+ * A block of P output pixels x G channel groups keeps P * G accumulators (and
+ * G weights and a broadcast) in the 32 registers; each (P, G) is its own
+ * fully unrolled instantiation. BNN_GROUP_SWITCH runs BLOCKS(P, G) for the
+ * run-time group count G in 1..4, with that count's pixel count P1..P4;
+ * BNN_SPAN runs STEP(p, ...) over i in [i, end): blocks of P, then 4, 2 and 1. */
+#define BNN_GROUP_SWITCH(G, BLOCKS, P1, P2, P3, P4) \
+    switch (G) {                                    \
+    case 1: BLOCKS(P1, 1) break;                    \
+    case 2: BLOCKS(P2, 2) break;                    \
+    case 3: BLOCKS(P3, 3) break;                    \
+    default: BLOCKS(P4, 4) break;                   \
+    }
+#define BNN_SPAN(i, end, P, STEP, ...)                          \
+    for (; i + P <= end; i += P) STEP(P, __VA_ARGS__);          \
+    for (; i + 4 <= end; i += 4) STEP(4, __VA_ARGS__);          \
+    for (; i + 2 <= end; i += 2) STEP(2, __VA_ARGS__);          \
+    for (; i < end; i++) STEP(1, __VA_ARGS__);
+
 /* ---- unaligned loads without undefined behaviour ---- */
 typedef struct { uint64_t v; } __attribute__((packed, may_alias)) bnn_u64u;
 typedef struct { uint32_t v; } __attribute__((packed, may_alias)) bnn_u32u;

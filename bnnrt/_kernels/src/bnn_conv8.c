@@ -256,12 +256,7 @@ BNN_AVX512_VNNI static void row_avx512_8(const bnn_conv8 *k, const uint8_t *buf,
 #define BNN_BLOCKS(P, G)                                                                \
     for (; ox + P <= ow; ox += P) block8_avx512(k, buf, oy, ox, grp, out_row, out, skip, P, G); \
     for (; ox < ow; ox++) block8_avx512(k, buf, oy, ox, grp, out_row, out, skip, 1, G);
-        switch (G) {
-        case 1: BNN_BLOCKS(8, 1) break;
-        case 2: BNN_BLOCKS(8, 2) break;
-        case 3: BNN_BLOCKS(6, 3) break;
-        default: BNN_BLOCKS(6, 4) break;
-        }
+        BNN_GROUP_SWITCH(G, BNN_BLOCKS, 8, 8, 6, 6)
 #undef BNN_BLOCKS
     }
 }
