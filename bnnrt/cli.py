@@ -3,7 +3,7 @@
     bnnrt info MODEL
     bnnrt predict MODEL IMAGE... [--top-k K]
     bnnrt eval MODEL --dataset fashion-mnist [--data DIR] [--batch N] [--json]
-    bnnrt bench MODEL [--batch N] [--threads N] [--runs N] [--json]
+    bnnrt bench MODEL [--batch N] [--threads N] [--runs N] [--profile] [--json]
     bnnrt convert MODEL.tflite OUT.bnn [--labels FILE] [--scale S --mean M,.. --std S,..]
 
 MODEL is a .bnn file, an LCE .tflite file (imported on the fly; ``convert``
@@ -122,19 +122,8 @@ def cmd_eval(args) -> int:
 
 def cmd_bench(args) -> int:
     model = open_model(args.model, args.threads)
-    spec = next(iter(model.plan.input_specs.values()))
-    rng = np.random.default_rng(0)
-    batch = rng.standard_normal((args.batch,) + spec.shape).astype(spec.np_dtype)
-    for _ in range(args.warmup):
-        model.run(batch)
-    times = []
-    deadline = time.perf_counter() + args.max_seconds
-    for _ in range(args.runs):
-        t0 = time.perf_counter()
-        model.run(batch)
-        times.append(time.perf_counter() - t0)
-        if time.perf_counter() > deadline:
-            break
+    times, layers = model.benchmark(args.batch, args.runs, args.warmup, args.max_seconds,
+                                    profile=args.profile)
     median = statistics.median(times)
     result = {
         "model": args.model, "median_ms": median * 1e3, "images_per_s": args.batch / median,
@@ -142,16 +131,67 @@ def cmd_bench(args) -> int:
         "min_ms": min(times) * 1e3, "kernel": model.plan.kernel_variants(),
         "binary_macs": sum(r["binary_macs"] for r in model.layers()),
     }
+    if layers is not None:
+        result["layers"] = layers
+        result["layers_ms"] = sum(r["median_ms"] for r in layers)
     if args.json:
         print(json.dumps(result))
-    else:
-        print(f"{args.model}: batch {args.batch}, {model.threads} thread(s), {len(times)} runs")
-        print(f"  median {result['median_ms']:.3f} ms  (min {result['min_ms']:.3f} ms)  "
-              f"{result['images_per_s']:.1f} images/s")
-        gops = result["binary_macs"] * args.batch / median / 1e9
-        print(f"  {gops:.1f} G binary MAC/s; kernels: "
-              f"{', '.join(f'{k}={v}' for k, v in result['kernel'].items())}")
+        return 0
+    print(f"{args.model}: batch {args.batch}, {model.threads} thread(s), {len(times)} runs")
+    print(f"  median {result['median_ms']:.3f} ms  (min {result['min_ms']:.3f} ms)  "
+          f"{result['images_per_s']:.1f} images/s")
+    gops = result["binary_macs"] * args.batch / median / 1e9
+    print(f"  {gops:.1f} G binary MAC/s; kernels: "
+          f"{', '.join(f'{k}={v}' for k, v in result['kernel'].items())}")
+    if layers is not None:
+        print()
+        print_profile(layers, result["median_ms"])
     return 0
+
+
+def print_profile(layers: list[dict], run_ms: float, file=None) -> None:
+    """The op profile the way TFLite's benchmark tool prints it: the layers in
+    run order, then totals by op and by precision."""
+    file = file or sys.stdout
+    total = sum(r["median_ms"] for r in layers)
+
+    def table(title, head, rows):
+        print(f"{'=' * 30} {title} {'=' * 30}", file=file)
+        print("".join(f"{h:>{w}}" if w > 0 else f"  {h:<{-w}}" for h, w in head), file=file)
+        for row in rows:
+            print("".join(f"{v:>{w}}" if w > 0 else f"  {v:<{-w}}" for v, (_, w) in zip(row, head)),
+                  file=file)
+        print(file=file)
+
+    def rate(macs, ms):
+        return f"{macs / ms / 1e6:.2f}" if macs and ms > 0 else "-"
+
+    cdf, order = 0.0, []
+    for r in layers:
+        cdf += r["median_ms"]
+        order.append((f"[{r['op']}]", r["kernel"], r["precision"], f"{r['median_ms']:.4f}",
+                      f"{100 * r['share']:.2f}%", f"{100 * cdf / total:.2f}%",
+                      "-" if r["gmac_s"] is None else f"{r['gmac_s']:.2f}", r["name"]))
+    table("Run Order", [("[node type]", -17), ("[kernel]", -12), ("[precision]", -11),
+                        ("[median ms]", 12), ("[%]", 9), ("[cdf%]", 9), ("[G MAC/s]", 11),
+                        ("[name]", -1)], order)
+    for key, title in (("op", "Summary by node type"), ("precision", "Summary by precision")):
+        groups: dict[str, list[dict]] = {}
+        for r in layers:
+            groups.setdefault(r[key], []).append(r)
+        rows, cdf = [], 0.0
+        for name, members in sorted(groups.items(), key=lambda kv: -sum(r["median_ms"] for r in kv[1])):
+            ms = sum(r["median_ms"] for r in members)
+            macs = sum(r["binary_macs"] + r["int8_macs"] + r["float_macs"] for r in members)
+            batch_macs = sum(r["gmac_s"] * r["median_ms"] * 1e6 for r in members if r["gmac_s"])
+            cdf += ms
+            rows.append((f"[{name}]", str(len(members)), f"{ms:.4f}", f"{100 * ms / total:.2f}%",
+                         f"{100 * cdf / total:.2f}%", f"{macs:,}", rate(batch_macs, ms)))
+        table(title, [(f"[{key}]", -17), ("[count]", 8), ("[median ms]", 12), ("[%]", 9),
+                      ("[cdf%]", 9), ("[MACs/image]", 14), ("[G MAC/s]", 11)], rows)
+    print(f"layers: {total:.3f} ms of the {run_ms:.3f} ms end-to-end median ({100 * total / run_ms:.1f}%); "
+          "the rest is the executor (input and output copies, dispatch, threads waiting for "
+          "each other)", file=file)
 
 
 def cmd_convert(args) -> int:
@@ -224,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=_positive, default=200)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--max-seconds", type=float, default=30.0, help="stop early after this long")
+    p.add_argument("--profile", action="store_true", help="also time each layer (TFLite-style op "
+                   "profile; with --json, a \"layers\" list)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_bench)
     p = sub.add_parser("convert", help="import a Larq Compute Engine .tflite file as a .bnn model")
