@@ -1,7 +1,7 @@
 """The ``bnnrt`` command: info, predict, eval, bench, convert.
 
     bnnrt info MODEL
-    bnnrt predict MODEL IMAGE... [--top-k K]
+    bnnrt predict MODEL PATH... [--batch N] [--top-k K] [--out FILE.csv|FILE.jsonl]
     bnnrt eval MODEL --dataset fashion-mnist [--data DIR] [--batch N] [--json]
     bnnrt bench MODEL [--batch N] [--threads N] [--runs N] [--profile] [--json]
     bnnrt convert MODEL.tflite OUT.bnn [--labels FILE] [--scale S --mean M,.. --std S,..]
@@ -15,6 +15,8 @@ binary ResNet-20 of the benchmarks, width 4 by default).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
 import json
 import os
 import statistics
@@ -74,18 +76,79 @@ def cmd_info(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    """Exit status: 0 when every image was predicted, 1 when some files were
+    skipped (each reported on stderr with its reason), 2 on an error (bad
+    model, bad arguments, an --out file that cannot be written)."""
+    from . import stream
+    from ._progress import Progress
+    out = _ResultWriter(args.out, args.top_k)
     model = open_model(args.model, args.threads)
     if _untrained(model):
         print("note: this model has random weights (untrained): its predictions mean nothing",
               file=sys.stderr)
-    results = model.top_k(list(args.images), k=args.top_k)
-    for path, top in zip(args.images, results):
-        best = top[0]
-        print(f"{path}: {best[0]} ({best[1]:.1%})")
-        if args.top_k > 1:
-            for label, p in top[1:]:
-                print(f"    {label} ({p:.1%})")
-    return 0
+    inputs = stream.Inputs(args.images)
+    tty = sys.stderr.isatty()
+    progress = Progress(sum(1 for _ in inputs), "predict", stream=sys.stderr) if tty else None
+    done = failed = 0
+    t0 = time.perf_counter()
+    with out.open(model.labels):
+        for result in stream.predict_files(model, inputs, batch=args.batch):
+            done += 1
+            if result.error is not None:
+                failed += 1
+                erase = "\r\x1b[K" if tty else ""      # the progress line, redrawn next update
+                print(f"{erase}bnnrt: skipped {result.path}: {result.error}", file=sys.stderr)
+            else:
+                out.write(result)
+            if progress is not None:
+                rate = done / max(time.perf_counter() - t0, 1e-9)
+                progress.update(done, speed=f"{rate:.0f} images/s")
+    seconds = time.perf_counter() - t0
+    if args.out or failed or inputs.ignored:
+        ignored = f"; {inputs.ignored} other files ignored (not image names)" if inputs.ignored else ""
+        print(f"bnnrt: {done - failed} images predicted, {failed} skipped in {seconds:.1f} s "
+              f"({(done - failed) / max(seconds, 1e-9):.0f} images/s){ignored}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+class _ResultWriter:
+    """``bnnrt predict``'s output: the plain lines on stdout, or a .csv or
+    .jsonl file with the columns of :func:`bnnrt.stream.top_k_columns`."""
+
+    def __init__(self, path: str | None, k: int):
+        self.path, self.k = path, k
+        self.kind = "text" if path is None else os.path.splitext(path)[1].lower()
+        if self.kind not in ("text", ".csv", ".jsonl"):
+            raise BnnrtError(f"--out {path!r}: the file name must end in .csv or .jsonl")
+
+    @contextlib.contextmanager
+    def open(self, labels: list[str]):
+        self.labels = labels
+        if self.kind == "text":
+            self.file = sys.stdout
+            yield self
+            return
+        with open(self.path, "w", newline="", encoding="utf-8") as self.file:
+            if self.kind == ".csv":
+                self.csv = csv.writer(self.file)
+                self.csv.writerow(["path"] + list(self._columns(np.zeros((1, len(labels))))))
+            yield self
+
+    def _columns(self, probs):
+        from .stream import top_k_columns
+        return top_k_columns(probs, self.labels, self.k)
+
+    def write(self, result) -> None:
+        row = {name: values[0] for name, values in self._columns(result.probs[None]).items()}
+        if self.kind == "text":
+            print(f"{result.path}: {row['label']} ({row['probability']:.1%})", file=self.file)
+            for j in range(2, self.k + 1):
+                if f"label_{j}" in row:
+                    print(f"    {row[f'label_{j}']} ({row[f'probability_{j}']:.1%})", file=self.file)
+        elif self.kind == ".csv":
+            self.csv.writerow([result.path] + list(row.values()))
+        else:
+            self.file.write(json.dumps({"path": result.path, **row}) + "\n")
 
 
 def cmd_eval(args) -> int:
@@ -247,9 +310,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = model_cmd("info", "describe a model and the kernels it runs")
     p.set_defaults(func=cmd_info)
-    p = model_cmd("predict", "classify images, printing the top-k labels")
-    p.add_argument("images", nargs="+", help="image files")
+    p = model_cmd("predict", "classify images (files, directories, globs), printing or writing "
+                  "the top-k labels; exit status 1 when some files were skipped")
+    p.add_argument("images", nargs="+", metavar="PATH",
+                   help="an image file, a directory (its image files, recursively) or a glob")
     p.add_argument("--top-k", type=_positive, default=3)
+    p.add_argument("--batch", type=_positive, default=64, help="images per inference (default 64)")
+    p.add_argument("--out", default=None, metavar="FILE", help="write FILE.csv or FILE.jsonl "
+                   "(path, label, probability, label_2, probability_2, ...) instead of printing")
     p.set_defaults(func=cmd_predict)
     p = model_cmd("eval", "top-1 accuracy on a dataset's test split")
     p.add_argument("--dataset", required=True, choices=["fashion-mnist"])
