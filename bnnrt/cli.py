@@ -113,13 +113,15 @@ def cmd_predict(args) -> int:
 
 class _ResultWriter:
     """``bnnrt predict``'s output: the plain lines on stdout, or a .csv or
-    .jsonl file with the columns of :func:`bnnrt.stream.top_k_columns`."""
+    .jsonl file with the columns of :func:`bnnrt.stream.top_k_columns`
+    (worked out for 64 results at a time: one numpy call, not one per row)."""
 
     def __init__(self, path: str | None, k: int):
         self.path, self.k = path, k
         self.kind = "text" if path is None else os.path.splitext(path)[1].lower()
         if self.kind not in ("text", ".csv", ".jsonl"):
             raise BnnrtError(f"--out {path!r}: the file name must end in .csv or .jsonl")
+        self.pending: list = []
 
     @contextlib.contextmanager
     def open(self, labels: list[str]):
@@ -127,28 +129,42 @@ class _ResultWriter:
         if self.kind == "text":
             self.file = sys.stdout
             yield self
+            self.flush()
             return
         with open(self.path, "w", newline="", encoding="utf-8") as self.file:
             if self.kind == ".csv":
                 self.csv = csv.writer(self.file)
                 self.csv.writerow(["path"] + list(self._columns(np.zeros((1, len(labels))))))
             yield self
+            self.flush()
 
     def _columns(self, probs):
         from .stream import top_k_columns
         return top_k_columns(probs, self.labels, self.k)
 
     def write(self, result) -> None:
-        row = {name: values[0] for name, values in self._columns(result.probs[None]).items()}
-        if self.kind == "text":
-            print(f"{result.path}: {row['label']} ({row['probability']:.1%})", file=self.file)
-            for j in range(2, self.k + 1):
-                if f"label_{j}" in row:
-                    print(f"    {row[f'label_{j}']} ({row[f'probability_{j}']:.1%})", file=self.file)
-        elif self.kind == ".csv":
-            self.csv.writerow([result.path] + list(row.values()))
-        else:
-            self.file.write(json.dumps({"path": result.path, **row}) + "\n")
+        self.pending.append(result)
+        if len(self.pending) >= 64:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        columns = self._columns(np.stack([r.probs for r in self.pending]))
+        names = list(columns)
+        for result, values in zip(self.pending, zip(*columns.values())):
+            row = dict(zip(names, values))
+            if self.kind == "text":
+                print(f"{result.path}: {row['label']} ({row['probability']:.1%})", file=self.file)
+                for j in range(2, self.k + 1):
+                    if f"label_{j}" in row:
+                        print(f"    {row[f'label_{j}']} ({row[f'probability_{j}']:.1%})", file=self.file)
+            elif self.kind == ".csv":
+                self.csv.writerow([result.path, *values])
+            else:
+                self.file.write(json.dumps({"path": result.path, **row}) + "\n")
+        self.file.flush()
+        self.pending.clear()
 
 
 def cmd_eval(args) -> int:
