@@ -1,9 +1,9 @@
 """The ``bnnrt`` command: info, predict, eval, bench, convert.
 
     bnnrt info MODEL
-    bnnrt predict MODEL IMAGE... [--top-k K]
+    bnnrt predict MODEL PATH... [--batch N] [--top-k K] [--out FILE.csv|FILE.jsonl]
     bnnrt eval MODEL --dataset fashion-mnist [--data DIR] [--batch N] [--json]
-    bnnrt bench MODEL [--batch N] [--threads N] [--runs N] [--json]
+    bnnrt bench MODEL [--batch N] [--threads N] [--runs N] [--profile] [--json]
     bnnrt convert MODEL.tflite OUT.bnn [--labels FILE] [--scale S --mean M,.. --std S,..]
 
 MODEL is a .bnn file, an LCE .tflite file (imported on the fly; ``convert``
@@ -15,6 +15,8 @@ binary ResNet-20 of the benchmarks, width 4 by default).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
 import json
 import os
 import statistics
@@ -75,18 +77,95 @@ def cmd_info(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    """Exit status: 0 when every image was predicted, 1 when some files were
+    skipped (each reported on stderr with its reason), 2 on an error (bad
+    model, bad arguments, an --out file that cannot be written)."""
+    from . import stream
+    from ._progress import Progress
+    out = _ResultWriter(args.out, args.top_k)
     model = open_model(args.model, args.threads)
     if _untrained(model):
         print("note: this model has random weights (untrained): its predictions mean nothing",
               file=sys.stderr)
-    results = model.top_k(list(args.images), k=args.top_k)
-    for path, top in zip(args.images, results):
-        best = top[0]
-        print(f"{path}: {best[0]} ({best[1]:.1%})")
-        if args.top_k > 1:
-            for label, p in top[1:]:
-                print(f"    {label} ({p:.1%})")
-    return 0
+    inputs = stream.Inputs(args.images)
+    tty = sys.stderr.isatty()
+    progress = Progress(sum(1 for _ in inputs), "predict", stream=sys.stderr) if tty else None
+    done = failed = 0
+    t0 = time.perf_counter()
+    with out.open(model.labels):
+        for result in stream.predict_files(model, inputs, batch=args.batch):
+            done += 1
+            if result.error is not None:
+                failed += 1
+                erase = "\r\x1b[K" if tty else ""      # the progress line, redrawn next update
+                print(f"{erase}bnnrt: skipped {result.path}: {result.error}", file=sys.stderr)
+            else:
+                out.write(result)
+            if progress is not None:
+                rate = done / max(time.perf_counter() - t0, 1e-9)
+                progress.update(done, speed=f"{rate:.0f} images/s")
+    seconds = time.perf_counter() - t0
+    if args.out or failed or inputs.ignored:
+        ignored = f"; {inputs.ignored} other files ignored (not image names)" if inputs.ignored else ""
+        print(f"bnnrt: {done - failed} images predicted, {failed} skipped in {seconds:.1f} s "
+              f"({(done - failed) / max(seconds, 1e-9):.0f} images/s){ignored}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+class _ResultWriter:
+    """``bnnrt predict``'s output: the plain lines on stdout, or a .csv or
+    .jsonl file with the columns of :func:`bnnrt.stream.top_k_columns`
+    (worked out for 64 results at a time: one numpy call, not one per row)."""
+
+    def __init__(self, path: str | None, k: int):
+        self.path, self.k = path, k
+        self.kind = "text" if path is None else os.path.splitext(path)[1].lower()
+        if self.kind not in ("text", ".csv", ".jsonl"):
+            raise BnnrtError(f"--out {path!r}: the file name must end in .csv or .jsonl")
+        self.pending: list = []
+
+    @contextlib.contextmanager
+    def open(self, labels: list[str]):
+        self.labels = labels
+        if self.kind == "text":
+            self.file = sys.stdout
+            yield self
+            self.flush()
+            return
+        with open(self.path, "w", newline="", encoding="utf-8") as self.file:
+            if self.kind == ".csv":
+                self.csv = csv.writer(self.file)
+                self.csv.writerow(["path"] + list(self._columns(np.zeros((1, len(labels))))))
+            yield self
+            self.flush()
+
+    def _columns(self, probs):
+        from .stream import top_k_columns
+        return top_k_columns(probs, self.labels, self.k)
+
+    def write(self, result) -> None:
+        self.pending.append(result)
+        if len(self.pending) >= 64:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        columns = self._columns(np.stack([r.probs for r in self.pending]))
+        names = list(columns)
+        for result, values in zip(self.pending, zip(*columns.values())):
+            row = dict(zip(names, values))
+            if self.kind == "text":
+                print(f"{result.path}: {row['label']} ({row['probability']:.1%})", file=self.file)
+                for j in range(2, self.k + 1):
+                    if f"label_{j}" in row:
+                        print(f"    {row[f'label_{j}']} ({row[f'probability_{j}']:.1%})", file=self.file)
+            elif self.kind == ".csv":
+                self.csv.writerow([result.path, *values])
+            else:
+                self.file.write(json.dumps({"path": result.path, **row}) + "\n")
+        self.file.flush()
+        self.pending.clear()
 
 
 def cmd_eval(args) -> int:
@@ -123,19 +202,8 @@ def cmd_eval(args) -> int:
 
 def cmd_bench(args) -> int:
     model = open_model(args.model, args.threads)
-    spec = next(iter(model.plan.input_specs.values()))
-    rng = np.random.default_rng(0)
-    batch = rng.standard_normal((args.batch,) + spec.shape).astype(spec.np_dtype)
-    for _ in range(args.warmup):
-        model.run(batch)
-    times = []
-    deadline = time.perf_counter() + args.max_seconds
-    for _ in range(args.runs):
-        t0 = time.perf_counter()
-        model.run(batch)
-        times.append(time.perf_counter() - t0)
-        if time.perf_counter() > deadline:
-            break
+    times, layers = model.benchmark(args.batch, args.runs, args.warmup, args.max_seconds,
+                                    profile=args.profile)
     median = statistics.median(times)
     result = {
         "model": args.model, "median_ms": median * 1e3, "images_per_s": args.batch / median,
@@ -143,16 +211,67 @@ def cmd_bench(args) -> int:
         "min_ms": min(times) * 1e3, "kernel": model.plan.kernel_variants(),
         "binary_macs": sum(r["binary_macs"] for r in model.layers()),
     }
+    if layers is not None:
+        result["layers"] = layers
+        result["layers_ms"] = sum(r["median_ms"] for r in layers)
     if args.json:
         print(json.dumps(result))
-    else:
-        print(f"{args.model}: batch {args.batch}, {model.threads} thread(s), {len(times)} runs")
-        print(f"  median {result['median_ms']:.3f} ms  (min {result['min_ms']:.3f} ms)  "
-              f"{result['images_per_s']:.1f} images/s")
-        gops = result["binary_macs"] * args.batch / median / 1e9
-        print(f"  {gops:.1f} G binary MAC/s; kernels: "
-              f"{', '.join(f'{k}={v}' for k, v in result['kernel'].items())}")
+        return 0
+    print(f"{args.model}: batch {args.batch}, {model.threads} thread(s), {len(times)} runs")
+    print(f"  median {result['median_ms']:.3f} ms  (min {result['min_ms']:.3f} ms)  "
+          f"{result['images_per_s']:.1f} images/s")
+    gops = result["binary_macs"] * args.batch / median / 1e9
+    print(f"  {gops:.1f} G binary MAC/s; kernels: "
+          f"{', '.join(f'{k}={v}' for k, v in result['kernel'].items())}")
+    if layers is not None:
+        print()
+        print_profile(layers, result["median_ms"])
     return 0
+
+
+def print_profile(layers: list[dict], run_ms: float, file=None) -> None:
+    """The op profile the way TFLite's benchmark tool prints it: the layers in
+    run order, then totals by op and by precision."""
+    file = file or sys.stdout
+    total = sum(r["median_ms"] for r in layers)
+
+    def table(title, head, rows):
+        print(f"{'=' * 30} {title} {'=' * 30}", file=file)
+        print("".join(f"{h:>{w}}" if w > 0 else f"  {h:<{-w}}" for h, w in head), file=file)
+        for row in rows:
+            print("".join(f"{v:>{w}}" if w > 0 else f"  {v:<{-w}}" for v, (_, w) in zip(row, head)),
+                  file=file)
+        print(file=file)
+
+    def rate(macs, ms):
+        return f"{macs / ms / 1e6:.2f}" if macs and ms > 0 else "-"
+
+    cdf, order = 0.0, []
+    for r in layers:
+        cdf += r["median_ms"]
+        order.append((f"[{r['op']}]", r["kernel"], r["precision"], f"{r['median_ms']:.4f}",
+                      f"{100 * r['share']:.2f}%", f"{100 * cdf / total:.2f}%",
+                      "-" if r["gmac_s"] is None else f"{r['gmac_s']:.2f}", r["name"]))
+    table("Run Order", [("[node type]", -17), ("[kernel]", -12), ("[precision]", -11),
+                        ("[median ms]", 12), ("[%]", 9), ("[cdf%]", 9), ("[G MAC/s]", 11),
+                        ("[name]", -1)], order)
+    for key, title in (("op", "Summary by node type"), ("precision", "Summary by precision")):
+        groups: dict[str, list[dict]] = {}
+        for r in layers:
+            groups.setdefault(r[key], []).append(r)
+        rows, cdf = [], 0.0
+        for name, members in sorted(groups.items(), key=lambda kv: -sum(r["median_ms"] for r in kv[1])):
+            ms = sum(r["median_ms"] for r in members)
+            macs = sum(r["binary_macs"] + r["int8_macs"] + r["float_macs"] for r in members)
+            batch_macs = sum(r["gmac_s"] * r["median_ms"] * 1e6 for r in members if r["gmac_s"])
+            cdf += ms
+            rows.append((f"[{name}]", str(len(members)), f"{ms:.4f}", f"{100 * ms / total:.2f}%",
+                         f"{100 * cdf / total:.2f}%", f"{macs:,}", rate(batch_macs, ms)))
+        table(title, [(f"[{key}]", -17), ("[count]", 8), ("[median ms]", 12), ("[%]", 9),
+                      ("[cdf%]", 9), ("[MACs/image]", 14), ("[G MAC/s]", 11)], rows)
+    print(f"layers: {total:.3f} ms of the {run_ms:.3f} ms end-to-end median ({100 * total / run_ms:.1f}%); "
+          "the rest is the executor (input and output copies, dispatch, threads waiting for "
+          "each other)", file=file)
 
 
 def cmd_convert(args) -> int:
@@ -214,9 +333,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = model_cmd("info", "describe a model and the kernels it runs")
     p.set_defaults(func=cmd_info)
-    p = model_cmd("predict", "classify images, printing the top-k labels")
-    p.add_argument("images", nargs="+", help="image files")
+    p = model_cmd("predict", "classify images (files, directories, globs), printing or writing "
+                  "the top-k labels; exit status 1 when some files were skipped")
+    p.add_argument("images", nargs="+", metavar="PATH",
+                   help="an image file, a directory (its image files, recursively) or a glob")
     p.add_argument("--top-k", type=_positive, default=3)
+    p.add_argument("--batch", type=_positive, default=64, help="images per inference (default 64)")
+    p.add_argument("--out", default=None, metavar="FILE", help="write FILE.csv or FILE.jsonl "
+                   "(path, label, probability, label_2, probability_2, ...) instead of printing")
     p.set_defaults(func=cmd_predict)
     p = model_cmd("eval", "top-1 accuracy on a dataset's test split")
     p.add_argument("--dataset", required=True, choices=["fashion-mnist"])
@@ -231,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=_positive, default=200)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--max-seconds", type=float, default=30.0, help="stop early after this long")
+    p.add_argument("--profile", action="store_true", help="also time each layer (TFLite-style op "
+                   "profile; with --json, a \"layers\" list)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_bench)
     p = sub.add_parser("convert", help="import a Larq Compute Engine .tflite file as a .bnn model")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import numpy as np
 
@@ -82,17 +83,24 @@ class Model:
         n = checked[0].shape[0]
         if any(x.shape[0] != n for x in checked):
             raise InputError(f"inputs have different batch sizes {[x.shape[0] for x in checked]}")
+        outs = self._run_checked(checked, specs)
+        return outs[0] if len(outs) == 1 else outs
+
+    def _run_checked(self, checked: list[np.ndarray], specs, timings=None) -> list[np.ndarray]:
+        """Run inputs whose shapes and dtypes are checked, a chunk at a time;
+        with ``timings``, each step's seconds are added to its slot."""
+        n = checked[0].shape[0]
         outs = [np.empty((n,) + s.storage_shape, s.np_dtype) for s in self.plan.output_specs]
         step = self.chunk_size
         for start in range(0, n, step):
-            # checked and run one chunk at a time: the checks' temporaries stay
+            # values checked and run one chunk at a time: the checks' temporaries stay
             # chunk-sized too (a broadcast view of a huge batch costs nothing until then)
             part = [x[start:start + step] for x in checked]
             for x, (name, spec) in zip(part, specs):
                 self._check_values(x, name, spec)
-            for out, res in zip(outs, self.plan.run(part)):
+            for out, res in zip(outs, self.plan.run(part, timings)):
                 out[start:start + step] = res
-        return outs[0] if len(outs) == 1 else outs
+        return outs
 
     @property
     def chunk_size(self) -> int:
@@ -145,6 +153,55 @@ class Model:
         probs = probs[None] if probs.ndim == 1 else probs
         labels = self.labels
         return [[(labels[i], float(p[i])) for i in np.argsort(-p, kind="stable")[:k]] for p in probs]
+
+    # -- timing
+    def profile(self, batch: int = 1, runs: int = 100, warmup: int = 5) -> list[dict]:
+        """Per-layer time of a forward pass on a random batch: the rows of
+        :meth:`layers` plus ``median_ms`` (median over ``runs`` profiled runs,
+        each step's kernel call timed on its own), ``share`` (of the layers'
+        total) and ``gmac_s`` (G MAC/s, of the layer's ``precision``; None for
+        layers without MACs). The rows add up to the run minus the executor's
+        own work (input and output copies)."""
+        return self.benchmark(batch, runs, warmup, profile=True)[1]
+
+    def benchmark(self, batch: int = 1, runs: int = 100, warmup: int = 5,
+                  max_seconds: float | None = None, profile: bool = False):
+        """(seconds of each timed ``run`` on a random batch, profile rows or None).
+
+        With ``profile``, every timed run is followed by a profiled one (one
+        timing per step), so both see the same machine; ``max_seconds`` stops
+        early."""
+        if batch < 1 or runs < 1:
+            raise InputError(f"batch and runs must be >= 1, got batch {batch}, runs {runs}")
+        rng = np.random.default_rng(0)
+        x = [rng.standard_normal((batch,) + s.shape).astype(s.np_dtype)
+             for s in self.plan.input_specs.values()]
+        for _ in range(warmup):
+            self.run(x)
+            if profile:
+                self._run_checked(x, list(self.plan.input_specs.items()), np.zeros(len(self.plan.steps)))
+        times, steps = [], []
+        deadline = None if max_seconds is None else time.perf_counter() + max_seconds
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            self.run(x)
+            times.append(time.perf_counter() - t0)
+            if profile:
+                steps.append(np.zeros(len(self.plan.steps)))
+                self._run_checked(x, list(self.plan.input_specs.items()), steps[-1])
+            if deadline is not None and time.perf_counter() > deadline:
+                break
+        return times, (self._profile_rows(np.median(steps, axis=0), batch) if profile else None)
+
+    def _profile_rows(self, seconds: np.ndarray, batch: int) -> list[dict]:
+        total = float(seconds.sum()) or 1.0
+        rows = []
+        for row, t in zip(self.layers(), seconds):
+            macs = (row["binary_macs"] + row["int8_macs"] + row["float_macs"]) * batch
+            row.update(output=list(row["output"].shape), median_ms=float(t) * 1e3,
+                       share=float(t) / total, gmac_s=macs / t / 1e9 if macs and t > 0 else None)
+            rows.append(row)
+        return rows
 
     # -- description
     def layers(self) -> list[dict]:

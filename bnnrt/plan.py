@@ -22,6 +22,7 @@ import heapq
 import numbers
 import os
 import threading
+import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -225,8 +226,13 @@ class Plan:
         with self._lock:
             self._pool.setdefault((ctx.batch, ctx.preserve_intermediates, ctx.threads), []).append(ctx)
 
-    def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    def run(self, inputs: list[np.ndarray], timings: np.ndarray | None = None) -> list[np.ndarray]:
         """Run on already validated inputs (one array per graph input, same batch).
+
+        ``timings`` (a float64 array, one slot per step) profiles the run: each
+        step's bound call is timed on its own and its seconds added to its slot
+        (in a batch-parallel run, those of the thread that was busy longest:
+        the run lasts as long as it does).
 
         A batch of at least two images per thread is split into parts of at
         most PART_IMAGES, which the threads take in turn and run with
@@ -236,17 +242,17 @@ class Plan:
         instead."""
         n = inputs[0].shape[0]
         if self.threads > 1 and n >= 2 * self.threads:
-            return self._run_parts(inputs, n)
-        return self._run_part(inputs, 1 if _in_forked_child else self.threads)
+            return self._run_parts(inputs, n, timings)
+        return self._run_part(inputs, 1 if _in_forked_child else self.threads, timings)
 
-    def _run_part(self, inputs: list[np.ndarray], threads: int) -> list[np.ndarray]:
+    def _run_part(self, inputs: list[np.ndarray], threads: int, timings=None) -> list[np.ndarray]:
         ctx = self.acquire(inputs[0].shape[0], threads=threads)
         try:
-            return ctx.run(inputs)
+            return ctx.run(inputs, timings)
         finally:
             self.release(ctx)
 
-    def _run_parts(self, inputs: list[np.ndarray], n: int) -> list[np.ndarray]:
+    def _run_parts(self, inputs: list[np.ndarray], n: int, timings=None) -> list[np.ndarray]:
         with self._lock:
             if self._workers is None:
                 self._workers = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="bnnrt")
@@ -256,22 +262,25 @@ class Plan:
         size = min(PART_IMAGES, -(-n // self.threads))
         starts = range(0, n, size)
         results: list = [None] * len(starts)
+        busy = [None if timings is None else np.zeros(len(self.steps)) for _ in range(self.threads)]
         queue = iter(range(len(starts)))
         queue_lock = threading.Lock()
 
-        def take_parts():
+        def take_parts(thread):
             while True:
                 with queue_lock:
                     i = next(queue, None)
                 if i is None:
                     return
                 a = starts[i]
-                results[i] = self._run_part([x[a:a + size] for x in inputs], 1)
+                results[i] = self._run_part([x[a:a + size] for x in inputs], 1, busy[thread])
 
-        helpers = [self._workers.submit(take_parts) for _ in range(self.threads - 1)]
-        take_parts()
+        helpers = [self._workers.submit(take_parts, t) for t in range(1, self.threads)]
+        take_parts(0)
         for h in helpers:
             h.result()
+        if timings is not None:
+            timings += max(busy, key=np.sum)
         return [np.concatenate(o) for o in zip(*results)]
 
     def run_reference(self, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
@@ -401,9 +410,19 @@ class Context:
                 step.append(h)
         return {t: buffers[home[t]] for t in first}, size
 
-    def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    def run(self, inputs: list[np.ndarray], timings: np.ndarray | None = None) -> list[np.ndarray]:
+        """Copy the inputs in, run the program, copy the outputs out. With
+        ``timings`` (one slot per step), the steps' calls run one by one
+        instead of chained, each timed and its seconds added to its slot."""
         for name, x in zip(self.plan.graph.inputs, inputs):
             np.copyto(self.views[name], x, casting="unsafe")
-        for call in self.program:
-            call()
+        if timings is None:
+            for call in self.program:
+                call()
+        else:
+            clock = time.perf_counter
+            for i, call in enumerate(self.calls):
+                t0 = clock()
+                call()
+                timings[i] += clock() - t0
         return [self.views[t].copy() for t in self.plan.graph.outputs]

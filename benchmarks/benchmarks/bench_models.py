@@ -41,3 +41,37 @@ class Overhead:
 class Import:
     def timeraw_import_bnnrt(self):
         return "import bnnrt"
+
+
+class PredictFiles:
+    """``bnnrt predict`` over a directory: 512 28x28 PNGs decoded by the
+    thread pool while the model runs (bnnrt.stream), against the same
+    images pre-decoded (benchmarks/predict_files.py does 10,000)."""
+    params = [[64]]
+    param_names = ["batch"]
+    timeout = 300
+
+    def setup(self, batch):
+        import tempfile
+
+        from PIL import Image
+
+        from bnnrt import zoo
+        self.tmp = tempfile.TemporaryDirectory()
+        pixels = np.random.default_rng(0).integers(0, 256, (512, 28, 28), dtype=np.uint8)
+        for i, p in enumerate(pixels):
+            Image.fromarray(p, "L").save(f"{self.tmp.name}/{i:04d}.png")
+        self.pixels = pixels[..., None]
+        self.model = zoo.blendnet20(input_shape=(28, 28, 1), threads=2)
+
+    def teardown(self, batch):
+        self.tmp.cleanup()
+
+    def time_stream(self, batch):
+        from bnnrt import stream
+        for _ in stream.predict_files(self.model, stream.Inputs([self.tmp.name]), batch=batch):
+            pass
+
+    def time_predecoded(self, batch):
+        for a in range(0, len(self.pixels), batch):
+            self.model.predict(self.pixels[a:a + batch])
