@@ -4,15 +4,32 @@
 # (every SIMD variant the CPU has runs in it: tests/test_kernels.py forces each).
 # Any report aborts the run. Usage: tools/sanitize.sh [pytest args...]
 set -euo pipefail
+# BNNRT_SANITIZE_DIR keeps the instrumented build in that folder for the next
+# call (CI's fuzz replay reuses the one its sanitizer stage made); otherwise a
+# scratch folder is used and removed.
 src=$(cd "$(dirname "$0")/.." && pwd)
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cp -r "$src/bnnrt" "$src/tests" "$src/models" "$src/setup.py" "$src/pyproject.toml" "$src/README.md" "$work/"
-# fuzz corpora given by absolute path stay where they are
-find "$work" \( -name '*.so' -o -name '_core.c' -o -name build \) -prune -exec rm -rf {} +
+if [ -n "${BNNRT_SANITIZE_DIR:-}" ]; then
+    work=$BNNRT_SANITIZE_DIR
+    mkdir -p "$work"
+else
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+fi
+# the sources' fingerprint: a kept build is reused only for the same kernels
+stamp=$(cd "$src" && cat setup.py bnnrt/_kernels/_core.pyx bnnrt/_kernels/src/* | sha256sum | cut -c1-16)
+if [ "$(cat "$work/.sanitize-build" 2>/dev/null)" != "$stamp" ]; then
+    rm -rf "${work:?}"/*
+    cp -r "$src/bnnrt" "$src/tests" "$src/models" "$src/setup.py" "$src/pyproject.toml" "$src/README.md" "$work/"
+    # fuzz corpora given by absolute path stay where they are
+    find "$work" \( -name '*.so' -o -name '_core.c' -o -name build \) -prune -exec rm -rf {} +
+    (cd "$work" && python -m pip install -q "setuptools>=64" "Cython>=3.0" &&
+        { BNNRT_SANITIZE=1 python setup.py -q build_ext --inplace 2>&1 | grep -vE "^(Compiling|\[1/1\])" || true; })
+    echo "$stamp" > "$work/.sanitize-build"
+else     # the same kernels: refresh the Python sources and tests only
+    cp -r "$src/bnnrt" "$src/tests" "$src/models" "$work/" 2>/dev/null
+    find "$work/bnnrt" -name '_core.c' -delete
+fi
 cd "$work"
-python -m pip install -q "setuptools>=64" "Cython>=3.0"
-BNNRT_SANITIZE=1 python setup.py -q build_ext --inplace 2>&1 | grep -vE "^(Compiling|\[1/1\])" || true
 [ "$(nm -D bnnrt/_kernels/_core*.so | grep -c __asan_)" -gt 0 ] || { echo "sanitize.sh: the build is not instrumented" >&2; exit 1; }
 export PYTHONPATH="$work${PYTHONPATH:+:$PYTHONPATH}"
 export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
