@@ -81,6 +81,37 @@ BNN_AVX512_BASE static void binarize_avx512(const bnn_binarizer *b, const int8_t
 }
 #endif
 
+#ifdef BNN_X86
+/* AVX2: the same stream 32 bytes per compare; the two masks of a 64-byte
+ * block (vpmovmskb) are its 8 output bytes. */
+BNN_AVX2 static inline uint64_t bits64_avx2(const int8_t *q, const int8_t *lo, const int8_t *hi) {
+    uint64_t m = 0;
+    for (int h = 0; h < 2; h++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(q + 32 * h));
+        __m256i neg = _mm256_or_si256(_mm256_cmpgt_epi8(_mm256_loadu_si256((const __m256i *)(lo + 32 * h)), v),
+                                      _mm256_cmpgt_epi8(v, _mm256_loadu_si256((const __m256i *)(hi + 32 * h))));
+        m |= (uint64_t)(uint32_t)_mm256_movemask_epi8(neg) << (32 * h);
+    }
+    return m;
+}
+
+BNN_AVX2 static void binarize_avx2(const bnn_binarizer *b, const int8_t *x, uint8_t *out,
+                                   size_t n /* bytes, multiple of 8 */) {
+    size_t i = 0, nvec = (size_t)b->period / 64, v = 0;
+    for (; i + 64 <= n; i += 64) {
+        uint64_t m = bits64_avx2(x + i, b->lo + 64 * v, b->hi + 64 * v) | b->always[v];
+        memcpy(out + i / 8, &m, 8);
+        if (++v == nvec) v = 0;
+    }
+    if (i < n) {   /* tail: copied into a full block, so nothing past the end is read */
+        int8_t tail[64] = {0};
+        memcpy(tail, x + i, n - i);
+        uint64_t m = bits64_avx2(tail, b->lo + 64 * v, b->hi + 64 * v) | b->always[v];
+        memcpy(out + i / 8, &m, (n - i) / 8);
+    }
+}
+#endif
+
 #ifdef BNN_ARM
 /* 64 int8 values -> 64 bits: compare (the 0xFF/0x00 lanes), keep each lane's
  * bit weight, and three rounds of pairwise adds gather 8 lanes per byte. */
@@ -118,14 +149,16 @@ void bnn_binarize(const bnn_binarizer *b, const int8_t *x, uint8_t *out, size_t 
     int32_t c = b->c;
     size_t cb = ((size_t)c + 7) / 8;
 #ifdef BNN_X86
-    if (b->variant == BNN_VARIANT_AVX512) {
+    if (b->variant == BNN_VARIANT_AVX512 || b->variant == BNN_VARIANT_AVX2) {
         /* chunks start at multiples of the period, so the patterns line up */
         size_t total = pixels * (size_t)c, chunk = (size_t)b->period * 64;
         size_t nchunks = (total + chunk - 1) / chunk;
+        void (*run)(const bnn_binarizer *, const int8_t *, uint8_t *, size_t) =
+            b->variant == BNN_VARIANT_AVX512 ? binarize_avx512 : binarize_avx2;
         BNN_PARALLEL_FOR(threads > 1 && nchunks > 8,
             for (size_t k = 0; k < nchunks; k++) {
                 size_t start = k * chunk, len = total - start < chunk ? total - start : chunk;
-                binarize_avx512(b, x + start, out + start / 8, len);
+                run(b, x + start, out + start / 8, len);
             });
         return;
     }
@@ -229,9 +262,33 @@ BNN_AVX512_BASE static void sign_bits_avx512(const float *x, uint8_t *out, size_
 }
 #endif
 
+#ifdef BNN_X86
+/* AVX2: 8 channels per compare, the sign mask (vmovmskps) is the byte itself;
+ * the channels past the last whole 8 load through a mask (nothing past the
+ * pixel is read). Ordered less-than, as the scalar x < 0. */
+BNN_AVX2 static void sign_bits_avx2(const float *x, uint8_t *out, size_t pixels, int32_t c, int threads) {
+    const size_t cb = ((size_t)c + 7) / 8;
+    const int full = c / 8, rest = c % 8;
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(rest), lanes);
+    const __m256 zero = _mm256_setzero_ps();
+    BNN_PARALLEL_FOR(threads > 1 && pixels > 4096,
+        for (size_t p = 0; p < pixels; p++) {
+            const float *v = x + p * c;
+            uint8_t *o = out + p * cb;
+            for (int g = 0; g < full; g++)
+                o[g] = (uint8_t)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(v + 8 * g), zero, _CMP_LT_OQ));
+            if (rest)
+                o[full] = (uint8_t)(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_maskload_ps(v + 8 * full, tail), zero,
+                                                                     _CMP_LT_OQ)) & ((1 << rest) - 1));
+        });
+}
+#endif
+
 void bnn_sign_bits(const float *x, uint8_t *out, size_t pixels, int32_t c, int threads, int variant) {
 #ifdef BNN_X86
     if (variant == BNN_VARIANT_AVX512) { sign_bits_avx512(x, out, pixels, c, threads); return; }
+    if (variant == BNN_VARIANT_AVX2) { sign_bits_avx2(x, out, pixels, c, threads); return; }
 #endif
     (void)variant;
     sign_bits_scalar(x, out, pixels, c, threads);

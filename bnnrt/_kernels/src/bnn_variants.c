@@ -41,9 +41,11 @@ const bnn_variant_row bnn_variant_table[] = {
     ROW(CONV2D_FLOAT, NEON, "neon", "neon"),
     SCALAR_ROW(CONV2D_FLOAT),
     ROW(BINARIZE, AVX512, "avx512", "avx512"),              /* both: channels % 8 == 0 (bnn_misc.c) */
+    ROW(BINARIZE, AVX2, "avx2", "avx2"),
     ROW(BINARIZE, NEON, "neon", "neon"),
     SCALAR_ROW(BINARIZE),
     ROW(SIGN_BITS, AVX512, "avx512", "avx512"),
+    ROW(SIGN_BITS, AVX2, "avx2", "avx2"),
     SCALAR_ROW(SIGN_BITS),
     ROW(QUANTIZE, AVX512, "avx512", "avx512"),
     SCALAR_ROW(QUANTIZE),
