@@ -7,14 +7,13 @@ crash, a hang or a memory bomb fails one test instead of the test run.
 * one case per class of the issue: crashes and hangs, memory bombs, foreign
   exceptions, silent wrong answers;
 * a short run of the mutator itself, which fails on any finding that is not
-  one of the open defects listed in KNOWN_FINDINGS.
+  one of the open defects listed in tests/fuzz/mutate.py's KNOWN_FINDINGS.
 
 Cases for defects not fixed yet are xfail(strict=False), with the reason.
 """
 
 import json
 import os
-import re
 import sys
 
 import numpy as np
@@ -163,26 +162,10 @@ def test_duplicate_graph_input_names_are_refused(sandbox):
 # --------------------------------------------------------------------------
 # a short run of the structure-aware mutator
 
-#: Finding classes (mutate.finding_class + ": " + detail) of open defects, each with why.
-KNOWN_FINDINGS = [
-    (r"^timeout bnn", "planning is quadratic in the node count: wide or long graphs time out"),
-    (r"^(timeout|memory)", "memory accounting and tensor sizes from recorded shapes (in progress)"),
-    (r"^false-refusal tflite .*eq_tfl_same_names", "duplicate tensor names are refused (in progress)"),
-    (r"^mismatch tflite .*eq_tfl_hybrid", "hybrid-quantized weights run with the scale ignored"),
-    (r"^opaque", "importer messages wrap Python exceptions (ZeroDivisionError ...)"),
-    (r"^exception bnn .*(missing \d+ required keyword-only|needs keyword-only argument)",
-     "a required attribute missing reaches the kernel as a TypeError"),
-    (r"^nonfinite", "finite float constants outside float32's meaningful range give inf outputs"),
-]
-
-
 def test_mutator_finds_nothing_new():
-    from mutate import finding_class, fuzz  # noqa: F401 (finding_class: the class strings KNOWN_FINDINGS match)
+    from mutate import fuzz, known_reason
     counts, findings, ran = fuzz(cases=300, seconds=45, seed=20261201, timeout=5, log=lambda *a: None)
     assert ran >= 100 and counts.get("refused", 0) and counts.get("ok", 0), counts
-    new = {}
-    for cls, hits in findings.items():
-        i, name, mutations, detail = hits[0]
-        if not any(re.search(pattern, f"{cls}: {detail}") for pattern, _ in KNOWN_FINDINGS):
-            new[cls] = f"case {i} ({name}): {detail} after {mutations}"
-    assert not new, "findings outside KNOWN_FINDINGS:\n" + "\n".join(f"{k}: {v}" for k, v in new.items())
+    new = {cls: f"case {hits[0][0]} ({hits[0][1]}): {hits[0][3]} after {hits[0][2]}"
+           for cls, hits in findings.items() if not known_reason(cls, hits[0][3])}
+    assert not new, "findings outside mutate.KNOWN_FINDINGS:\n" + "\n".join(f"{k}: {v}" for k, v in new.items())

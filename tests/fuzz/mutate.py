@@ -3,14 +3,18 @@ mutate fields semantically, write a well-formed file again, then load and
 run it once in a limited child process (tests/fuzz/sandbox.py).
 
     python tests/fuzz/mutate.py --cases 2000 --seconds 150 [--seed 0] [--targets bnn,tflite]
-                                [--timeout 10] [--as-gib 3] [--out DIR]
+                                [--timeout 10] [--as-gib 3] [--sweep] [--allow-known] [--out DIR]
 
 Stops at whichever comes first, the case count or the time budget. Prints
 how many cases loaded and ran, how many were refused with a bnnrt error, and
 every finding grouped by class (kind and where it happened), with the
 mutations of its first case; writes each group's first file to ``--out``
 (a temporary directory by default) for tests/fuzz/regressions. Exits 1 on
-any finding. Deterministic: case i of seed s is always the same file.
+any finding (with ``--allow-known``: on any finding that is not an open
+defect of KNOWN_FINDINGS). ``--sweep`` makes every single-field edit of every
+seed in turn instead of random mutations. Deterministic: case i of seed s is
+always the same file. The reproducers of past findings are replayed by
+tests/test_hostile.py.
 """
 
 from __future__ import annotations
@@ -26,6 +30,26 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from sandbox import DEFAULT_AS_BYTES, DEFAULT_TIMEOUT, FINDING_KINDS, Sandbox  # noqa: E402
 from structured import load_seeds, make_case, sweep_cases  # noqa: E402
+
+
+#: Finding classes of defects still open on this branch (a regex over
+#: "class: detail"), each with why: ``--allow-known`` and tests/test_hostile.py
+#: report these without failing. Remove an entry when its fix lands.
+KNOWN_FINDINGS = [
+    (r"^timeout bnn", "planning is quadratic in the node count: wide or long graphs time out"),
+    (r"^(timeout|memory)", "memory accounting and tensor sizes from recorded shapes (in progress)"),
+    (r"^false-refusal tflite .*eq_tfl_same_names", "duplicate tensor names are refused (in progress)"),
+    (r"^mismatch tflite .*eq_tfl_hybrid", "hybrid-quantized weights run with the scale ignored"),
+    (r"^opaque", "importer messages wrap Python exceptions (ZeroDivisionError ...)"),
+    (r"^exception bnn .*(missing \d+ required keyword-only|needs keyword-only argument)",
+     "a required attribute missing reaches the kernel as a TypeError"),
+    (r"^nonfinite", "finite float constants outside float32's meaningful range give inf outputs"),
+]
+
+
+def known_reason(cls: str, detail: str) -> str | None:
+    """Why a finding is an open defect of KNOWN_FINDINGS, or None for a new one."""
+    return next((why for pattern, why in KNOWN_FINDINGS if re.search(pattern, f"{cls}: {detail}")), None)
 
 
 def finding_class(kind: str, target: str, detail: str, mutation_kind: str = "") -> str:
@@ -91,6 +115,8 @@ def main(argv=None):
     ap.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds a case may take")
     ap.add_argument("--as-gib", type=float, default=DEFAULT_AS_BYTES / (1 << 30), help="address-space limit")
     ap.add_argument("--sweep", action="store_true", help="every single-field edit of every seed instead")
+    ap.add_argument("--allow-known", action="store_true",
+                    help="exit 0 when every finding is an open defect of KNOWN_FINDINGS (they are still listed)")
     ap.add_argument("--out", default=None, help="where the first file of each finding class is written")
     args = ap.parse_args(argv)
     out = args.out or tempfile.mkdtemp(prefix="bnnrt-mutate-")
@@ -101,14 +127,19 @@ def main(argv=None):
     took = time.monotonic() - t0
     print(f"mutate.py: {ran} cases in {took:.0f} s (seed {args.seed}): "
           + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    new = 0
     for cls, hits in sorted(findings.items()):
         i, name, mutations, detail = hits[0]
-        print(f"FINDING {cls}: {len(hits)} case(s), first case {i} ({name}): {detail[:300]}")
+        why = known_reason(cls, detail)
+        new += why is None
+        print(f"{'KNOWN' if why else 'FINDING'} {cls}: {len(hits)} case(s), first case {i} ({name}): {detail[:300]}")
+        if why:
+            print(f"    open defect: {why}")
         for m in mutations:
             print(f"    mutation: {m[:300]}")
     if findings:
         print(f"the first file of each class is in {out}")
-    return 1 if findings else 0
+    return 1 if new or (findings and not args.allow_known) else 0
 
 
 if __name__ == "__main__":
