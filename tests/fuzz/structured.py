@@ -9,6 +9,11 @@ again (``bnnrt.format.pack`` repairs the checksum, ``write_model`` builds a
 new flatbuffer), so that every mutation reaches the checks behind the parsers
 instead of stopping at a checksum or a flatbuffer offset.
 
+Besides hostile edits, a share of the cases are equivalent rewrites (nodes
+in another order, tensors renamed, names repeated as TFLite allows, float
+weights stored as int8 with a scale): those must load and give the seed's
+outputs. ``sweep_cases`` makes every single-field edit of every seed in turn.
+
 ``make_case(seeds, seed, index)`` is deterministic: the same (seed, index)
 always gives the same file and the same list of mutation descriptions.
 """
@@ -715,6 +720,7 @@ TFL_MUTATORS = [(tfl_shape, 2), (tfl_type, 1), (tfl_buffer, 1), (tfl_buffer_data
 
 
 def tfl_serialise(desc, blob) -> bytes:
+    # imported here: the tflite reader is optional, and .bnn-only runs go without it
     from tflite_model import write_model
     return write_model(desc)
 
