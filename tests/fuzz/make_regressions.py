@@ -171,6 +171,29 @@ def cases(seeds):
         finding="nonfinite", known="accepted; every output of the layer is +-inf (float constants are checked "
         "finite, not in the range where the op's float32 arithmetic holds)")
 
+    # -- certainly invalid files that load
+    def recorded(index_of, axis):
+        def edit(desc):
+            i = index_of(desc)
+            old = list(desc["tensors"][i]["shape"])
+            desc["tensors"][i]["shape"][axis] += 1
+            return f"tensor {i} recorded as {desc['tensors'][i]['shape']}, its operator computes {old}"
+        return edit
+
+    tfl("tfl_output_shape_recorded_wrong.tflite", "bconv_stack.tflite", recorded(lambda d: d["outputs"][0], 1),
+        expect="refused", finding="accepted", known="loads: the output-shape check compares the recorded shape "
+        "with itself (importer shape inference in progress)")
+    tfl("tfl_pad_output_shape_recorded_wrong.tflite", "float_ops.tflite",
+        recorded(lambda d: _op(d, 34)["outputs"][0], 1), expect="refused", finding="accepted",
+        known="loads: recorded shapes of intermediate tensors are not compared with the inferred ones")
+
+    def duplicate_input(doc):
+        doc["inputs"].append(dict(doc["inputs"][0]))
+        return f"graph input {doc['inputs'][0]['name']!r} listed twice"
+
+    bnn("bnn_duplicate_graph_input.bnn", "every_op.bnn", duplicate_input, expect="refused", finding="accepted",
+        known="two graph inputs with one name are merged silently (in progress)")
+
     # -- planning time
     def fan_out(doc):
         src = _node(doc, "maxpool")["outputs"][0]

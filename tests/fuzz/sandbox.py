@@ -22,7 +22,9 @@ Outcomes:
   ...)", instead of saying what is wrong). A case can also be a file
   equivalent to its seed (the same model written another valid way): then
   ``false-refusal`` (a bnnrt error for a valid file) and ``mismatch`` (other
-  outputs than the seed's) are findings too.
+  outputs than the seed's) are findings too; or a certainly invalid file (its
+  recorded shapes contradict its operators, two graph inputs share a name):
+  then ``accepted`` (it loaded) is a finding.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ import signal
 import time
 import traceback
 
-FINDING_KINDS = ("exception", "memory", "crash", "timeout", "nonfinite", "mismatch", "opaque", "false-refusal")
+FINDING_KINDS = ("exception", "memory", "crash", "timeout", "nonfinite", "mismatch", "opaque", "false-refusal",
+                 "accepted")
 
 #: A refusal whose message only wraps a Python exception says nothing of what is wrong with the file.
 OPAQUE = re.compile(r"\b(ZeroDivisionError|TypeError|KeyError|IndexError|AttributeError|OverflowError"
@@ -119,13 +122,17 @@ def _compare_equivalent(seed_model, inputs, outs, tolerance) -> tuple[str, str] 
 def run_case(target: str, data: bytes, equivalence=None) -> tuple[str, str]:
     """Load (``target`` "bnn": ``bnnrt.load``; "tflite": ``from_tflite``) and
     run once, in this process: (outcome, detail). With ``equivalence`` (the
-    seed's bytes, a tolerance), the file must load and give the seed's outputs."""
+    seed's bytes, a tolerance), the file must load and give the seed's
+    outputs; with ``"must-refuse"`` it must not load."""
     import numpy as np
     from bnnrt.errors import BnnrtError
     stage = "load"
     try:
-        seed_model = _load(target, equivalence[0]) if equivalence else None
+        must_refuse = equivalence == "must-refuse"
+        seed_model = _load(target, equivalence[0]) if equivalence and not must_refuse else None
         model = _load(target, data)
+        if must_refuse:
+            return "accepted", "load: a certainly invalid file loaded"
         stage = "run"
         rng = np.random.default_rng(0)
         inputs = _inputs(model, rng)
@@ -152,7 +159,7 @@ def run_case(target: str, data: bytes, equivalence=None) -> tuple[str, str]:
             if not np.isfinite(probs).all():
                 return "nonfinite", "predict: NaN/inf probabilities for a finite image"
     except BaseException as e:  # noqa: BLE001 (classified: a bnnrt error or a finding)
-        if equivalence and stage != "oracle" and isinstance(e, BnnrtError):
+        if equivalence and equivalence != "must-refuse" and stage != "oracle" and isinstance(e, BnnrtError):
             return "false-refusal", f"{stage}: {type(e).__name__}: {str(e)[:300]}"
         return classify_exception(e, stage)
     return "ok", stage
@@ -212,8 +219,14 @@ class Sandbox:
         self._proc.start()
         child.close()
         self._conn = parent
-        if not parent.poll(120) or parent.recv() != "ready":
-            raise RuntimeError("the sandbox worker did not start")
+        try:
+            ready = parent.poll(120) and parent.recv() == "ready"
+        except EOFError:
+            ready = False
+        if not ready:
+            self._kill()
+            raise RuntimeError("the sandbox worker did not start (a script using Sandbox needs "
+                               "`if __name__ == '__main__':`, as multiprocessing's spawn does)")
 
     def _kill(self):
         if self._proc is not None:
@@ -262,7 +275,7 @@ class Sandbox:
         return "crash", f"the worker exited with status {code}", seconds
 
     def close(self):
-        if self._proc is not None:
+        if self._proc is not None and self._conn is not None:
             try:
                 self._conn.send(None)
             except OSError:

@@ -810,6 +810,35 @@ def eq_tfl_hybrid(desc, blob, rng):
     return f"float weights {i} {t['name']!r} stored as int8 with scale {scale:.3g} (hybrid)", 0.05
 
 
+# --------------------------------------------------------------------------
+# files that are certainly invalid: the loader must refuse them (loading
+# them is a finding too, "accepted")
+
+
+def bad_tfl_recorded_shape(desc, blob, rng):
+    """One dimension of an operator's output recorded one larger than the
+    operator computes: the file contradicts itself."""
+    produced = sorted({o for op in desc["operators"] for o in op["outputs"]
+                       if o >= 0 and len(desc["tensors"][o]["shape"]) >= 2})
+    i = _pick(rng, produced)
+    t = desc["tensors"][i]
+    axis = int(rng.integers(1, len(t["shape"])))
+    old = list(t["shape"])
+    t["shape"][axis] += 1
+    return f"tensor {i} {t['name']!r} (an operator output) recorded as {t['shape']}, computed {old}"
+
+
+def bad_bnn_duplicate_input(doc, blob, rng):
+    """Two graph inputs with one name (and another shape)."""
+    first = doc["inputs"][0]
+    doc["inputs"].append(dict(first, shape=[d + 1 for d in first["shape"]]))
+    return f"graph input {first['name']!r} listed twice, with shapes {first['shape']} and {doc['inputs'][-1]['shape']}"
+
+
+BNN_INVALID = [bad_bnn_duplicate_input]
+TFL_INVALID = [bad_tfl_recorded_shape]
+
+
 BNN_EQUIVALENT = [eq_bnn_node_order, eq_bnn_rename, eq_bnn_extra]
 TFL_EQUIVALENT = [eq_tfl_same_names, eq_tfl_same_names, eq_tfl_order, eq_tfl_hybrid, eq_tfl_hybrid]
 
@@ -942,10 +971,16 @@ def load_seeds(targets=("bnn", "tflite")) -> list[tuple[str, str, object, object
     return out
 
 
-def make_case(seeds, seed: int, index: int, max_mutations: int = 3, equivalent_share: float = 0.15):
+#: The equivalence of a case whose file must be refused.
+MUST_REFUSE = "must-refuse"
+
+
+def make_case(seeds, seed: int, index: int, max_mutations: int = 3, equivalent_share: float = 0.15,
+              invalid_share: float = 0.05):
     """Case ``index``: (target, seed name, file bytes, mutation descriptions,
-    equivalence). ``equivalence`` is None for a hostile file, or (the seed's
-    bytes, tolerance) for a file that must give the seed's outputs."""
+    equivalence). ``equivalence`` is None for a hostile file, (the seed's
+    bytes, tolerance) for a file that must give the seed's outputs, or
+    MUST_REFUSE for a file that is certainly invalid."""
     rng = np.random.default_rng([seed, index])
     for _ in range(50):
         target, name, structure, blob = seeds[int(rng.integers(len(seeds)))]
@@ -955,7 +990,12 @@ def make_case(seeds, seed: int, index: int, max_mutations: int = 3, equivalent_s
         data = bytearray(blob) if blob is not None else None
         done, equivalence = [], None
         try:
-            if rng.random() < equivalent_share:
+            if rng.random() < invalid_share:
+                invalid = BNN_INVALID if bnn else TFL_INVALID
+                fn = invalid[int(rng.integers(len(invalid)))]
+                done.append(f"{fn.__name__}: {fn(work, data, rng)}")
+                equivalence = MUST_REFUSE
+            elif rng.random() < equivalent_share:
                 equivalent = BNN_EQUIVALENT if bnn else TFL_EQUIVALENT
                 fn = equivalent[int(rng.integers(len(equivalent)))]
                 what, tolerance = fn(work, data, rng)
