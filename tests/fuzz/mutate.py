@@ -31,7 +31,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sandbox import DEFAULT_AS_BYTES, DEFAULT_TIMEOUT, FINDING_KINDS, Sandbox  # noqa: E402
 from structured import load_seeds, make_case, sweep_cases  # noqa: E402
 
-
 #: Finding classes of defects still open on this branch (a regex over
 #: "class: detail"), each with why: ``--allow-known`` and tests/test_hostile.py
 #: report these without failing. Remove an entry when its fix lands.
@@ -44,8 +43,8 @@ KNOWN_FINDINGS = [
     (r"^exception bnn .*(missing \d+ required keyword-only|needs keyword-only argument)",
      "a required attribute missing reaches the kernel as a TypeError"),
     (r"^nonfinite", "finite float constants outside float32's meaningful range give inf outputs"),
-    (r"^accepted tflite .*bad_tfl_recorded_shape", "the importer does not compare recorded and inferred shapes "
-     "(importer shape inference in progress)"),
+    (r"^accepted tflite .*bad_tfl_recorded_shape", ("the importer does not compare recorded and inferred shapes "
+                                                     "(importer shape inference in progress)")),
     (r"^accepted bnn .*bad_bnn_duplicate_input", "two graph inputs with one name are merged (in progress)"),
 ]
 

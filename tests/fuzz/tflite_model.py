@@ -17,10 +17,10 @@ list of fields is kept here.
 
 from __future__ import annotations
 
-import numpy as np
 import flatbuffers
-from flatbuffers import flexbuffers
+import numpy as np
 import tflite
+from flatbuffers import flexbuffers
 
 #: BuiltinOptions union code -> table name (``Conv2DOptions`` ...).
 OPTION_TABLES = {v: k for k, v in vars(tflite.BuiltinOptions).items() if not k.startswith("_")}
@@ -91,7 +91,7 @@ def read_model(data: bytes) -> dict:
             raw = bytes(op.CustomOptionsAsNumpy())
             try:
                 custom = flexbuffers.Loads(raw)
-            except Exception:      # kept as bytes when the reader cannot decode it
+            except Exception:  # noqa: BLE001 (the FlexBuffers reader raises anything; kept as bytes then)
                 custom = raw
         operators.append({"opcode": op.OpcodeIndex(),
                           "inputs": [int(v) for v in op.InputsAsNumpy()] if op.InputsLength() else [],
@@ -122,7 +122,7 @@ def _write_options(b, code, fields):
     getattr(tflite, f"{name}Start")(b)
     for field, value in fields.items():
         add = getattr(tflite, f"{name}Add{field}")
-        add(b, vectors[field] if field in vectors else value)
+        add(b, vectors.get(field, value))
     return getattr(tflite, f"{name}End")(b)
 
 
