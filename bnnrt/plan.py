@@ -35,6 +35,8 @@ from .graph import Graph, Node, TensorSpec
 from .ops import Op, ReferenceKernel, get_op
 
 ALIGN = 64
+#: Work bound of the arena's best-fit placement (see Context._allocate).
+ARENA_PLANNING_STEPS = 200_000
 #: Largest part of a batch one thread runs at a time (batch-parallel runs).
 PART_IMAGES = 8
 #: The most memory a run may allocate: its arena plus the largest scratch any
@@ -385,7 +387,11 @@ class Context:
             hi[h] = max(hi.get(h, last[t]), last[t])
         order = sorted(lo, key=lambda h: (-sizes[h], lo[h], h))
         buffers: dict[str, int] = {}
-        if preserve:        # every lifetime reaches the end: nothing can share, one after another
+        # Placing a buffer visits the steps of its lifetime; when those add up
+        # to more than ARENA_PLANNING_STEPS (thousands of tensors alive at once:
+        # a hostile fan-out, not a network), the buffers are laid end to end
+        # instead, in linear time (their sum per sample was bounded at load).
+        if preserve or sum(hi[h] - lo[h] + 1 for h in order) > ARENA_PLANNING_STEPS:
             offset = 0
             for h in order:
                 buffers[h] = offset

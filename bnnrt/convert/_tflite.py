@@ -237,6 +237,20 @@ class _Importer:
         zp, scale = t.zero_point.reshape(shape), t.scale.astype(np.float32).reshape(shape)
         return ((c.astype(np.int64) - zp).astype(np.float32) * scale).astype(np.float32)
 
+    def options(self, op, cls_name, required=True):
+        """The op's builtin options table (``required``: a missing one is refused)."""
+        o = self.f.builtin_options(op, cls_name)
+        if o is None and required:
+            self.fail(f"the operator has no {cls_name} table")
+        return o
+
+    def option_int(self, options: dict, key: str, default: int) -> int:
+        """An integer of an LCE op's custom options (a FlexBuffer map)."""
+        value = options.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool):
+            self.fail(f"custom option {key!r} must be an integer, got {value!r}")
+        return value
+
     def const(self, i, what):
         if i < 0 or i not in self.consts:
             self.fail(f"{what} must be a constant tensor")
@@ -253,6 +267,9 @@ class _Importer:
             self.fail(f"tensor {t} has rank {len(shape)}; bnnrt runs NHWC (rank 4) and (N, C) tensors")
         if n != 1:
             self.fail(f"tensor {t} has batch {n}; LCE models are converted with batch 1")
+        if channels is not None and t.type_code == 2 and c != -(-channels // 32):
+            self.fail(f"bit tensor {t} holds {c} words of 32 channels, not the {-(-channels // 32)} "
+                      f"that {channels} channels take")
         return TensorSpec((h, w, channels if channels is not None else c), dtype)
 
     def _node_name(self, i):
@@ -358,6 +375,10 @@ class _Importer:
             name = f.op_name(index)
             self._where = self.where(name, index)
             ins, outs = f.op_io(index)
+            if len(outs) != 1 or outs[0] < 0:
+                self.fail(f"has {len(outs)} outputs; bnnrt's handlers write one")
+            if len(ins) < MIN_INPUTS.get(name, 1):
+                self.fail(f"takes at least {MIN_INPUTS.get(name, 1)} inputs, the file gives {len(ins)}")
             try:
                 HANDLERS[name](self, op, ins, outs)
             except (GraphError, ModelFormatError):
@@ -394,7 +415,7 @@ class _Importer:
 
 
 def _conv_2d(im, op, ins, outs):
-    o = im.f.builtin_options(op, "Conv2DOptions")
+    o = im.options(op, "Conv2DOptions")
     strides, dilations = (o.StrideH(), o.StrideW()), (o.DilationHFactor(), o.DilationWFactor())
     if im.is_int8(ins[0]):
         _, spec = im.inp(ins[0], ("int8",))
@@ -420,7 +441,7 @@ def _depthwise_conv_2d(im, op, ins, outs):
     if im.is_int8(ins[0]):
         _, spec = im.inp(ins[0], ("int8",))
         w = im.const(ins[1], "the filter")
-        o = im.f.builtin_options(op, "DepthwiseConv2DOptions")
+        o = im.options(op, "DepthwiseConv2DOptions")
         if w.ndim != 4 or w.shape[0] != 1 or w.shape[3] % spec.channels:
             im.fail(f"depthwise filter {w.shape} does not fit the input {spec}")
         strides, dilations = (o.StrideH(), o.StrideW()), (o.DilationHFactor(), o.DilationWFactor())
@@ -430,7 +451,7 @@ def _depthwise_conv_2d(im, op, ins, outs):
     x, spec = im.inp(ins[0])
     w = im.float_const(ins[1], "the filter")        # (1, kh, kw, Cin * multiplier)
     bias = im.float_const(ins[2], "the bias") if len(ins) > 2 and ins[2] >= 0 else None
-    o = im.f.builtin_options(op, "DepthwiseConv2DOptions")
+    o = im.options(op, "DepthwiseConv2DOptions")
     if w.ndim != 4 or w.shape[0] != 1 or w.shape[3] % spec.channels:
         im.fail(f"depthwise filter {w.shape} does not fit the input {spec}")
     strides, dilations = (o.StrideH(), o.StrideW()), (o.DilationHFactor(), o.DilationWFactor())
@@ -447,7 +468,7 @@ def _fully_connected(im, op, ins, outs):
     if im.is_int8(ins[0]):
         _, spec = im.inp(ins[0], ("int8",))
         w = im.const(ins[1], "the weights")
-        o = im.f.builtin_options(op, "FullyConnectedOptions")
+        o = im.options(op, "FullyConnectedOptions", required=False)
         k = int(np.prod(spec.shape))
         if w.ndim != 2 or w.shape[1] != k:
             im.fail(f"weights {w.shape} do not fit the input {spec} ({k} values)")
@@ -459,7 +480,7 @@ def _fully_connected(im, op, ins, outs):
     x, spec = im.inp(ins[0])
     w = im.float_const(ins[1], "the weights")         # (N, K)
     bias = im.float_const(ins[2], "the bias") if len(ins) > 2 and ins[2] >= 0 else None
-    o = im.f.builtin_options(op, "FullyConnectedOptions")
+    o = im.options(op, "FullyConnectedOptions", required=False)
     k = int(np.prod(spec.shape))
     if w.ndim != 2 or w.shape[1] != k:
         im.fail(f"weights {w.shape} do not fit the input {spec} ({k} values)")
@@ -486,7 +507,7 @@ def _elementwise(op_name, options):
     def handler(im, op, ins, outs):
         if any(im.is_int8(i) for i in ins):
             return (_add_int8 if op_name == "add_float" else _mul_int8)(im, op, ins, outs)
-        o = im.f.builtin_options(op, options)
+        o = im.options(op, options, required=False)
         act = im._activation(o.FusedActivationFunction() if o is not None else 0)
         const = [i for i in ins if i in im.consts]
         if len(ins) != 2 or len(const) > 1:
@@ -535,7 +556,7 @@ def _pool(op_name):
             return _pool_int8(im, op, ins, outs, "MAX_POOL_2D" if op_name == "maxpool_float" else
                               "AVERAGE_POOL_2D")
         x, spec = im.inp(ins[0])
-        o = im.f.builtin_options(op, "Pool2DOptions")
+        o = im.options(op, "Pool2DOptions")
         kernel, strides = (o.FilterHeight(), o.FilterWidth()), (o.StrideH(), o.StrideW())
         pads = im._pads(o.Padding(), spec.shape[:2], kernel, strides, (1, 1))
         act = im._activation(o.FusedActivationFunction())
@@ -574,7 +595,7 @@ def _reshape(im, op, ins, outs):
 
 
 def _softmax(im, op, ins, outs):
-    o = im.f.builtin_options(op, "SoftmaxOptions")
+    o = im.options(op, "SoftmaxOptions", required=False)
     beta = float(o.Beta()) if o is not None else 1.0
     if im.is_int8(ins[0]):
         x, spec = im.inp(ins[0], ("int8",))
@@ -603,7 +624,7 @@ def _activation_op(kind):
 
 
 def _concatenation(im, op, ins, outs):
-    o = im.f.builtin_options(op, "ConcatenationOptions")
+    o = im.options(op, "ConcatenationOptions")
     if o.Axis() not in (-1, 3):
         im.fail(f"concatenation along axis {o.Axis()}: bnnrt concatenates channels only")
     if im.is_int8(outs[0]):
@@ -712,7 +733,7 @@ def _int8_operands(im, ins, what):
 
 
 def _add_int8(im, op, ins, outs):
-    o = im.f.builtin_options(op, "AddOptions")
+    o = im.options(op, "AddOptions", required=False)
     inputs, operand, ia, ib = _int8_operands(im, ins, "ADD")
     (sa, za), (sb, zb), (so, zo) = im.qparams(ia), im.qparams(ib), im.qparams(outs[0])
     left_shift = 20
@@ -731,7 +752,7 @@ def _add_int8(im, op, ins, outs):
 
 
 def _mul_int8(im, op, ins, outs):
-    o = im.f.builtin_options(op, "MulOptions")
+    o = im.options(op, "MulOptions", required=False)
     inputs, operand, ia, ib = _int8_operands(im, ins, "MUL")
     (sa, za), (sb, zb), (so, zo) = im.qparams(ia), im.qparams(ib), im.qparams(outs[0])
     m, sh = im.multiplier(sa * sb / so, "multiplier")
@@ -749,7 +770,7 @@ def _same_quantization(im, i, o, what):
 
 def _pool_int8(im, op, ins, outs, kind):
     x, spec = im.inp(ins[0], ("int8",))
-    o = im.f.builtin_options(op, "Pool2DOptions")
+    o = im.options(op, "Pool2DOptions")
     kernel, strides = (o.FilterHeight(), o.FilterWidth()), (o.StrideH(), o.StrideW())
     pads = im._pads(o.Padding(), spec.shape[:2], kernel, strides, (1, 1))
     _same_quantization(im, ins[0], outs[0], kind)
@@ -836,7 +857,7 @@ def lce_weights(packed: np.ndarray, cin: int) -> np.ndarray:
 def _lce_bconv2d(im, op, ins, outs):
     o = im.f.custom_options(op)
     x, spec = im.inp(ins[0], ("bits",))
-    cin = int(o.get("channels_in", spec.channels))
+    cin = im.option_int(o, "channels_in", spec.channels)
     if cin != spec.channels:
         im.fail(f"channels_in={cin} but the input has {spec.channels} channels")
     packed = im.const(ins[1], "the filter")
@@ -850,13 +871,13 @@ def _lce_bconv2d(im, op, ins, outs):
             im.fail(f"filter {list(packed.shape)} does not divide channels_in {cin} and {cout} outputs "
                     "into groups of whole 32-channel words")
         groups = cin // cin_g
-    strides = (int(o.get("stride_height", 1)), int(o.get("stride_width", 1)))
-    dilations = (int(o.get("dilation_height_factor", 1)), int(o.get("dilation_width_factor", 1)))
-    pad_value = int(o.get("pad_values", 0))
-    pads = im._pads(int(o.get("padding", 1)), spec.shape[:2], (kh, kw), strides, dilations)
+    strides = (im.option_int(o, "stride_height", 1), im.option_int(o, "stride_width", 1))
+    dilations = (im.option_int(o, "dilation_height_factor", 1), im.option_int(o, "dilation_width_factor", 1))
+    pad_value = im.option_int(o, "pad_values", 0)
+    pads = im._pads(im.option_int(o, "padding", 1), spec.shape[:2], (kh, kw), strides, dilations)
     if not any(pads):
         pad_value = 1                 # no padded taps: the value is irrelevant, 1 is the fast path
-    act = int(o.get("fused_activation_function", 0))
+    act = im.option_int(o, "fused_activation_function", 0)
     out_t = im.f.tensors[outs[0]]
     name = im._node_name(outs[0])
     geometry = dict(cin=cin_g, strides=strides, dilations=dilations, pads=pads, pad_value=pad_value)
@@ -907,9 +928,9 @@ def _lce_bconv2d(im, op, ins, outs):
 def _lce_bmaxpool2d(im, op, ins, outs):
     o = im.f.custom_options(op)
     x, spec = im.inp(ins[0], ("bits",))
-    kernel = (int(o.get("filter_height", 1)), int(o.get("filter_width", 1)))
-    strides = (int(o.get("stride_height", 1)), int(o.get("stride_width", 1)))
-    pads = im._pads(int(o.get("padding", 1)), spec.shape[:2], kernel, strides, (1, 1))
+    kernel = (im.option_int(o, "filter_height", 1), im.option_int(o, "filter_width", 1))
+    strides = (im.option_int(o, "stride_height", 1), im.option_int(o, "stride_width", 1))
+    pads = im._pads(im.option_int(o, "padding", 1), spec.shape[:2], kernel, strides, (1, 1))
     name = im.b.maxpool(x, kernel=kernel, strides=strides, pads=pads, name=im._node_name(outs[0]))
     im.out(outs[0], name, "bits", channels=spec.channels)
 
@@ -951,6 +972,11 @@ HANDLERS = {
     "LceBconv2d": _lce_bconv2d,
     "LceBMaxPool2d": _lce_bmaxpool2d,
 }
+
+
+#: Inputs each handler reads unconditionally (others: one).
+MIN_INPUTS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "ADD": 2, "MUL": 2, "PAD": 2,
+              "PADV2": 2, "MEAN": 2, "LceBconv2d": 2}
 
 
 #: Integer activation types: TensorType code -> name. int8 ones run through

@@ -104,6 +104,13 @@ def window(node: Node, spec: TensorSpec, kernel_hw):
     return strides, dilations, pads, oh, ow
 
 
+def pool_window(node: Node, spec: TensorSpec) -> dict:
+    """A pooling op's validated window, defaults filled in: kernel, strides, pads."""
+    kernel = int_list(node, "kernel", 2, minimum=1)
+    strides, _, pads, _, _ = window(node, spec, kernel)
+    return dict(kernel=kernel, strides=strides, pads=pads)
+
+
 def padded(node: Node, spec: TensorSpec) -> TensorSpec:
     """The spec of ``spec`` padded by the ``pads`` attribute (top, bottom, left, right)."""
     top, bottom, left, right = int_list(node, "pads", 4, minimum=0)

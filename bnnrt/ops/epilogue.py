@@ -117,6 +117,12 @@ class Epilogue:
         requantization's 64-bit numerator ``(y + bias) * multiplier + round``
         (plus the skip's term) cannot overflow for any |y| <= y_bound
         (docs/ops.md, "Integer ranges")."""
+        if self.kind == "float32":
+            y = self.y_bound if self.y_clamp is None else min(self.y_bound, max(map(abs, self.y_clamp)))
+            with np.errstate(over="ignore"):
+                top = np.float32(y) * np.abs(self.float_multiplier).max() + np.abs(self.float_bias).max()
+            if not np.isfinite(top):
+                raise GraphError(f"float32 output y * multiplier + bias overflows float32 (|y| up to {y})")
         if self.kind == "int32":
             top = self.y_bound + (0 if self.bias is None else int(np.abs(self.bias.astype(np.int64)).max()))
             if top > INT32_RANGE[1]:

@@ -9,7 +9,7 @@ from .. import reference as ref
 from .._kernels import _core
 from ..graph import TensorSpec
 from .base import (MAX_DIM, Elementwise, ReferenceOp, activation_attr, choice, fail, finite_const, float_attr,
-                   input_spec, int_attr, int_list, padded, window)
+                   input_spec, int_attr, padded, pool_window, window)
 from .conv import BinaryWeights, ConvOp, EpilogueConv
 
 
@@ -114,14 +114,16 @@ class PadFloat(FloatOp):
 
 class MaxPoolFloat(FloatOp):
     name = "maxpool_float"
-    attr_keys = ("kernel", "strides", "pads")
     average = False
 
     def infer(self, node, ins):
         spec = input_spec(node, ins, 0, ["float32"])
-        kernel = int_list(node, "kernel", 2, minimum=1)
-        _, _, _, oh, ow = window(node, spec, kernel)
+        w = pool_window(node, spec)
+        _, _, _, oh, ow = window(node, spec, w["kernel"])
         return [TensorSpec((oh, ow, spec.channels), "float32")]
+
+    def _kwargs(self, node, ins):
+        return pool_window(node, ins[0])
 
     def kernel(self, node, ins):
         return _core.Pool(in_hw=ins[0].shape[:2], dtype="float32", average=self.average,

@@ -9,7 +9,7 @@ from .. import reference as ref
 from .._kernels import _core
 from ..graph import TensorSpec
 from .base import (INT32_RANGE, NumpyKernel, Op, const, fail, finite_const, float_attr, input_spec, int8_clamp,
-                   int_attr, int_list, window)
+                   int_attr, int_list, pool_window, window)
 from .conv import BinaryWeights, EpilogueConv
 
 
@@ -176,10 +176,8 @@ class MaxPool(Op):
         return [TensorSpec((oh, ow, spec.channels), spec.dtype)]
 
     def _params(self, node, ins):
-        kernel = int_list(node, "kernel", 2, minimum=1)
-        strides, _, pads, _, _ = window(node, ins[0], kernel)
         channels = ins[0].channels if ins[0].dtype == "bits" else None
-        return dict(kernel=kernel, strides=strides, pads=pads, channels=channels)
+        return dict(pool_window(node, ins[0]), channels=channels)
 
     def reference(self, node, ins, arrays):
         return [ref.maxpool(arrays[0], **self._params(node, ins))]

@@ -13,7 +13,7 @@ from .. import reference as ref
 from .._shapes import conv_geometry
 from ..graph import TensorSpec
 from .base import (INT8_RANGE, MAX_DIM, Elementwise, NumpyKernel, ReferenceOp, choice, const, fail, finite_const,
-                   float_attr, input_spec, int8_clamp, int_attr, int_list, padded, window)
+                   float_attr, input_spec, int8_clamp, int_attr, padded, pool_window, window)
 from .conv import ConvOp
 
 #: TFLite's QuantizeMultiplier yields shifts in this range (shift > 0: left).
@@ -198,14 +198,16 @@ class TflMul(TflElementwise):
 
 class TflAvgPool(TflOp):
     name = "tfl_avgpool"
-    attr_keys = ("kernel", "strides", "pads", "clamp")
 
     def infer(self, node, ins):
         spec = input_spec(node, ins, 0, ["int8"])
-        kernel = int_list(node, "kernel", 2, minimum=1)
-        _, _, _, oh, ow = window(node, spec, kernel)
+        w = pool_window(node, spec)
+        _, _, _, oh, ow = window(node, spec, w["kernel"])
         int8_clamp(node)
         return [TensorSpec((oh, ow, spec.channels), "int8")]
+
+    def _kwargs(self, node, ins):
+        return dict(pool_window(node, ins[0]), clamp=int8_clamp(node))
 
 
 class TflMean(TflOp):

@@ -34,19 +34,7 @@ from structured import load_seeds, make_case, sweep_cases  # noqa: E402
 #: Finding classes of defects still open on this branch (a regex over
 #: "class: detail"), each with why: ``--allow-known`` and tests/test_hostile.py
 #: report these without failing. Remove an entry when its fix lands.
-KNOWN_FINDINGS = [
-    (r"^timeout bnn", "planning is quadratic in the node count: wide or long graphs time out"),
-    (r"^(timeout|memory)", "memory accounting and tensor sizes from recorded shapes (in progress)"),
-    (r"^false-refusal tflite .*eq_tfl_same_names", "duplicate tensor names are refused (in progress)"),
-    (r"^mismatch tflite .*eq_tfl_hybrid", "hybrid-quantized weights run with the scale ignored"),
-    (r"^opaque", "importer messages wrap Python exceptions (ZeroDivisionError ...)"),
-    (r"^exception bnn .*(missing \d+ required keyword-only|needs keyword-only argument)",
-     "a required attribute missing reaches the kernel as a TypeError"),
-    (r"^nonfinite", "finite float constants outside float32's meaningful range give inf outputs"),
-    (r"^accepted tflite .*bad_tfl_recorded_shape", ("the importer does not compare recorded and inferred shapes "
-                                                     "(importer shape inference in progress)")),
-    (r"^accepted bnn .*bad_bnn_duplicate_input", "two graph inputs with one name are merged (in progress)"),
-]
+KNOWN_FINDINGS: list[tuple[str, str]] = []
 
 
 def known_reason(cls: str, detail: str) -> str | None:

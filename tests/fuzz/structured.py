@@ -839,7 +839,12 @@ TFL_INVALID = [bad_tfl_recorded_shape]
 
 
 BNN_EQUIVALENT = [eq_bnn_node_order, eq_bnn_rename, eq_bnn_extra]
-TFL_EQUIVALENT = [eq_tfl_same_names, eq_tfl_same_names, eq_tfl_order, eq_tfl_hybrid, eq_tfl_hybrid]
+# eq_tfl_hybrid is kept for its reproducer (tests/fuzz/regressions) and not
+# drawn at random: rounding float weights to int8 moves them by half a step,
+# and in a deep binary network a few pre-sign values that cross 0 move the
+# output beyond any fixed tolerance (the dequantization itself is exact and
+# has its unit test in tests/test_importers.py).
+TFL_EQUIVALENT = [eq_tfl_same_names, eq_tfl_same_names, eq_tfl_order]
 
 # --------------------------------------------------------------------------
 # the sweep: every single-field edit of every seed, one at a time (each
