@@ -25,9 +25,12 @@ if [ "$(cat "$work/.sanitize-build" 2>/dev/null)" != "$stamp" ]; then
     (cd "$work" && python -m pip install -q "setuptools>=64" "Cython>=3.0" &&
         { BNNRT_SANITIZE=1 python setup.py -q build_ext --inplace 2>&1 | grep -vE "^(Compiling|\[1/1\])" || true; })
     echo "$stamp" > "$work/.sanitize-build"
-else     # the same kernels: refresh the Python sources and tests only
+else     # the same kernels: refresh the Python sources and tests only, keeping the instrumented build
+    so=$(ls "$work"/bnnrt/_kernels/_core*.so)
+    cp "$so" "$work/.core-asan.so"
     cp -r "$src/bnnrt" "$src/tests" "$src/models" "$work/" 2>/dev/null
-    find "$work/bnnrt" -name '_core.c' -delete
+    find "$work/bnnrt" \( -name '_core.c' -o -name '*.so' \) -delete
+    mv "$work/.core-asan.so" "$so"
 fi
 cd "$work"
 [ "$(nm -D bnnrt/_kernels/_core*.so | grep -c __asan_)" -gt 0 ] || { echo "sanitize.sh: the build is not instrumented" >&2; exit 1; }
