@@ -261,9 +261,10 @@ def test_bconv2d_int8_requant_falls_back_to_int64(monkeypatch):
 
 def test_model_layers_name_the_lane_layout():
     from bnnrt import zoo
-    feats = set(_core.cpu_info()["features"])
-    if not {"avx512", "avx512vpopcntdq", "avx512bitalg"} <= feats:
-        pytest.skip("needs AVX-512 VPOPCNTDQ and BITALG")
+    chosen = _core.cpu_info()["kernels"]
+    if (chosen["bconv2d"], chosen["conv2d_int8"]) != ("avx512", "avx512vnni"):
+        pytest.skip(f"needs the AVX-512 bconv2d and VNNI kernels (chosen: {chosen['bconv2d']}, "
+                    f"{chosen['conv2d_int8']})")
     kernels = {r["name"]: r["kernel"] for r in zoo.blendnet20(width=1, threads=1).layers()}
     assert kernels["stage1.block1.conv1"] == "avx512/w16"      # 16 channels, stride 1
     assert kernels["stage2.block1.conv1"] == "avx512/q64"      # 16 channels, stride 2

@@ -270,6 +270,8 @@ class _Importer:
         if channels is not None and t.type_code == 2 and c != -(-channels // 32):
             self.fail(f"bit tensor {t} holds {c} words of 32 channels, not the {-(-channels // 32)} "
                       f"that {channels} channels take")
+        if channels is not None and t.type_code != 2 and c != channels:
+            self.fail(f"tensor {t} holds {c} channels, not {channels}")
         return TensorSpec((h, w, channels if channels is not None else c), dtype)
 
     def _node_name(self, i):
@@ -426,7 +428,7 @@ def _conv_2d(im, op, ins, outs):
     x, spec = im.inp(ins[0])
     w = im.float_const(ins[1], "the filter")
     bias = im.float_const(ins[2], "the bias") if len(ins) > 2 and ins[2] >= 0 else None
-    groups = spec.channels // w.shape[3] if w.shape[3] else 0
+    groups = spec.channels // w.shape[3] if w.ndim == 4 and w.shape[3] else 0
     if groups < 1 or groups * w.shape[3] != spec.channels:
         im.fail(f"filter {w.shape} does not fit the input {spec}")
     pads = im._pads(o.Padding(), spec.shape[:2], w.shape[1:3], strides, dilations)
@@ -840,7 +842,7 @@ def _lce_quantize(im, op, ins, outs):
 def _lce_dequantize(im, op, ins, outs):
     x, spec = im.inp(ins[0], ("bits",))
     name = im.b.dequantize(x, scale=1.0, name=im._node_name(outs[0]))
-    im.out(outs[0], name, "float32", channels=spec.channels)
+    im.out(outs[0], name, "float32")
 
 
 def lce_weights(packed: np.ndarray, cin: int) -> np.ndarray:

@@ -187,6 +187,31 @@ def cases(seeds):
         recorded(lambda d: _op(d, 34)["outputs"][0], 1), expect="refused", finding="accepted",
         known="loads: recorded shapes of intermediate tensors are not compared with the inferred ones")
 
+    tfl("tfl_dequantize_output_shape_recorded_wrong.tflite", "float_ops.tflite",
+        recorded(lambda d: _op(d, custom="LceDequantize")["outputs"][0], 3), expect="refused",
+        finding="accepted", known="loads: LceDequantize's float output was checked with the channel count "
+        "of its bit input, not the one the file records")
+
+    def fc_as_conv2d(desc):
+        op = _op(desc, 9)
+        op["opcode"] = next(k for k, c in enumerate(desc["codes"]) if c["builtin"] == 3 and not c["custom"])
+        return "the FULLY_CONNECTED operator's opcode is CONV_2D (its filter is the 2-D weight matrix)"
+
+    tfl("tfl_conv2d_rank2_filter.tflite", "bconv_stack.tflite", fc_as_conv2d, expect="refused",
+        finding="opaque", known="'malformed operator (IndexError: tuple index out of range)': the float "
+        "CONV_2D read the filter's fourth dimension before checking its rank")
+
+    def overflowing_weights(desc):
+        op = _op(desc, 3)
+        t = desc["tensors"][op["inputs"][1]]
+        w = np.frombuffer(desc["buffers"][t["buffer"]], "<f4")
+        desc["buffers"][t["buffer"]] = np.where(np.arange(w.size) % 2, 3e38, -3e38).astype("<f4").tobytes()
+        return "the first CONV_2D's weights are +-3e38 in turn (finite; their sums overflow float32)"
+
+    tfl("tfl_conv2d_overflowing_weights.tflite", "grouped.tflite", overflowing_weights, expect="loads-or-refused",
+        finding="mismatch", known="the oracle's matmul and the kernels overflow to other infinities and NaNs "
+        "(the order of float32 sums); the sandbox now calls a difference after an overflow inconclusive")
+
     def duplicate_input(doc):
         doc["inputs"].append(dict(doc["inputs"][0]))
         return f"graph input {doc['inputs'][0]['name']!r} listed twice"
@@ -202,6 +227,15 @@ def cases(seeds):
                           "attrs": attrs} for k in range(10000)]
         doc["outputs"] += [f"fan_{k}" for k in range(10000)]
         return f"10,000 1x1 maxpool nodes reading {src!r}, each a graph output"
+
+    def big_pad(doc):
+        node = _node(doc, "tfl_pad")
+        node["attrs"]["pads"] = [100, 100, 100, 100]
+        return f"the tfl_pad {node['name']!r} pads 100 pixels on each side (the layers after it do 50x the work)"
+
+    bnn("bnn_tfl_pad_100.bnn", "int8_ops.bnn", big_pad, expect="loads-or-refused", finding="timeout",
+        known="no answer within 10 s for pads of 255: honest work, not a hang; the sandbox's deadline now "
+        "grows with the loaded model's MACs")
 
     bnn("bnn_fan_out_10000.bnn", "every_op.bnn", fan_out, expect="loads-or-refused", finding="timeout",
         known="no answer within 10 s: planning is quadratic in the node count (in progress)")

@@ -5,7 +5,8 @@ A ``Sandbox`` keeps one worker process (multiprocessing, spawn: no state
 inherited from the parent) that has an address-space limit (``RLIMIT_AS``;
 under AddressSanitizer, ASan's own allocation and RSS limits instead)
 and hands it one case at a time; the parent waits at most ``timeout`` seconds
-for the answer. A worker that dies (a signal, an abort) or overruns is
+for the answer, plus the time the loaded model's arithmetic takes at a slow
+rate (``work_seconds``: a hang is no answer long after the work is done). A worker that dies (a signal, an abort) or overruns is
 replaced, so one bad case costs one restart, not the run.
 
 Outcomes:
@@ -14,11 +15,13 @@ Outcomes:
 * ``refused``: a ``bnnrt.BnnrtError`` subclass, the clean answer to a bad file;
 * findings: ``exception`` (any other exception type), ``memory`` (MemoryError:
   the address-space limit reached), ``crash`` (the worker died, e.g. SIGSEGV or
-  SIGABRT), ``timeout`` (no answer within ``timeout`` seconds) and
+  SIGABRT), ``timeout`` (no answer within that deadline) and
   ``nonfinite`` (finite inputs gave NaN or infinite outputs: a constant that
   should have been refused reached the arithmetic, a silent wrong answer),
   ``mismatch`` (the kernels and the numpy oracle, ``Plan.run_reference``,
-  disagree on a graph output: one of them is wrong) and ``opaque`` (a bnnrt
+  disagree on a graph output: one of them is wrong; not counted where the
+  oracle's own float arithmetic overflowed, whose infinities and NaNs depend
+  on the order of the sums) and ``opaque`` (a bnnrt
   error whose message only wraps a Python exception, e.g. "(ZeroDivisionError:
   ...)", instead of saying what is wrong). A case can also be a file
   equivalent to its seed (the same model written another valid way): then
@@ -47,6 +50,15 @@ OPAQUE = re.compile(r"\b(ZeroDivisionError|TypeError|KeyError|IndexError|Attribu
 #: Address space of a worker: far above what the seeds need (under 300 MB), far below the machine.
 DEFAULT_AS_BYTES = 3 << 30
 DEFAULT_TIMEOUT = 10.0
+
+#: How fast a worker is assumed to go at worst (kernels and the numpy oracle,
+#: one thread): a case's deadline is ``timeout`` plus its model's work at
+#: these rates, so that a small input padded to 500 x 500 pixels (seconds of
+#: honest arithmetic) is not taken for a hang. A model whose work would take
+#: longer than MAX_WORK_SECONDS is loaded but not run.
+MACS_PER_SECOND = 2e8
+ELEMENTS_PER_SECOND = 2e7
+MAX_WORK_SECONDS = 60.0
 
 
 def _under_asan() -> bool:
@@ -109,6 +121,17 @@ def _differs(got, want) -> str:
     return ""
 
 
+def work_seconds(model, batch: int) -> float:
+    """Seconds a case may take beyond its timeout: the model's MACs and output
+    elements, for the kernels' run and the oracle's (``batch`` samples each)
+    and one prediction, at MACS_PER_SECOND and ELEMENTS_PER_SECOND."""
+    import numpy as np
+    rows = model.layers()
+    macs = sum(r["binary_macs"] + r["int8_macs"] + r["float_macs"] for r in rows)
+    elements = sum(int(np.prod(r["output"].shape)) for r in rows)
+    return (2 * batch + 1) * (macs / MACS_PER_SECOND + elements / ELEMENTS_PER_SECOND)
+
+
 def _load(target, data):
     import bnnrt
     from bnnrt.convert import from_tflite
@@ -136,11 +159,13 @@ def _compare_equivalent(seed_model, inputs, outs, tolerance) -> tuple[str, str] 
     return None
 
 
-def run_case(target: str, data: bytes, equivalence=None) -> tuple[str, str]:
+def run_case(target: str, data: bytes, equivalence=None, extend=None) -> tuple[str, str]:
     """Load (``target`` "bnn": ``bnnrt.load``; "tflite": ``from_tflite``) and
     run once, in this process: (outcome, detail). With ``equivalence`` (the
     seed's bytes, a tolerance), the file must load and give the seed's
-    outputs; with ``"must-refuse"`` it must not load."""
+    outputs; with ``"must-refuse"`` it must not load. ``extend(seconds)``,
+    called once the model has loaded, tells the sandbox how much longer than
+    its timeout the run may take (``work_seconds``)."""
     import numpy as np
     from bnnrt.errors import BnnrtError
     stage = "load"
@@ -153,6 +178,11 @@ def run_case(target: str, data: bytes, equivalence=None) -> tuple[str, str]:
         stage = "run"
         rng = np.random.default_rng(0)
         inputs = _inputs(model, rng)
+        extra = work_seconds(model, inputs[0].shape[0] if inputs else 1)
+        if extra > MAX_WORK_SECONDS:
+            return "ok", f"load (not run: about {extra:.0f} s of work)"
+        if extend is not None:
+            extend(extra)
         outs = model.run(inputs)
         outs = outs if isinstance(outs, list) else [outs]
         if seed_model is not None:
@@ -160,13 +190,22 @@ def run_case(target: str, data: bytes, equivalence=None) -> tuple[str, str]:
             verdict = _compare_equivalent(seed_model, inputs, outs, equivalence[1])
             if verdict:
                 return verdict
+        stage = "oracle"
+        # float32 sums beyond its range are inf or NaN by the order of their
+        # terms: where the oracle's own arithmetic overflowed (finite operands,
+        # an infinite result), NaN/inf outputs and differences are honest
+        overflowed = []
+        with np.errstate(over="call", invalid="call", call=lambda kind, flag: overflowed.append(kind)):
+            ref = model.plan.run_reference(inputs)
         for out in outs:
             if out.dtype.kind == "f" and not np.isfinite(out).all():
+                if "overflow" in overflowed:
+                    return "ok", "run (NaN/inf outputs where the oracle's float arithmetic overflowed too)"
                 return "nonfinite", f"run: finite inputs gave {np.count_nonzero(~np.isfinite(out))} NaN/inf outputs"
-        stage = "oracle"
-        ref = model.plan.run_reference(inputs)
         for name, out in zip(model.plan.graph.outputs, outs):
             differs = _differs(out, np.asarray(ref[name]).reshape(out.shape))
+            if differs and overflowed:
+                return "ok", f"oracle (inconclusive: the reference's float arithmetic overflowed, {overflowed[0]})"
             if differs:
                 return "mismatch", f"oracle: output {name!r} ({out.dtype}{list(out.shape[1:])}): {differs}"
         if model._takes_images():
@@ -218,7 +257,10 @@ def _worker(conn, as_bytes):
             return
         if job is None:
             return
-        conn.send(run_call(*job[1:]) if job[0] == "call" else run_case(*job[1:]))
+        if job[0] == "call":
+            conn.send(run_call(*job[1:]))
+        else:
+            conn.send(run_case(*job[1:], extend=lambda seconds: conn.send(("extend", seconds))))
 
 
 class Sandbox:
@@ -275,10 +317,15 @@ class Sandbox:
         if self._proc is None or not self._proc.is_alive():
             self._start()
         t0 = time.monotonic()
+        deadline = t0 + self.timeout
         try:
             self._conn.send(job)
-            answered = self._conn.poll(self.timeout)
-            result = self._conn.recv() if answered else None
+            while True:
+                answered = self._conn.poll(max(0.0, deadline - time.monotonic()))
+                result = self._conn.recv() if answered else None
+                if not (isinstance(result, tuple) and result and result[0] == "extend"):
+                    break
+                deadline += result[1]       # the loaded model's work (run_case's extend)
         except (EOFError, OSError, BrokenPipeError):
             answered, result = True, None
         seconds = time.monotonic() - t0
@@ -288,7 +335,7 @@ class Sandbox:
             return result[0], result[1], seconds
         if not answered:
             self._kill()
-            return "timeout", f"no answer within {self.timeout:g} s", seconds
+            return "timeout", f"no answer within {deadline - t0:.3g} s", seconds
         self._proc.join(5)
         code = self._proc.exitcode
         self._kill()
