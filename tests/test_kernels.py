@@ -91,6 +91,8 @@ def _pads(mode, h, w, k, s, d):
         return (0, 0, 0, 0), 1
     if mode == "torch":
         return symmetric_pads(h, k, s, k // 2, d) + symmetric_pads(w, k, s, k // 2, d), 1
+    if mode == "pad2-zero":     # two rows of the window in the padding, asymmetric
+        return (2, 1, 1, 2), 0
     pads = same_pads(h, k, s, d) + same_pads(w, k, s, d)
     return pads, (0 if mode == "same-zero" else 1)
 
@@ -144,6 +146,11 @@ BCONV_CASES = [
     (32, 17, 3, 1, "same-zero", 1, 2, 5, 11),   # a partial group, every remainder block
     (96, 48, 3, 2, "torch", 1, 1, 7, 9),        # 96 channels: rows of 9 dwords (not 5 words)
     (40, 24, 1, 1, "valid", 1, 3, 4, 7),        # 5-byte rows: 2 dwords, the last one masked
+    # same-zero border classes: wide asymmetric pads, and a window so large that its
+    # classes times 64 channels pass the kernel's table limit (the per-tap path)
+    (16, 16, 3, 1, "pad2-zero", 1, 2, 6, 7), (33, 24, 3, 2, "pad2-zero", 2, 1, 8, 9),
+    (64, 64, 3, 1, "pad2-zero", 1, 1, 5, 5), (24, 16, 3, 1, "same-zero", 1, 2, 1, 9),  # every row a border
+    (16, 64, 5, 1, "same-zero", 12, 1, 40, 41),
     (16, 16, 46, 1, "valid", 1, 1, 46, 47),     # K = 33856: no w16 (int16 lanes), d32
 ]
 

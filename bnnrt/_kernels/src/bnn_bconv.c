@@ -15,6 +15,10 @@
  *     in the weights), so they add nothing.
  *  4. y = K - 2*acc, minus, for "same-zero" border pixels, the +1 pads'
  *     contribution; then the epilogue (int32 / threshold bits / requant+skip).
+ *     That contribution depends only on which taps of the window fall outside
+ *     the image, so it is tabled per border class at plan time (a border row's
+ *     pattern times a border column's): one vector subtraction per pixel, and
+ *     bit outputs compare the sums against the class's own thresholds.
  */
 #include "bnn_conv.h"
 
@@ -37,29 +41,45 @@ struct bnn_bconv {
     uint32_t last_mask32;
     int32_t *toff;           /* lanes 16: [ntaps] byte offset of each tap from the window origin */
     void *wl;                /* lanes 32: uint32 [g16][nrows][rw4][16]; lanes 16: uint16 [g16][ntaps][16][2] */
-    /* bits output: y = K - 2 acc < thr exactly when acc >= athr = floor((K - thr') / 2) + 1,
-     * thr' the threshold clamped to [-K-1, K+1] (every |y| <= K keeps its side), so the
-     * epilogue compares the popcount sums themselves: one instruction per register */
-    int64_t *athr;           /* [groups*8] (q64); padded lanes K + 1: never set */
-    int32_t *athr32;         /* [g16*16] (d32, w16) */
+    /* same-zero border classes (pad_value 0): class rcls[oy] * ncc + ccls[ox], 0 for a
+     * pixel whose window is inside the image; corr: y's correction (minus the +1 pads).
+     * NULL tables (same-one, no padding, or pads so large that the table would pass
+     * BORDER_TABLE_MAX): one class, and border pixels take the per-tap loop (slow_border). */
+    int32_t *rcls, *ccls;    /* [out_h], [out_w] */
+    int32_t nclass, ncc;
+    int64_t *corr;           /* [nclass][groups*8] */
+    int32_t *corr32;         /* [nclass][g16*16] (d32, w16) */
+    /* bits output: y = K - c - 2 acc < thr (c: the class's correction) exactly when
+     * acc >= athr = floor((K - c - thr') / 2) + 1, thr' the threshold clamped to
+     * [-K-1, K+1] (every |y| <= K keeps its side), so the epilogue compares the
+     * popcount sums themselves: one instruction per register, border or not */
+    int64_t *athr;           /* [nclass][groups*8] (q64); padded lanes K + 1: never set */
+    int32_t *athr32;         /* [nclass][g16*16] (d32, w16) */
 };
+
+/* Border classes times channels beyond which the tables are not built (a
+ * hostile pad of hundreds of pixels): 512 KiB of corrections. */
+enum { BORDER_TABLE_MAX = 1 << 16 };
 
 #define load64 bnn_load64
 
 static int choose_lanes(const bnn_bconv *k, const bnn_conv_geom *g);
 
-/* The popcount-sum threshold of channel c (see athr); K + 1 (never) past cout. */
-static int64_t acc_threshold(const bnn_bconv *k, int32_t c) {
+/* The popcount-sum threshold of channel c given y's correction corr (see
+ * athr); K + 1 (never) past cout. */
+static int64_t acc_threshold(const bnn_bconv *k, int32_t c, int64_t corr) {
     if (c >= k->g.cout || k->e.kind != BNN_OUT_BITS) return (int64_t)k->K + 1;
     int64_t t = k->e.thresholds[c];
     t = t < -(int64_t)k->K - 1 ? -(int64_t)k->K - 1 : t > k->K + 1 ? k->K + 1 : t;
-    return (((int64_t)k->K - t) >> 1) + 1;      /* arithmetic shift: floor */
+    return (((int64_t)k->K - corr - t) >> 1) + 1;      /* arithmetic shift: floor */
 }
+static int border_tables(bnn_bconv *k);
 static int repack_lanes(bnn_bconv *k, const uint8_t *weights);
 
 void bnn_bconv_free(bnn_bconv *k) {
     if (!k) return;
     free(k->roff); free(k->w); free(k->tapc); free(k->toff); free(k->wl); free(k->athr); free(k->athr32);
+    free(k->rcls); free(k->ccls); free(k->corr); free(k->corr32);
     bnn_epi_free(&k->e);
     free(k);
 }
@@ -94,8 +114,8 @@ bnn_bconv *bnn_bconv_create(const bnn_conv_geom *g, const uint8_t *weights, cons
     k->roff = (int32_t *)calloc(k->nrows, sizeof(int32_t));
     k->w = (uint64_t *)aligned_alloc(64, ((size_t)k->groups * k->nrows * k->rw * 8 * 8 + 63) / 64 * 64);
     k->tapc = (int64_t *)calloc((size_t)g->kh * g->kw * nlanes, sizeof(int64_t));
-    k->athr = (int64_t *)aligned_alloc(64, nlanes * sizeof(int64_t));
-    if (!k->roff || !k->w || !k->tapc || !k->athr || bnn_epi_init(&k->e, e, g->cout, (int64_t)g->kh * g->kw * g->cin)) {
+    k->nclass = 1;
+    if (!k->roff || !k->w || !k->tapc || bnn_epi_init(&k->e, e, g->cout, (int64_t)g->kh * g->kw * g->cin)) {
         bnn_bconv_free(k);
         return NULL;
     }
@@ -103,7 +123,6 @@ bnn_bconv *bnn_bconv_create(const bnn_conv_geom *g, const uint8_t *weights, cons
         int ky = contiguous ? r : r / g->kw, kx = contiguous ? 0 : r % g->kw;
         k->roff[r] = ky * g->dh * k->rs + kx * g->dw * k->cb;
     }
-    for (size_t c = 0; c < nlanes; c++) k->athr[c] = acc_threshold(k, (int32_t)c);
     /* repack weights row by row into zero-padded words */
     memset(k->w, 0, (size_t)k->groups * k->nrows * k->rw * 8 * 8);
     for (int c = 0; c < g->cout; c++) {
@@ -122,6 +141,10 @@ bnn_bconv *bnn_bconv_create(const bnn_conv_geom *g, const uint8_t *weights, cons
             for (int b = 0; b < k->cb; b++) pc += __builtin_popcount(wc[(size_t)t * k->cb + b]);
             k->tapc[(size_t)t * nlanes + c] = g->cin - 2 * pc;
         }
+    }
+    if (border_tables(k)) {
+        bnn_bconv_free(k);
+        return NULL;
     }
     /* AVX-512 int8 outputs: requantize the popcount sums (y = K - 2 acc) in
      * int32 lanes where every sum's result checks out (bnn_epi_reduce);
@@ -174,10 +197,17 @@ static int repack_lanes(bnn_bconv *k, const uint8_t *weights) {
     size_t bytes = k->lanes == 16 ? n16 * k->ntaps * 2 * sizeof(uint16_t)
                                   : n16 * k->nrows * k->rw4 * sizeof(uint32_t);
     k->wl = aligned_alloc(64, (bytes + 63) / 64 * 64);
-    k->athr32 = (int32_t *)aligned_alloc(64, n16 * sizeof(int32_t));
+    k->athr32 = (int32_t *)aligned_alloc(64, (size_t)k->nclass * n16 * sizeof(int32_t));
+    k->corr32 = (int32_t *)aligned_alloc(64, (size_t)k->nclass * n16 * sizeof(int32_t));
     k->toff = (int32_t *)calloc(k->ntaps, sizeof(int32_t));
-    if (!k->wl || !k->athr32 || !k->toff) return -1;
-    for (size_t c = 0; c < n16; c++) k->athr32[c] = (int32_t)acc_threshold(k, (int32_t)c);
+    if (!k->wl || !k->athr32 || !k->corr32 || !k->toff) return -1;
+    /* the q64 tables' rows, cut at n16 channels (both are zero past cout) */
+    for (size_t cls = 0; cls < (size_t)k->nclass; cls++)
+        for (size_t c = 0; c < n16; c++) {
+            int64_t corr = c < (size_t)k->groups * 8 ? k->corr[cls * k->groups * 8 + c] : 0;
+            k->corr32[cls * n16 + c] = (int32_t)corr;
+            k->athr32[cls * n16 + c] = (int32_t)acc_threshold(k, (int32_t)c, corr);
+        }
     memset(k->wl, 0, (bytes + 63) / 64 * 64);
     for (int t = 0; t < k->ntaps; t++)
         k->toff[t] = (t / g->kw) * g->dh * k->rs + (t % g->kw) * g->dw * k->cb;
@@ -228,14 +258,29 @@ static inline uint64_t word_mask(const bnn_bconv *k, int j) {
     return j == k->rw - 1 ? k->last_mask : ~(uint64_t)0;
 }
 
-/* y correction of a same-zero border pixel, channel c: minus the +1 pads */
-static inline int is_border(const bnn_bconv *k, int oy, int ox) {
-    const bnn_conv_geom *g = &k->g;
-    int y0 = oy * g->sh - g->pad_top, x0 = ox * g->sw - g->pad_left;
-    return y0 < 0 || x0 < 0 || y0 + (g->kh - 1) * g->dh >= g->in_h || x0 + (g->kw - 1) * g->dw >= g->in_w;
+/* ---- same-zero borders ------------------------------------------------------
+ * Padded taps read bit 0 (+1); with pad_value 0 they must add nothing, so y
+ * loses each out-of-image tap's weight sum (tapc). */
+static inline int row_border(const bnn_conv_geom *g, int oy) {
+    int y0 = oy * g->sh - g->pad_top;
+    return y0 < 0 || y0 + (g->kh - 1) * g->dh >= g->in_h;
+}
+static inline int col_border(const bnn_conv_geom *g, int ox) {
+    int x0 = ox * g->sw - g->pad_left;
+    return x0 < 0 || x0 + (g->kw - 1) * g->dw >= g->in_w;
 }
 
-static void zero_pad_fix(const bnn_bconv *k, int oy, int ox, int64_t *y /* [groups*8] */) {
+/* The border class of a pixel (0: no correction, or no tables). */
+static inline int border_class(const bnn_bconv *k, int oy, int ox) {
+    return k->rcls ? k->rcls[oy] * k->ncc + k->ccls[ox] : 0;
+}
+/* A same-zero border pixel without tables: the per-tap loop corrects it. */
+static inline int slow_border(const bnn_bconv *k, int oy, int ox) {
+    return k->g.pad_value == 0 && !k->rcls && (row_border(&k->g, oy) || col_border(&k->g, ox));
+}
+
+/* y[c] -= the +1 pads' contribution at (oy, ox), tap by tap. */
+static void pad_taps_fix(const bnn_bconv *k, int oy, int ox, int64_t *y /* [groups*8] */) {
     const bnn_conv_geom *g = &k->g;
     size_t nl = (size_t)k->groups * 8;
     for (int ky = 0; ky < g->kh; ky++) {
@@ -247,6 +292,71 @@ static void zero_pad_fix(const bnn_bconv *k, int oy, int ox, int64_t *y /* [grou
             for (size_t c = 0; c < nl; c++) y[c] -= t[c];
         }
     }
+}
+
+/* y of one pixel (all groups), corrected where it is a same-zero border pixel */
+static inline void border_fix(const bnn_bconv *k, int oy, int ox, int64_t *y) {
+    size_t nl = (size_t)k->groups * 8;
+    int cls = border_class(k, oy, ox);
+    if (cls) {
+        const int64_t *c = k->corr + (size_t)cls * nl;
+        for (size_t i = 0; i < nl; i++) y[i] -= c[i];
+    } else if (slow_border(k, oy, ox)) {
+        pad_taps_fix(k, oy, ox, y);
+    }
+}
+
+/* The class tables (see rcls), and the bit thresholds of every class. */
+static int border_tables(bnn_bconv *k) {
+    const bnn_conv_geom *g = &k->g;
+    size_t nl = (size_t)k->groups * 8;
+    int nr = 0, nc = 0;
+    if (g->pad_value == 0) {
+        for (int oy = 0; oy < g->out_h; oy++) nr += row_border(g, oy);
+        for (int ox = 0; ox < g->out_w; ox++) nc += col_border(g, ox);
+    }
+    size_t classes = (size_t)(nr + 1) * (nc + 1);
+    if ((nr || nc) && classes * nl <= BORDER_TABLE_MAX) {
+        k->rcls = (int32_t *)calloc(g->out_h, sizeof(int32_t));
+        k->ccls = (int32_t *)calloc(g->out_w, sizeof(int32_t));
+        int32_t *rep_y = (int32_t *)malloc((nr + 1) * sizeof(int32_t));
+        int32_t *rep_x = (int32_t *)malloc((nc + 1) * sizeof(int32_t));
+        k->corr = (int64_t *)aligned_alloc(64, classes * nl * sizeof(int64_t));
+        if (!k->rcls || !k->ccls || !rep_y || !rep_x || !k->corr) { free(rep_y); free(rep_x); return -1; }
+        /* class 0 of rows (columns): every interior one; a border one its own */
+        for (int i = 0; i <= nr; i++) rep_y[i] = -1;
+        for (int i = 0; i <= nc; i++) rep_x[i] = -1;
+        for (int oy = 0, n = 0; oy < g->out_h; oy++) {
+            k->rcls[oy] = row_border(g, oy) ? ++n : 0;
+            rep_y[k->rcls[oy]] = oy;
+        }
+        for (int ox = 0, n = 0; ox < g->out_w; ox++) {
+            k->ccls[ox] = col_border(g, ox) ? ++n : 0;
+            rep_x[k->ccls[ox]] = ox;
+        }
+        k->nclass = (int32_t)classes;
+        k->ncc = nc + 1;
+        memset(k->corr, 0, classes * nl * sizeof(int64_t));
+        for (int rc = 0; rc <= nr; rc++)
+            for (int cc = 0; cc <= nc; cc++)
+                if (rep_y[rc] >= 0 && rep_x[cc] >= 0 && (rc || cc)) {
+                    int64_t *c = k->corr + ((size_t)rc * k->ncc + cc) * nl;
+                    pad_taps_fix(k, rep_y[rc], rep_x[cc], c);
+                    for (size_t i = 0; i < nl; i++) c[i] = -c[i];      /* subtracted from y */
+                }
+        free(rep_y);
+        free(rep_x);
+    } else {
+        k->corr = (int64_t *)aligned_alloc(64, nl * sizeof(int64_t));
+        if (!k->corr) return -1;
+        memset(k->corr, 0, nl * sizeof(int64_t));
+    }
+    k->athr = (int64_t *)aligned_alloc(64, (size_t)k->nclass * nl * sizeof(int64_t));
+    if (!k->athr) return -1;
+    for (size_t cls = 0; cls < (size_t)k->nclass; cls++)
+        for (size_t c = 0; c < nl; c++)
+            k->athr[cls * nl + c] = acc_threshold(k, (int32_t)c, k->corr[cls * nl + c]);
+    return 0;
 }
 
 /* ---- scalar kernel -------------------------------------------------------- */
@@ -270,7 +380,7 @@ static void row_scalar(const bnn_bconv *k, const uint8_t *buf, int oy, size_t ou
             }
         }
         for (size_t c = 0; c < nl; c++) y[c] = k->K - 2 * y[c];
-        if (g->pad_value == 0 && is_border(k, oy, ox)) zero_pad_fix(k, oy, ox, y);
+        border_fix(k, oy, ox, y);
         bnn_epi_pixel(&k->e, y, out_row + ox, out, skip);
     }
 }
@@ -279,9 +389,9 @@ static void row_scalar(const bnn_bconv *k, const uint8_t *buf, int oy, size_t ou
 #ifdef BNN_X86
 #define AVX512 BNN_AVX512_POPCNT
 
-/* same-zero border pixels only: out of line, so the hot block stays small */
-AVX512 static __attribute__((noinline)) __m512i zero_fix_avx512(const bnn_bconv *k, int oy, int ox, int grp,
-                                                                __m512i y) {
+/* same-zero border pixels without tables only: out of line, so the hot block stays small */
+AVX512 static __attribute__((noinline)) __m512i pad_taps_fix_avx512(const bnn_bconv *k, int oy, int ox, int grp,
+                                                                    __m512i y) {
     const bnn_conv_geom *g = &k->g;
     int64_t tmp[8] __attribute__((aligned(64)));
     _mm512_store_si512(tmp, y);
@@ -295,6 +405,13 @@ AVX512 static __attribute__((noinline)) __m512i zero_fix_avx512(const bnn_bconv 
         }
     }
     return _mm512_load_si512(tmp);
+}
+
+/* y of group grp of a pixel of class cls, corrected where it is a same-zero border pixel */
+AVX512 static inline __attribute__((always_inline)) __m512i
+border_fix_avx512(const bnn_bconv *k, int oy, int ox, int cls, int slow, int grp, __m512i y) {
+    if (cls) return _mm512_sub_epi64(y, _mm512_load_si512(k->corr + (size_t)cls * k->groups * 8 + grp * 8));
+    return slow ? pad_taps_fix_avx512(k, oy, ox, grp, y) : y;
 }
 
 /* P pixels x G groups of 8 output channels, accumulators in registers. */
@@ -337,16 +454,17 @@ block_avx512(const bnn_bconv *k, const uint8_t *buf, int oy, int ox0, int grp0, 
 #pragma GCC unroll 8
         for (int p = 0; p < P; p++) {
             int ox = ox0 + p;
-            int fix = g->pad_value == 0 && is_border(k, oy, ox);
+            const int cls = border_class(k, oy, ox), slow = slow_border(k, oy, ox);
+            const int64_t *athr = k->athr + (size_t)cls * k->groups * 8;
 #pragma GCC unroll 4
             for (int q = 0; q < G; q++) {
-                if (k->e.kind == BNN_OUT_BITS && !fix) {    /* one compare of the sums (athr) */
+                if (k->e.kind == BNN_OUT_BITS && !slow) {    /* one compare of the sums (athr) */
                     ((uint8_t *)out)[(out_row + ox) * k->groups + grp0 + q] =
-                        (uint8_t)_mm512_cmpge_epi64_mask(acc[p][q], _mm512_load_si512(k->athr + (grp0 + q) * 8));
+                        (uint8_t)_mm512_cmpge_epi64_mask(acc[p][q], _mm512_load_si512(athr + (grp0 + q) * 8));
                     continue;
                 }
                 __m512i y = _mm512_sub_epi64(K, _mm512_slli_epi64(acc[p][q], 1));
-                if (fix) y = zero_fix_avx512(k, oy, ox, grp0 + q, y);
+                y = border_fix_avx512(k, oy, ox, cls, slow, grp0 + q, y);
                 bnn_epi8_avx512(&k->e, y, (grp0 + q) * 8, out_row + ox, out, skip);
             }
         }
@@ -357,8 +475,8 @@ block_avx512(const bnn_bconv *k, const uint8_t *buf, int oy, int ox0, int grp0, 
 #pragma GCC unroll 8
     for (int p = 0; p < P; p++) {
         int ox = ox0 + p;
-        int fix = g->pad_value == 0 && is_border(k, oy, ox);
-        if (k->e.rq32 && !fix) {
+        const int cls = border_class(k, oy, ox), slow = slow_border(k, oy, ox);
+        if (k->e.rq32 && !cls && !slow) {
 #pragma GCC unroll 2
             for (int h = 0; h < pairs; h++)
                 bnn_epi_rq32_avx512(&k->e, _mm512_permutex2var_epi32(acc[p][2 * h], evens, acc[p][2 * h + 1]),
@@ -372,7 +490,7 @@ block_avx512(const bnn_bconv *k, const uint8_t *buf, int oy, int ox0, int grp0, 
 #pragma GCC unroll 4
         for (int q = 0; q < G; q++) {
             y[q] = _mm512_sub_epi64(K, _mm512_slli_epi64(acc[p][q], 1));
-            if (fix) y[q] = zero_fix_avx512(k, oy, ox, grp0 + q, y[q]);
+            y[q] = border_fix_avx512(k, oy, ox, cls, slow, grp0 + q, y[q]);
         }
 #pragma GCC unroll 2
         for (int h = 0; h < pairs; h++) {
@@ -424,9 +542,10 @@ AVX512 static inline __attribute__((always_inline)) void
 epi16_lanes(const bnn_bconv *k, __m512i acc, int c0, int oy, int ox, size_t pix, void *out, const int8_t *skip) {
     const bnn_epi *e = &k->e;
     const int cout = k->g.cout;
-    const int fix = k->g.pad_value == 0 && is_border(k, oy, ox);
-    if (e->kind == BNN_OUT_BITS && !fix) {
-        unsigned bits = _mm512_cmpge_epi32_mask(acc, _mm512_load_si512(k->athr32 + c0));
+    const int cls = border_class(k, oy, ox), slow = slow_border(k, oy, ox);
+    const size_t row = (size_t)cls * k->g16 * 16;
+    if (e->kind == BNN_OUT_BITS && !slow) {
+        unsigned bits = _mm512_cmpge_epi32_mask(acc, _mm512_load_si512(k->athr32 + row + c0));
         uint8_t *o = (uint8_t *)out + pix * ((cout + 7) / 8) + c0 / 8;
         if (cout - c0 >= 16) {
             uint16_t v = (uint16_t)bits;
@@ -437,21 +556,23 @@ epi16_lanes(const bnn_bconv *k, __m512i acc, int c0, int oy, int ox, size_t pix,
         }
         return;
     }
-    if (e->kind == BNN_OUT_INT8 && e->rq32 && !fix) {
+    if (e->kind == BNN_OUT_INT8 && e->rq32 && !cls && !slow) {
         bnn_epi_rq32_avx512(e, acc, c0, pix, out, skip);
         return;
     }
-    const __m512i y = _mm512_sub_epi32(_mm512_set1_epi32(k->K), _mm512_slli_epi32(acc, 1));
-    if (e->kind == BNN_OUT_INT8 && e->lanes32 && !fix) {
+    __m512i y = _mm512_sub_epi32(_mm512_set1_epi32(k->K), _mm512_slli_epi32(acc, 1));
+    /* a corrected y is the y of a window with fewer taps: still within [-K, K] */
+    if (cls) y = _mm512_sub_epi32(y, _mm512_load_si512(k->corr32 + row + c0));
+    if (e->kind == BNN_OUT_INT8 && e->lanes32 && !slow) {
         bnn_epi_i8x16_avx512(e, y, c0, pix, out, skip);
         return;
     }
     __m512i y0 = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(y));
     __m512i y1 = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(y, 1));
     const int second = c0 + 8 < cout;
-    if (fix) {
-        y0 = zero_fix_avx512(k, oy, ox, c0 / 8, y0);
-        if (second) y1 = zero_fix_avx512(k, oy, ox, c0 / 8 + 1, y1);
+    if (slow) {
+        y0 = pad_taps_fix_avx512(k, oy, ox, c0 / 8, y0);
+        if (second) y1 = pad_taps_fix_avx512(k, oy, ox, c0 / 8 + 1, y1);
     }
     if (e->kind == BNN_OUT_FLOAT) {
         bnn_epi16f_avx512(e, y0, y1, c0, pix, out, skip);
@@ -640,7 +761,7 @@ AVX2 static void row_avx2(const bnn_bconv *k, const uint8_t *buf, int oy, size_t
             int ox = ox0 + p;
             int64_t *yp = y + p * nl;
             for (size_t c = 0; c < nl; c++) yp[c] = k->K - 2 * yp[c];
-            if (g->pad_value == 0 && is_border(k, oy, ox)) zero_pad_fix(k, oy, ox, yp);
+            border_fix(k, oy, ox, yp);
             bnn_epi_pixel(&k->e, yp, out_row + ox, out, skip);
         }
     }
@@ -724,7 +845,7 @@ static void row_neon(const bnn_bconv *k, const uint8_t *buf, int oy, size_t out_
             int ox = ox0 + p;
             int64_t *yp = y + p * nl;
             for (size_t c = 0; c < nl; c++) yp[c] = k->K - 2 * yp[c];
-            if (g->pad_value == 0 && is_border(k, oy, ox)) zero_pad_fix(k, oy, ox, yp);
+            border_fix(k, oy, ox, yp);
             bnn_epi_pixel_neon(&k->e, yp, out_row + ox, out, skip);
         }
     }
