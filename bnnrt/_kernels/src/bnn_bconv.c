@@ -705,8 +705,9 @@ AVX512_BITALG static void row_w16(const bnn_bconv *k, const uint8_t *buf, int oy
  * (vpshufb on the low and high nibbles) and summed into byte accumulators,
  * which vpsadbw folds into the 64-bit lanes every 31 words (8 * 31 < 256).
  * Lanes are output channels as in the AVX-512 kernel (4 per register, a group
- * of 8 in two registers); P pixels share each weight load. The epilogue is
- * the scalar one. */
+ * of 8 in two registers); P pixels share each weight load. Bit outputs
+ * compare the sums against athr in the registers (as the AVX-512 kernel
+ * does); the other epilogues are the scalar ones. */
 #define AVX2 BNN_AVX2
 enum { AVX2_P = 3 };   /* pixels per weight load: 6 byte accumulators + 2 weights fit 16 registers */
 
@@ -723,9 +724,15 @@ AVX2 static void row_avx2(const bnn_bconv *k, const uint8_t *buf, int oy, size_t
                                          0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
     const __m256i low = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
     const size_t pstride = (size_t)g->sw * k->cb, nl = (size_t)k->groups * 8;
+    const int bits = k->e.kind == BNN_OUT_BITS;
     for (int ox0 = 0; ox0 < g->out_w; ox0 += AVX2_P) {
         int np = g->out_w - ox0 < AVX2_P ? g->out_w - ox0 : AVX2_P;
         const uint8_t *org = buf + (size_t)oy * g->sh * k->rs + (size_t)ox0 * pstride;
+        int cls[AVX2_P], in_regs[AVX2_P];       /* in_regs: a bit output done in the registers */
+        for (int p = 0; p < np; p++) {
+            cls[p] = border_class(k, oy, ox0 + p);
+            in_regs[p] = bits && !slow_border(k, oy, ox0 + p);
+        }
         for (int q = 0; q < k->groups; q++) {
             __m256i s64[AVX2_P][2], sb[AVX2_P][2];
             for (int p = 0; p < AVX2_P; p++) s64[p][0] = s64[p][1] = sb[p][0] = sb[p][1] = zero;
@@ -752,12 +759,24 @@ AVX2 static void row_avx2(const bnn_bconv *k, const uint8_t *buf, int oy, size_t
                     }
                 }
             }
-            for (int p = 0; p < np; p++)
-                for (int h = 0; h < 2; h++)
-                    _mm256_storeu_si256((__m256i *)(y + p * nl + q * 8 + 4 * h),
-                                        _mm256_add_epi64(s64[p][h], _mm256_sad_epu8(sb[p][h], zero)));
+            for (int p = 0; p < np; p++) {
+                __m256i s0 = _mm256_add_epi64(s64[p][0], _mm256_sad_epu8(sb[p][0], zero));
+                __m256i s1 = _mm256_add_epi64(s64[p][1], _mm256_sad_epu8(sb[p][1], zero));
+                if (in_regs[p]) {       /* bit set iff acc >= athr, i.e. not athr > acc */
+                    const int64_t *t = k->athr + (size_t)cls[p] * nl + q * 8;
+                    __m256i lt0 = _mm256_cmpgt_epi64(_mm256_loadu_si256((const __m256i *)t), s0);
+                    __m256i lt1 = _mm256_cmpgt_epi64(_mm256_loadu_si256((const __m256i *)(t + 4)), s1);
+                    int below = _mm256_movemask_pd(_mm256_castsi256_pd(lt0)) |
+                                _mm256_movemask_pd(_mm256_castsi256_pd(lt1)) << 4;
+                    ((uint8_t *)out)[(out_row + ox0 + p) * k->groups + q] = (uint8_t)~below;
+                    continue;
+                }
+                _mm256_storeu_si256((__m256i *)(y + p * nl + q * 8), s0);
+                _mm256_storeu_si256((__m256i *)(y + p * nl + q * 8 + 4), s1);
+            }
         }
         for (int p = 0; p < np; p++) {
+            if (in_regs[p]) continue;
             int ox = ox0 + p;
             int64_t *yp = y + p * nl;
             for (size_t c = 0; c < nl; c++) yp[c] = k->K - 2 * yp[c];
