@@ -1,6 +1,7 @@
 """Per-layer profiles: Model.profile, Plan.run(timings=...), bnnrt bench --profile."""
 
 import json
+import os
 import statistics
 
 import numpy as np
@@ -32,6 +33,9 @@ def test_profile_rows_describe_every_layer(model):
     json.dumps(rows)                       # the rows go into bench --json as they are
 
 
+@pytest.mark.skipif(bool(os.environ.get("BNNRT_IN_EMULATION")),
+                    reason="under qemu (tools/aarch64.sh) the executor's Python, emulated, is half the run: "
+                           "emulation times nothing")
 def test_layers_add_up_to_the_end_to_end_median(model):
     """Profiled and plain runs alternate, so both see the same machine: the
     layers leave out only the executor's copies and dispatch."""
