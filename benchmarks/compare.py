@@ -1,9 +1,11 @@
-"""bnnrt, Larq Compute Engine and ONNX Runtime side by side, in one run.
+"""bnnrt, Larq Compute Engine, ONNX Runtime and OpenVINO side by side, in one run.
 
     python benchmarks/compare.py [--runs 200] [--rounds 1] [--lce-python /tmp/lce/bin/python]
-                                 [--ort-python /tmp/ort/bin/python]
+                                 [--ort-python /tmp/ort/bin/python] [--ov-python /tmp/ov/bin/python]
+                                 [--ov-avx2-shim ../shared/bench/openvino/ov_hide_avx512.cpp]
+                                 [--only-openvino]
 
-LCE (TensorFlow, numpy < 2) and ONNX Runtime live in their own virtualenvs
+LCE (TensorFlow, numpy < 2), ONNX Runtime and OpenVINO live in their own virtualenvs
 (../shared/design/anchors.md has the install commands); this script runs
 their halves (benchmarks/sidebyside/*.py) as subprocesses and bnnrt in-process,
 single thread, batch 1, then prints medians and ratios. It also compiles and
@@ -17,7 +19,12 @@ and two-thread runs alternate in back-to-back pairs (the median ratio is
 quoted), and it comes with the host's two-core capacity measured in the same
 round: two single-threaded bnnrt processes running at once
 (sidebyside/bnnrt_throughput.py) against one alone, the most any two-thread
-run could gain at that moment.
+run could gain at that moment. Target 5 sets OpenVINO's JIT binary
+convolution beside bnnrt's on each ISA this CPU has: AVX-512 as installed, and
+AVX2 (bnnrt with BNNRT_DISABLE_SIMD=avx512; OpenVINO with ONEDNN_MAX_CPU_ISA=AVX2
+plus, for its own binary conv node, an LD_PRELOAD shim that hides AVX-512,
+built from ``--ov-avx2-shim`` when given), each against that ISA's popcount
+ceiling measured in the same round.
 """
 
 from __future__ import annotations
@@ -118,6 +125,65 @@ def bnnrt_side(runs):
     return out
 
 
+def bnnrt_conv_chains(runs, isa):
+    """One bits -> bits 3x3 conv 56x56x64 -> 64 through Model.run, from chains
+    of identical convs as OpenVINO's is measured (sidebyside/openvino_bench.py):
+    (t(5 convs) - t(1 conv)) / 4, per padding value. ``isa`` "avx2" builds the
+    kernels with AVX-512 disabled."""
+    from bnnrt import GraphBuilder, Model
+    rng = np.random.default_rng(0)
+    h, w_, c = 56, 56, 64
+    weights = np.packbits(rng.random((c, 3, 3, c)) < 0.5, axis=-1, bitorder="little")
+    thr = rng.integers(-20, 20, c).astype(np.int32)
+    x = np.packbits(rng.random((1, h, w_, c)) < 0.5, axis=-1, bitorder="little")
+    saved = os.environ.get("BNNRT_DISABLE_SIMD")
+    os.environ["BNNRT_DISABLE_SIMD"] = "avx512" if isa == "avx2" else (saved or "")
+    try:
+        models = {}
+        for pad in (1, 0):
+            for n in (1, 5):
+                b = GraphBuilder()
+                y = b.input("x", (h, w_, c), dtype="bits")
+                for _ in range(n):
+                    y = b.bconv2d(y, weights, cin=c, pads=(1, 1, 1, 1), pad_value=pad, output="bits", thresholds=thr)
+                y = b.add("bconv2d_float", [y], {"cin": c, "strides": [1, 1], "dilations": [1, 1],
+                                                 "pads": [1, 1, 1, 1], "pad_value": pad},
+                          {"weights": weights, "multiplier": np.ones(c, np.float32), "bias": np.zeros(c, np.float32)})
+                models[pad, n] = Model(b.build(y), threads=1)
+    finally:
+        if saved is None:
+            os.environ.pop("BNNRT_DISABLE_SIMD", None)
+        else:
+            os.environ["BNNRT_DISABLE_SIMD"] = saved
+    out = {"kernel": models[1, 1].plan.kernel_variants()["bconv2d"]}
+    for pad in (1, 0):
+        diffs = [(median_ms(lambda: models[pad, 5].run(x), runs // 5) -
+                  median_ms(lambda: models[pad, 1].run(x), runs // 5)) / 4 for _ in range(5)]
+        out[f"pad{pad}"] = {"median_ms": statistics.median(diffs), "binary_macs": h * w_ * c * 9 * c}
+    return out
+
+
+def openvino_side(python, runs, isa, shim_source, work):
+    """OpenVINO's conv (sidebyside/openvino_bench.py) in its venv, on ``isa``."""
+    if not python or not os.path.exists(python):
+        return None
+    env = dict(os.environ)
+    if isa == "avx2":
+        env["ONEDNN_MAX_CPU_ISA"] = "AVX2"
+        if not shim_source or not os.path.exists(shim_source):
+            return None      # without the shim the plugin's binary conv stays a 512-bit kernel
+        shim = os.path.join(work, "ov_hide_avx512.so")
+        if not os.path.exists(shim):
+            subprocess.run(["g++", "-O2", "-shared", "-fPIC", shim_source, "-o", shim], check=True)
+        env["LD_PRELOAD"] = shim
+    proc = subprocess.run([python, os.path.join(HERE, "sidebyside", "openvino_bench.py"), "--runs", str(runs)],
+                          capture_output=True, text=True, timeout=600, env=env)
+    if proc.returncode != 0:
+        print(f"openvino_bench.py ({isa}) failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def two_core_capacity(seconds=2.0):
     """Images/s of two single-threaded bnnrt processes at once over one alone
     (BlendNet-20, batch 64; sidebyside/bnnrt_throughput.py): what the host's
@@ -152,22 +218,43 @@ def main():
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--lce-python", default=os.environ.get("BNNRT_LCE_PYTHON", "/tmp/lce/bin/python"))
     ap.add_argument("--ort-python", default=os.environ.get("BNNRT_ORT_PYTHON", "/tmp/ort/bin/python"))
+    ap.add_argument("--ov-python", default=os.environ.get("BNNRT_OV_PYTHON", "/tmp/ov/bin/python"))
+    ap.add_argument("--ov-avx2-shim", default=os.path.join(os.path.dirname(HERE), "..", "shared",
+                                                          "bench", "openvino", "ov_hide_avx512.cpp"),
+                    help="source of the LD_PRELOAD shim that makes OpenVINO's own nodes see no AVX-512")
+    ap.add_argument("--only-openvino", action="store_true", help="target 5 alone (the conv on each ISA)")
     ap.add_argument("--rounds", type=int, default=1,
                     help="ceiling, LCE, ORT, bnnrt, ceiling, ... rounds; each number is the median of its "
                          "per-round values, so a slow minute of a shared host hits every engine")
     ap.add_argument("--json", action="store_true", help="print all measurements as JSON too")
     args = ap.parse_args()
 
-    rounds = {"ceiling": [], "lce": [], "ort": [], "bnnrt": []}
+    from bnnrt._kernels import _core
+    isas = ["avx512", "avx2"] if "avx512" in _core.cpu_info()["variants"]["bconv2d"] else ["avx2"]
+    rounds = {"ceiling": [], "lce": [], "ort": [], "bnnrt": [],
+              **{f"{who}_{isa}": [] for who in ("ov", "bn") for isa in isas}}
+    work = tempfile.mkdtemp(prefix="bnnrt-compare-")
     for i in range(args.rounds):
         if args.rounds > 1:
             print(f"round {i + 1} of {args.rounds}", file=sys.stderr)
         rounds["ceiling"].append(ceiling())
+        # target 5: each ISA's pair back to back, the order turned round on odd rounds
+        for isa in (isas if i % 2 == 0 else isas[::-1]):
+            pair = [("ov", lambda: openvino_side(args.ov_python, args.runs, isa, args.ov_avx2_shim, work)),
+                    ("bn", lambda: bnnrt_conv_chains(args.runs, isa))]
+            for who, fn in (pair if i % 2 == 0 else pair[::-1]):
+                rounds[f"{who}_{isa}"].append(fn())
+        if args.only_openvino:
+            continue
         rounds["lce"].append(side(args.lce_python, "lce_bench.py",
                                   ["--runs", str(args.runs), "--models", "conv56,resnet20b"]))
         rounds["ort"].append(side(args.ort_python, "ort_bench.py", ["--runs", str(args.runs)]))
         rounds["bnnrt"].append(bnnrt_side(args.runs))
-    ceil, lce, ort, ours = (median_of_rounds(rounds[k]) for k in ("ceiling", "lce", "ort", "bnnrt"))
+    ceil = median_of_rounds(rounds["ceiling"])
+    if args.only_openvino:
+        print_openvino(rounds, isas, ceil)
+        return
+    lce, ort, ours = (median_of_rounds(rounds[k]) for k in ("lce", "ort", "bnnrt"))
 
     def gmacs(entry):
         return entry["binary_macs"] / entry["median_ms"] / 1e6
@@ -205,8 +292,35 @@ def main():
           "(medians of 15 back-to-back pairs)")
     print(f"   two single-threaded processes at once: {ours['two_core_capacity']:.2f}x the images/s of one "
           "(what the host's two cores give right now)")
+    print_openvino(rounds, isas, ceil)
     if args.json:
-        print(json.dumps({"ceiling": ceil, "lce": lce, "ort": ort, "bnnrt": ours}))
+        print(json.dumps({"ceiling": ceil, "lce": lce, "ort": ort, "bnnrt": ours,
+                          "openvino": {k: v for k, v in rounds.items() if k.startswith(("ov_", "bn_"))}}))
+
+
+def print_openvino(rounds, isas, ceil):
+    """Target 5: the conv, bits -> bits, OpenVINO / bnnrt time per round (the
+    median of the per-round ratios is quoted) and both against the ceiling."""
+    ceiling_of = {"avx512": ceil.get("avx512_vpopcntq"), "avx2": ceil.get("avx2_nibble_lut")}
+    print("\n5. 3x3 binary conv 56x56 64->64, bits -> bits (chains of 5 minus 1): OpenVINO beside bnnrt")
+    for isa in isas:
+        ov_r, bn_r = rounds[f"ov_{isa}"], rounds[f"bn_{isa}"]
+        measured = not any(r is None for r in ov_r)
+        if not measured:
+            print(f"   {isa}: OpenVINO not measured (no --ov-python venv, or no --ov-avx2-shim for AVX2)")
+        for pad in (1, 0):
+            bn_ms = statistics.median(r[f"pad{pad}"]["median_ms"] for r in bn_r)
+            macs = bn_r[0][f"pad{pad}"]["binary_macs"]
+            c = ceiling_of[isa]
+            line = f"   {isa}, pad {'+1' if pad else '0 '}: bnnrt ({bn_r[0]['kernel']}) {bn_ms:.4f} ms" + (
+                f" = {macs / bn_ms / 1e6 / c:.0%} of {c:.0f} G/s" if c else "")
+            if measured:
+                ov_ms = statistics.median(r[f"pad{pad}"]["median_ms"] for r in ov_r)
+                ratio = statistics.median(o[f"pad{pad}"]["median_ms"] / b[f"pad{pad}"]["median_ms"]
+                                          for o, b in zip(ov_r, bn_r))
+                line += (f"; OpenVINO ({ov_r[0][f'pad{pad}']['exec_type']}) {ov_ms:.4f} ms"
+                         + (f" = {macs / ov_ms / 1e6 / c:.0%}" if c else "") + f"; OpenVINO / bnnrt {ratio:.2f}")
+            print(line)
 
 
 if __name__ == "__main__":

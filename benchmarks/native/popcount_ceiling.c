@@ -1,9 +1,10 @@
 /* The ceiling a binary convolution can reach on this core: XOR + POPCNT + ADD
  * over L1-resident bits, nothing else (anchors.md: "measure the ceiling on your
  * own machine with a 20-line C loop of the same three instructions").
- * Prints binary MACs per second for the AVX-512 VPOPCNTQ loop and the scalar
- * 64-bit POPCNT loop. Build: cc -O3 popcount_ceiling.c -o ceiling (no -march:
- * the AVX-512 loop has its own target attribute and runs only if the CPU has it). */
+ * Prints binary MACs per second for the AVX-512 VPOPCNTQ loop, the AVX2
+ * nibble-table loop (the AVX2 kernels' popcount) and the scalar 64-bit POPCNT
+ * loop. Build: cc -O3 popcount_ceiling.c -o ceiling (no -march: each SIMD loop
+ * has its own target attribute and runs only if the CPU has it). */
 #include <immintrin.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -36,6 +37,39 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) static uint64_t avx512(int re
     return s;
 }
 
+/* AVX2 has no vector popcount: bytes are counted by two 16-entry table
+ * lookups (VPSHUFB on the low and high nibbles), summed in byte lanes and
+ * folded into 64-bit lanes by VPSADBW every 31 words (31 * 8 < 256). Blocked
+ * as the AVX2 kernel: 4 weight vectors (16 words) in registers, 2 broadcast
+ * activation words, 8 byte accumulators. */
+__attribute__((target("avx2"))) static uint64_t avx2(int reps) {
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
+    __m256i wv[4], acc[2][4], sums = zero;
+    for (int q = 0; q < 4; q++) wv[q] = _mm256_load_si256((const __m256i *)(w + 4 * q));
+    for (int r = 0; r < reps; r++)
+        for (int i0 = 0; i0 + 62 <= WORDS; i0 += 62) {
+            for (int p = 0; p < 2; p++)
+                for (int q = 0; q < 4; q++) acc[p][q] = zero;
+            for (int i = i0; i < i0 + 62; i += 2)
+                for (int p = 0; p < 2; p++) {
+                    __m256i x = _mm256_set1_epi64x((long long)a[i + p]);
+                    for (int q = 0; q < 4; q++) {
+                        __m256i v = _mm256_xor_si256(x, wv[q]);
+                        __m256i c = _mm256_add_epi8(_mm256_shuffle_epi8(lut, _mm256_and_si256(v, low)),
+                                                    _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), low)));
+                        acc[p][q] = _mm256_add_epi8(acc[p][q], c);
+                    }
+                }
+            for (int p = 0; p < 2; p++)
+                for (int q = 0; q < 4; q++) sums = _mm256_add_epi64(sums, _mm256_sad_epu8(acc[p][q], zero));
+        }
+    uint64_t out[4];
+    _mm256_storeu_si256((__m256i *)out, sums);
+    return out[0] + out[1] + out[2] + out[3];
+}
+
 __attribute__((target("popcnt"))) static uint64_t scalar(int reps) {
     uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     for (int r = 0; r < reps; r++)
@@ -56,6 +90,12 @@ int main(void) {
         int r = reps / 16;
         for (int k = 0; k < 5; k++) { double t = now(); sink = avx512(r); t = now() - t; if (t < best) best = t; }
         printf("avx512_vpopcntq %.1f G binary MAC/s\n", (double)r * (WORDS / 6 * 6) * 4 * 512 / best / 1e9);
+    }
+    best = 1e30;
+    if (__builtin_cpu_supports("avx2")) {
+        int r = reps / 8;
+        for (int k = 0; k < 5; k++) { double t = now(); sink = avx2(r); t = now() - t; if (t < best) best = t; }
+        printf("avx2_nibble_lut %.1f G binary MAC/s\n", (double)r * (WORDS / 62 * 62) * 4 * 256 / best / 1e9);
     }
     best = 1e30;
     for (int k = 0; k < 5; k++) { double t = now(); sink = scalar(reps / 4); t = now() - t; if (t < best) best = t; }
