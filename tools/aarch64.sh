@@ -99,14 +99,21 @@ build() {
             PYTHONPATH="$sysdir" \
             CFLAGS="-idirafter $root/usr/include" \
             LDFLAGS=""
-        python setup.py -q build_ext --include-dirs "$root/usr/include/python$py" \
-            bdist_wheel --python-tag "$tag" --dist-dir "$out" >"$WORK/build-$suite.log" 2>&1 \
+        # bdist_wheel takes the wheel's tags from the running (host) interpreter
+        # and refuses a target ABI it cannot run (setuptools >= 70): it is told
+        # the target's tags instead
+        BNNRT_WHEEL_TAG="$tag" python - build_ext --include-dirs "$root/usr/include/python$py" \
+            bdist_wheel --dist-dir "$out" >"$WORK/build-$suite.log" 2>&1 <<'PYEOF' \
             || { tail -30 "$WORK/build-$suite.log" >&2; die "cross build failed"; }
+import os, runpy, sys
+from setuptools.command.bdist_wheel import bdist_wheel
+tag = os.environ["BNNRT_WHEEL_TAG"]
+bdist_wheel.get_tag = lambda self: (tag, tag, "linux_aarch64")
+sys.argv = ["setup.py", "-q"] + sys.argv[1:]
+runpy.run_path("setup.py", run_name="__main__")
+PYEOF
     )
-    local whl; whl=$(ls "$out"/bnnrt-*.whl)
-    # bdist_wheel names the ABI after the running (host) interpreter: retag for the target.
-    python -m wheel tags --remove --abi-tag "$tag" --platform-tag linux_aarch64 "$whl" >/dev/null
-    whl=$(ls "$out"/bnnrt-*.whl)
+    local whl; whl=$(ls "$out"/bnnrt-*-"$tag"-"$tag"-linux_aarch64.whl) || die "no $tag aarch64 wheel was built"
     file_arch=$(cd "$out" && python - "$whl" <<'EOF'
 import sys, zipfile
 with zipfile.ZipFile(sys.argv[1]) as z:
