@@ -9,6 +9,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 
+import numpy as np
+
 from .graph import Graph, Node
 
 #: The add's fused activations a binary conv with a float epilogue applies
@@ -79,3 +81,60 @@ def _fusable_conv(add: Node, nodes, written_by, uses):
             continue
         return index, other
     return None
+
+
+
+def fuse_sign_affines(graph: Graph) -> Graph:
+    """``sign_bits(add_float(mul_float(x, m), b))`` -> ``sign_bits(x)`` with the
+    constants ``multiplier`` m and ``bias`` b: the BatchNorm before each binary
+    layer of an imported model (a DenseNet's over its whole concatenation)
+    computed inside the sign kernel, one pass over the tensor instead of three,
+    with the same two float32 roundings. Also a lone add (m = 1: x * 1 is x)
+    or a lone mul (b = 0: x * m + 0 has the sign of x * m, -0 included).
+
+    The mul and the add must each take one finite constant operand, per
+    channel or one value ((C,) or (1,)), have no activation, and write a
+    tensor only the next op of the chain reads (not a graph output)."""
+    from .ops import get_op
+    uses = count_uses(graph)
+    writer = {t: node for node in graph.nodes for t in node.outputs}
+    specs = dict(graph.inputs)
+    for node in graph.nodes:
+        specs.update(zip(node.outputs, get_op(node).infer(node, [specs[t] for t in node.inputs])))
+
+    def affine(t, op):
+        """(node, operand at the channel count) if ``t`` is written by a fusable ``op``."""
+        node = writer.get(t)
+        if (node is None or node.op != op or len(node.inputs) != 1 or uses[t] != 1
+                or node.attrs.get("activation", "none") != "none"):
+            return None
+        c = specs[t].channels
+        operand = node.consts.get("operand")
+        if (operand is None or operand.dtype != np.float32 or operand.shape not in ((1,), (c,))
+                or not np.all(np.isfinite(operand))):
+            return None
+        return node, np.ascontiguousarray(np.broadcast_to(operand, (c,)), np.float32)
+
+    dropped, replaced = set(), {}
+    for node in graph.nodes:
+        if node.op != "sign_bits" or node.consts or len(node.inputs) != 1:
+            continue
+        x = node.inputs[0]
+        c = specs[x].channels
+        mult, bias = np.ones(c, np.float32), np.zeros(c, np.float32)
+        found = []
+        add = affine(x, "add_float")
+        if add is not None:
+            found.append(add[0])
+            x, bias = add[0].inputs[0], add[1]
+        mul = affine(x, "mul_float")
+        if mul is not None:
+            found.append(mul[0])
+            x, mult = mul[0].inputs[0], mul[1]
+        if found:
+            dropped.update(id(n) for n in found)
+            replaced[id(node)] = dataclasses.replace(node, inputs=[x], consts={"multiplier": mult, "bias": bias})
+    if not replaced:
+        return graph
+    nodes = [replaced.get(id(node), node) for node in graph.nodes if id(node) not in dropped]
+    return Graph(dict(graph.inputs), list(graph.outputs), nodes, dict(graph.metadata))

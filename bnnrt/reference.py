@@ -135,10 +135,15 @@ def dequantize(x, *, scale, offset=None, channels=None):
     return y.astype(np.float32)
 
 
-def sign_bits(x, *, channels):
-    """float32 -> bits: -1 where x < 0, +1 where x >= 0 (and where x is NaN)."""
+def sign_bits(x, *, channels, multiplier=None, bias=None):
+    """float32 -> bits: -1 where x < 0, +1 where x >= 0 (and where x is NaN).
+    With a per-channel ``multiplier`` and ``bias`` (float32 [C]), the sign of
+    x * multiplier + bias, each operation rounded to float32 (mul_float then
+    add_float: the BatchNorm before a binary layer, folded into its sign)."""
     x = np.asarray(x, dtype=np.float32)
     assert x.shape[-1] == channels
+    if multiplier is not None:
+        x = x * np.asarray(multiplier, np.float32) + np.asarray(bias, np.float32)
     return pack_bits(x < 0)
 
 

@@ -395,6 +395,24 @@ def test_binarize_and_sign_bits(c, n, hw):
         assert kernel.variant == variant
         kernel.run(f, out, threads=2)
         np.testing.assert_array_equal(out, ref.sign_bits(f, channels=c), err_msg=variant)
+    # the per-channel affine (a BatchNorm folded into the sign): negative, zero
+    # and tiny multipliers, values exactly at the tie -bias / multiplier
+    m = rng.standard_normal(c).astype(np.float32)
+    m[::3] *= -1
+    m[1::5] = 0.0
+    m[2::7] = 1e-30
+    b = rng.standard_normal(c).astype(np.float32)
+    b[::4] = 0.0
+    f[0, 0, 0] = -b / np.where(m == 0, 1, m)
+    expected = ref.sign_bits(f, channels=c, multiplier=m, bias=b)
+    for variant in _variants("sign_bits"):
+        out[...] = 0xFF
+        _core.SignBits(c, multiplier=m, bias=b, variant=variant).run(f, out, threads=2)
+        np.testing.assert_array_equal(out, expected, err_msg=f"{variant}, affine")
+    with pytest.raises(GraphError, match="multiplier and a bias"):
+        _core.SignBits(c, multiplier=m)
+    with pytest.raises(GraphError, match="bias"):
+        _core.SignBits(c, multiplier=m, bias=b[:-1] if c > 1 else np.zeros(2, np.float32))
 
 
 @pytest.mark.parametrize("scale", [1 / 32, 0.7, 3.0])

@@ -7,7 +7,7 @@ import pytest
 
 import bnnrt
 from bnnrt.graph import GraphBuilder
-from bnnrt.passes import count_uses, fuse_residual_adds
+from bnnrt.passes import count_uses, fuse_residual_adds, fuse_sign_affines
 
 SHAPE = (5, 4, 8)
 rng = np.random.default_rng(0)
@@ -122,3 +122,55 @@ def test_count_uses_counts_node_inputs_and_graph_outputs():
     y = add(b, x, x, "twice")
     graph = b.build([y, y])
     assert count_uses(graph) == {"x": 2, "twice": 2}
+
+
+# --------------------------------------------------------------------------
+# fuse_sign_affines: the BatchNorm before a sign, computed in the sign kernel
+
+def affine_sign(b, x, mult=None, bias=None, activation="none", name="bn"):
+    y = x
+    if mult is not None:
+        y = b.add("mul_float", [y], {"activation": "none"}, {"operand": mult}, name=f"{name}/mul")
+    if bias is not None:
+        y = b.add("add_float", [y], {"activation": activation}, {"operand": bias}, name=f"{name}/add")
+    return b.sign_bits(y, name=f"{name}/sign")
+
+
+def kernels_and_reference_agree(graph):
+    x = np.random.default_rng(2).normal(size=(3,) + SHAPE).astype(np.float32)
+    x[0, 0, 0] = -BIAS / MULTIPLIER          # at the tie
+    model = bnnrt.Model(graph, threads=2)
+    got = model.run(x)
+    want = bnnrt.Model(graph, resolver="reference").run(x)
+    np.testing.assert_array_equal(got, want)
+    return got
+
+
+@pytest.mark.parametrize("mult,bias", [(MULTIPLIER, BIAS), (None, BIAS), (-MULTIPLIER, None),
+                                       (np.float32([-0.5]), np.float32([0.25])), (MULTIPLIER, np.float32([0]))])
+def test_affine_before_a_sign_moves_into_it(mult, bias):
+    b = GraphBuilder()
+    x = b.input("x", SHAPE)
+    y = affine_sign(b, x, mult, bias)
+    before = b.build(y)
+    after = fuse_sign_affines(before)
+    assert [n.op for n in after.nodes] == ["sign_bits"]
+    consts = after.nodes[0].consts
+    assert consts["multiplier"].shape == consts["bias"].shape == (SHAPE[-1],)
+    np.testing.assert_array_equal(kernels_and_reference_agree(after), kernels_and_reference_agree(before))
+    assert [n.op for n in before.nodes][-1] == "sign_bits" and len(before.nodes) > 1   # left as it was
+
+
+def test_what_is_not_fused_into_a_sign():
+    b = GraphBuilder()
+    x = b.input("x", SHAPE)
+    relu = affine_sign(b, x, MULTIPLIER, BIAS, activation="relu", name="relu")      # the add clamps first
+    y = b.add("mul_float", [x], {}, {"operand": MULTIPLIER}, name="shared")
+    twice = b.sign_bits(y, name="shared/sign")                                      # y read twice
+    full = b.add("add_float", [x], {}, {"operand": np.ones(SHAPE, np.float32)}, name="full")
+    whole = b.sign_bits(full, name="full/sign")                                     # not per channel
+    graph = b.build([relu, twice, whole, y])
+    after = fuse_sign_affines(graph)
+    # only the relu chain's mul (its add keeps the activation) may go: nothing fuses
+    assert [n.op for n in after.nodes] == [n.op for n in graph.nodes]
+    assert all(not n.consts for n in after.nodes if n.op == "sign_bits")

@@ -105,7 +105,8 @@ cdef extern from "bnn_misc.h":
     void bnn_binarizer_free(bnn_binarizer *b)
     const char *bnn_binarizer_variant(const bnn_binarizer *b)
     void bnn_binarize(const bnn_binarizer *b, const int8_t *x, uint8_t *out, size_t pixels, int threads) nogil
-    void bnn_sign_bits(const float *x, uint8_t *out, size_t pixels, int32_t c, int threads, int variant) nogil
+    void bnn_sign_bits(const float *x, uint8_t *out, size_t pixels, int32_t c, const float *mult,
+                       const float *bias, int threads, int variant) nogil
     void bnn_quantize(const float *x, int8_t *out, size_t n, float scale, int threads, int variant) nogil
     void bnn_add_int8(const int8_t *a, const int8_t *b, int8_t *out, size_t n, int32_t am, int32_t ash,
                       int32_t bm, int32_t bsh, int32_t lo, int32_t hi, int threads) nogil
@@ -604,18 +605,30 @@ cdef class Binarize(_Pixelwise):
 
 
 cdef class SignBits(_Pixelwise):
-    """float32 -> bits, -1 where x < 0 (bnnrt.reference.sign_bits)."""
+    """float32 -> bits, -1 where x < 0, or with a per-channel ``multiplier``
+    and ``bias`` where x * multiplier + bias < 0 (bnnrt.reference.sign_bits)."""
 
     cdef int code
+    cdef object _mult, _bias          # float32 [c], kept alive for the pointers
+    cdef const float *mult
+    cdef const float *bias
 
-    def __init__(self, channels, variant=None):
+    def __init__(self, channels, multiplier=None, bias=None, variant=None):
         self.name = "sign_bits"
         self.c = _int(channels, 1, 1 << 24, self.name, "channels")
         self.in_dtype, self.out_dtype, self.out_c = np.float32, np.uint8, packed_bytes(self.c)
         self.code = self._choose(BNN_FAMILY_SIGN_BITS, variant)
+        self.mult = self.bias = NULL
+        if (multiplier is None) != (bias is None):
+            raise GraphError(f"{self.name}: a multiplier and a bias, or neither")
+        if multiplier is not None:
+            self._mult = _const(multiplier, np.float32, (self.c,), self.name, "multiplier")
+            self._bias = _const(bias, np.float32, (self.c,), self.name, "bias")
+            self.mult = <const float *><size_t>_ptr(self._mult)
+            self.bias = <const float *><size_t>_ptr(self._bias)
 
     cdef int _launch(self, size_t a, size_t b, size_t c, size_t d, int n, int threads) noexcept nogil:
-        bnn_sign_bits(<const float *>a, <uint8_t *>b, c, self.c, threads, self.code)
+        bnn_sign_bits(<const float *>a, <uint8_t *>b, c, self.c, self.mult, self.bias, threads, self.code)
         return 0
 
 

@@ -40,7 +40,7 @@ from ..quant import tflite_multiplier
 from ..errors import GraphError, ModelFormatError, UnsupportedOpError
 from ..graph import GraphBuilder, TensorSpec
 from ..model import Model
-from ..passes import fuse_residual_adds
+from ..passes import fuse_residual_adds, fuse_sign_affines
 from ._common import ShapeInference, TensorBindings, check_supported, source_metadata
 
 #: TFLite TensorType -> numpy dtype (the types a Larq model's tensors have).
@@ -405,7 +405,7 @@ class _Importer:
                                         name=f"{outputs[k]}/dequantize")
         if quantization:
             meta["quantization"] = quantization
-        graph = fuse_residual_adds(self.b.build(outputs, metadata=meta))
+        graph = fuse_sign_affines(fuse_residual_adds(self.b.build(outputs, metadata=meta)))
         if probabilities:     # predict() must not apply a second softmax
             graph.metadata["output"] = "probabilities"
         graph.metadata.update(metadata or {})

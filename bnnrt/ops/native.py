@@ -89,18 +89,30 @@ class Softmax(Op):
 
 
 class SignBits(Op):
+    """float32 -> bits; with the constants ``multiplier`` and ``bias`` (float32
+    [C], both or neither) the sign of the per-channel affine x * m + b
+    (passes.fuse_sign_affines folds a mul_float/add_float pair into it)."""
     name = "sign_bits"
     precision = "float"
 
+    def _affine(self, node, ins):
+        c = ins[0].channels
+        m = finite_const(node, "multiplier", shape=(c,), optional=True)
+        b = finite_const(node, "bias", shape=(c,), optional=True)
+        if (m is None) != (b is None):
+            fail(node, "takes the constants multiplier and bias together, or neither")
+        return {"multiplier": m, "bias": b}
+
     def infer(self, node, ins):
         spec = input_spec(node, ins, 0, ["float32"])
+        self._affine(node, ins)
         return [TensorSpec(spec.shape, "bits")]
 
     def reference(self, node, ins, arrays):
-        return [ref.sign_bits(arrays[0], channels=ins[0].channels)]
+        return [ref.sign_bits(arrays[0], channels=ins[0].channels, **self._affine(node, ins))]
 
     def kernel(self, node, ins):
-        return _core.SignBits(ins[0].channels)
+        return _core.SignBits(ins[0].channels, **self._affine(node, ins))
 
 
 class Binarize(Op):

@@ -222,14 +222,22 @@ void bnn_quantize(const float *x, int8_t *out, size_t n, float scale, int thread
     }
 }
 
-static void sign_bits_scalar(const float *x, uint8_t *out, size_t pixels, int32_t c, int threads) {
+/* With a per-channel affine (mult, bias non-NULL) the sign is that of
+ * x * mult + bias, rounded as two float32 operations (no FMA: the build's
+ * -ffp-contract=off), exactly what mul_float then add_float compute. */
+static void sign_bits_scalar(const float *x, uint8_t *out, size_t pixels, int32_t c, const float *mult,
+                             const float *bias, int threads) {
     size_t cb = ((size_t)c + 7) / 8;
     BNN_PARALLEL_FOR(threads > 1 && pixels > 4096,
         for (size_t p = 0; p < pixels; p++) {
             const float *v = x + p * c;
             for (size_t b = 0; b < cb; b++) {
                 unsigned byte = 0;
-                for (int l = 0; l < 8 && 8 * (int)b + l < c; l++) byte |= (unsigned)(v[8 * b + l] < 0.0f) << l;
+                for (int l = 0; l < 8 && 8 * (int)b + l < c; l++) {
+                    size_t i = 8 * b + l;
+                    float f = mult ? v[i] * mult[i] + bias[i] : v[i];
+                    byte |= (unsigned)(f < 0.0f) << l;
+                }
                 out[p * cb + b] = (uint8_t)byte;
             }
         });
@@ -238,8 +246,14 @@ static void sign_bits_scalar(const float *x, uint8_t *out, size_t pixels, int32_
 #ifdef BNN_X86
 /* 16 channels per compare: the sign mask is the bit pattern itself (LSB =
  * lowest channel). Ordered less-than: NaN and -0.0 give +1, as x < 0 does. */
+BNN_AVX512_BASE static inline __m512 affine16(__m512 v, const float *mult, const float *bias, int at,
+                                              __mmask16 lanes) {
+    return mult ? _mm512_add_ps(_mm512_mul_ps(v, _mm512_maskz_loadu_ps(lanes, mult + at)),
+                                _mm512_maskz_loadu_ps(lanes, bias + at)) : v;
+}
+
 BNN_AVX512_BASE static void sign_bits_avx512(const float *x, uint8_t *out, size_t pixels, int32_t c,
-                                              int threads) {
+                                              const float *mult, const float *bias, int threads) {
     const size_t cb = ((size_t)c + 7) / 8;
     const int full = c / 16, rest = c % 16;
     const __mmask16 tail = (__mmask16)((1u << rest) - 1);
@@ -249,12 +263,13 @@ BNN_AVX512_BASE static void sign_bits_avx512(const float *x, uint8_t *out, size_
             const float *v = x + p * c;
             uint8_t *o = out + p * cb;
             for (int g = 0; g < full; g++) {
-                __mmask16 m = _mm512_cmp_ps_mask(_mm512_loadu_ps(v + 16 * g), zero, _CMP_LT_OQ);
+                __m512 f = affine16(_mm512_loadu_ps(v + 16 * g), mult, bias, 16 * g, (__mmask16)0xffff);
+                __mmask16 m = _mm512_cmp_ps_mask(f, zero, _CMP_LT_OQ);
                 memcpy(o + 2 * g, &m, 2);
             }
             if (rest) {
-                __mmask16 m = _mm512_mask_cmp_ps_mask(tail, _mm512_maskz_loadu_ps(tail, v + 16 * full), zero,
-                                                      _CMP_LT_OQ);
+                __m512 f = affine16(_mm512_maskz_loadu_ps(tail, v + 16 * full), mult, bias, 16 * full, tail);
+                __mmask16 m = _mm512_mask_cmp_ps_mask(tail, f, zero, _CMP_LT_OQ);
             o[2 * full] = (uint8_t)m;
             if (rest > 8) o[2 * full + 1] = (uint8_t)(m >> 8);
         }
@@ -266,32 +281,42 @@ BNN_AVX512_BASE static void sign_bits_avx512(const float *x, uint8_t *out, size_
 /* AVX2: 8 channels per compare, the sign mask (vmovmskps) is the byte itself;
  * the channels past the last whole 8 load through a mask (nothing past the
  * pixel is read). Ordered less-than, as the scalar x < 0. */
-BNN_AVX2 static void sign_bits_avx2(const float *x, uint8_t *out, size_t pixels, int32_t c, int threads) {
+BNN_AVX2 static inline __m256 affine8(__m256 v, const float *mult, const float *bias, int at, __m256i lanes) {
+    return mult ? _mm256_add_ps(_mm256_mul_ps(v, _mm256_maskload_ps(mult + at, lanes)),
+                                _mm256_maskload_ps(bias + at, lanes)) : v;
+}
+
+BNN_AVX2 static void sign_bits_avx2(const float *x, uint8_t *out, size_t pixels, int32_t c, const float *mult,
+                                    const float *bias, int threads) {
     const size_t cb = ((size_t)c + 7) / 8;
     const int full = c / 8, rest = c % 8;
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(rest), lanes);
+    const __m256i all = _mm256_set1_epi32(-1);
     const __m256 zero = _mm256_setzero_ps();
     BNN_PARALLEL_FOR(threads > 1 && pixels > 4096,
         for (size_t p = 0; p < pixels; p++) {
             const float *v = x + p * c;
             uint8_t *o = out + p * cb;
             for (int g = 0; g < full; g++)
-                o[g] = (uint8_t)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(v + 8 * g), zero, _CMP_LT_OQ));
+                o[g] = (uint8_t)_mm256_movemask_ps(_mm256_cmp_ps(affine8(_mm256_loadu_ps(v + 8 * g), mult, bias,
+                                                                         8 * g, all), zero, _CMP_LT_OQ));
             if (rest)
-                o[full] = (uint8_t)(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_maskload_ps(v + 8 * full, tail), zero,
-                                                                     _CMP_LT_OQ)) & ((1 << rest) - 1));
+                o[full] = (uint8_t)(_mm256_movemask_ps(_mm256_cmp_ps(affine8(_mm256_maskload_ps(v + 8 * full, tail),
+                                                                             mult, bias, 8 * full, tail),
+                                                                     zero, _CMP_LT_OQ)) & ((1 << rest) - 1));
         });
 }
 #endif
 
-void bnn_sign_bits(const float *x, uint8_t *out, size_t pixels, int32_t c, int threads, int variant) {
+void bnn_sign_bits(const float *x, uint8_t *out, size_t pixels, int32_t c, const float *mult, const float *bias,
+                   int threads, int variant) {
 #ifdef BNN_X86
-    if (variant == BNN_VARIANT_AVX512) { sign_bits_avx512(x, out, pixels, c, threads); return; }
-    if (variant == BNN_VARIANT_AVX2) { sign_bits_avx2(x, out, pixels, c, threads); return; }
+    if (variant == BNN_VARIANT_AVX512) { sign_bits_avx512(x, out, pixels, c, mult, bias, threads); return; }
+    if (variant == BNN_VARIANT_AVX2) { sign_bits_avx2(x, out, pixels, c, mult, bias, threads); return; }
 #endif
     (void)variant;
-    sign_bits_scalar(x, out, pixels, c, threads);
+    sign_bits_scalar(x, out, pixels, c, mult, bias, threads);
 }
 
 void bnn_add_int8(const int8_t *a, const int8_t *b, int8_t *out, size_t n, int32_t am, int32_t as,

@@ -17,8 +17,10 @@ void bnn_binarize(const bnn_binarizer *b, const int8_t *x, uint8_t *out, size_t 
  * chose for their family when the caller's kernel was built (trusted). */
 /* float -> int8: clamp(rint(x / scale)), rint rounding half to even (numpy's) */
 void bnn_quantize(const float *x, int8_t *out, size_t n, float scale, int threads, int variant);
-/* float [pixels][c] -> bits: -1 iff x < 0 */
-void bnn_sign_bits(const float *x, uint8_t *out, size_t pixels, int32_t c, int threads, int variant);
+/* float [pixels][c] -> bits: -1 iff x < 0, or with mult and bias ([c] each,
+ * both or neither) iff x * mult + bias < 0 */
+void bnn_sign_bits(const float *x, uint8_t *out, size_t pixels, int32_t c, const float *mult, const float *bias,
+                   int threads, int variant);
 /* clamp(requant(a) + requant(b)) elementwise */
 void bnn_add_int8(const int8_t *a, const int8_t *b, int8_t *out, size_t n, int32_t am, int32_t as,
                   int32_t bm, int32_t bs, int32_t lo, int32_t hi, int threads);
