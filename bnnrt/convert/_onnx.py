@@ -1,0 +1,888 @@
+"""ONNX -> bnnrt graph, for binary networks trained in PyTorch and exported
+with ``torch.onnx.export`` (both exporters).
+
+Such files spell a binary layer in float: the activation is ``Sign(x)``
+(Bi-Real/ReActNet's straight-through estimator adds ``Sub(Sign(x), P) + P``
+around it, P a polynomial of x), and the weight is a float tensor, folded or
+still the subgraph that computes ``mean|W| * Sign(W)`` from the latent weight.
+The importer
+
+* folds every subgraph whose inputs are all constant (initializers,
+  ``Constant`` nodes, and ``Shape`` of a tensor whose shape bnnrt knows),
+  in numpy (``FOLDERS``);
+* reads ``Add(Sub(S, T), T)`` with S a binarized tensor as S (both STE
+  spellings, then drops the polynomial nobody else reads) and Identity as an
+  alias;
+* writes a ``Sign`` (or ``Where(GreaterOrEqual(x, 0), 1, -1)``) as
+  ``sign_bits``, and a Conv/Gemm/MatMul reading bits whose weight has one
+  magnitude per output channel as ``bconv2d_float`` (the magnitudes are the
+  multiplier, a following BatchNormalization and the Conv's bias its
+  epilogue, a following residual Add its skip);
+* writes everything else with bnnrt's float ops, NCHW -> NHWC.
+
+docs/onnx.md has the table of what maps to what. Every op of the file is
+checked before anything is built: one :class:`UnsupportedOpError` lists each
+op bnnrt lacks with its count.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import warnings
+
+import numpy as np
+
+from .._io import read_bounded
+from ..errors import BnnrtError, GraphError, ModelFormatError
+from ..graph import GraphBuilder, TensorSpec
+from ..model import Model
+from ..passes import fuse_residual_adds
+from ..reference import pack_bits
+from ._common import ShapeInference, TensorBindings, check_supported, source_metadata
+
+#: Reading a file larger than this is refused (a Bi-Real-18 with its latent
+#: weights is ~50 MB; see bnnrt._io for what else the reader refuses).
+MAX_FILE_BYTES = 1 << 30
+
+#: A binary layer's folded weight is one magnitude per output channel up to
+#: this relative spread: the STE's ``(alpha sign(w) - clip(w)) + clip(w)``
+#: rounds alpha differently per weight (measured: <= 2.7e-7).
+MAGNITUDE_TOLERANCE = 1e-5
+
+
+def _import_onnx():
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        raise ImportError("reading .onnx files needs the onnx package: pip install 'bnnrt[onnx]'") from None
+    return onnx, numpy_helper
+
+
+class _Node:
+    """One ONNX node as the importer reads it (inputs rewritten through aliases)."""
+
+    def __init__(self, index, op, name, inputs, outputs, attrs):
+        self.index, self.op, self.name = index, op, name
+        self.inputs, self.outputs, self.attrs = list(inputs), list(outputs), attrs
+
+    def __str__(self):
+        return f"node {self.index} ({self.op} {self.name!r})" if self.name else f"node {self.index} ({self.op})"
+
+
+def _parse(data: bytes, name: str, base_dir=None):
+    """What the importer reads of a serialized ONNX model (``_read_model``),
+    or ModelFormatError; ``base_dir``: where its external data files are."""
+    onnx, numpy_helper = _import_onnx()
+    try:
+        model = onnx.ModelProto()
+        model.ParseFromString(data)
+    except Exception as e:     # protobuf's DecodeError and friends
+        raise ModelFormatError(f"{name}: not an ONNX model ({type(e).__name__}: {e})") from None
+    return _read_model(model, name, onnx, numpy_helper, base_dir)
+
+
+def _read_model(model, name, onnx, numpy_helper, base_dir=None):
+    g = model.graph
+    if not g.node or not g.output:
+        raise ModelFormatError(f"{name}: not an ONNX model with a graph (no nodes or no outputs)")
+    domains = {o.domain: o.version for o in model.opset_import}
+    foreign = sorted({n.domain for n in g.node} - {"", "ai.onnx"})
+    if foreign:
+        raise GraphError(f"{name}: nodes of the op domain(s) {', '.join(foreign)}; bnnrt reads the default "
+                         "ONNX domain (QONNX files are not read yet)")
+    opset = domains.get("", domains.get("ai.onnx", 0))
+
+    external_files = {}
+
+    def external(t, where):
+        """The array of a tensor stored beside the model (the dynamo exporter's
+        ``NAME.onnx.data``): only for a model read from a path, and only from a
+        file in the model's own directory."""
+        info = {e.key: e.value for e in t.external_data}
+        location = info.get("location", "")
+        if base_dir is None:
+            raise ModelFormatError(f"{name}: {where} {t.name!r} is stored in the external data file "
+                                   f"{location!r}; import the model from its path, or save it with every "
+                                   "tensor inline (onnx.save(..., save_as_external_data=False))")
+        if not location or os.path.isabs(location) or os.path.basename(location) != location:
+            raise ModelFormatError(f"{name}: {where} {t.name!r} refers to the external data file "
+                                   f"{location!r}; bnnrt reads such files from the model's directory only")
+        if location not in external_files:
+            external_files[location] = read_bounded(os.path.join(base_dir, location), MAX_FILE_BYTES)[0]
+        blob = external_files[location]
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.data_type)).newbyteorder("<")
+        count = int(np.prod(t.dims, dtype=np.int64))
+        offset = int(info.get("offset", 0))
+        length = int(info.get("length", count * dtype.itemsize))
+        if length != count * dtype.itemsize or offset < 0 or offset + length > len(blob):
+            raise ModelFormatError(f"{name}: {where} {t.name!r} of {count} x {dtype.name} does not fit "
+                                   f"bytes {offset}..{offset + length} of {location!r} ({len(blob)} bytes)")
+        return np.frombuffer(blob, dtype, count, offset).reshape(tuple(t.dims)).astype(dtype.newbyteorder("="))
+
+    def tensor(t, where):
+        try:
+            if t.data_location == onnx.TensorProto.EXTERNAL:
+                return external(t, where)
+            return np.array(numpy_helper.to_array(t))
+        except BnnrtError:
+            raise
+        except Exception as e:
+            raise ModelFormatError(f"{name}: unreadable {where} {t.name!r} ({type(e).__name__}: {e})") from None
+
+    consts = {t.name: tensor(t, "initializer") for t in g.initializer}
+    nodes = []
+    for i, n in enumerate(g.node):
+        attrs = {}
+        for a in n.attribute:
+            try:
+                value = onnx.helper.get_attribute_value(a)
+            except Exception as e:
+                raise ModelFormatError(f"{name}: node {i} ({n.op_type}) has an unreadable attribute "
+                                       f"{a.name!r} ({e})") from None
+            if isinstance(value, onnx.TensorProto):
+                value = tensor(value, f"attribute {a.name} of node {i}")
+            elif isinstance(value, bytes):
+                value = value.decode("utf-8", "replace")
+            attrs[a.name] = value
+        nodes.append(_Node(i, n.op_type, n.name, n.input, n.output, attrs))
+    shapes = {}
+    for vi in list(g.value_info) + list(g.output) + list(g.input):
+        t = vi.type.tensor_type
+        if t.HasField("shape"):
+            shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+    inputs = [vi.name for vi in g.input if vi.name not in consts]
+    return model, nodes, consts, inputs, [o.name for o in g.output], shapes, opset
+
+
+# --------------------------------------------------------------------------
+# the constant folder: numpy evaluations of ops whose inputs are all constant
+
+
+def _attr_or_input(node, ins, key, position):
+    """An operand that older opsets give as an attribute and newer ones as an
+    (optional) input: ReduceMean's axes, Unsqueeze's axes, Clip's bounds."""
+    if len(ins) > position and ins[position] is not None:
+        return ins[position]
+    return node.attrs.get(key)
+
+
+def _reshape(node, ins):
+    data, shape = ins[0], [int(d) for d in ins[1].reshape(-1)]
+    if not node.attrs.get("allowzero", 0):
+        shape = [data.shape[i] if d == 0 else d for i, d in enumerate(shape)]
+    return data.reshape(shape)
+
+
+def _reduce_mean(node, ins):
+    axes = _attr_or_input(node, ins, "axes", 1)
+    keep = bool(node.attrs.get("keepdims", 1))
+    if axes is None or len(np.atleast_1d(axes)) == 0:
+        if node.attrs.get("noop_with_empty_axes", 0):
+            return ins[0]
+        axes = range(ins[0].ndim)
+    axes = tuple(int(a) % ins[0].ndim for a in np.atleast_1d(axes))
+    return np.mean(ins[0], axis=axes, keepdims=keep, dtype=ins[0].dtype)
+
+
+def _clip(node, ins):
+    lo, hi = _attr_or_input(node, ins, "min", 1), _attr_or_input(node, ins, "max", 2)
+    x = ins[0]
+    if lo is not None:
+        x = np.maximum(x, np.asarray(lo, x.dtype))
+    if hi is not None:
+        x = np.minimum(x, np.asarray(hi, x.dtype))
+    return x
+
+
+def _cast(node, ins):
+    from onnx.helper import tensor_dtype_to_np_dtype
+    return ins[0].astype(tensor_dtype_to_np_dtype(node.attrs["to"]))
+
+
+def _unsqueeze(node, ins):
+    axes = sorted(int(a) for a in np.atleast_1d(_attr_or_input(node, ins, "axes", 1)))
+    out = ins[0]
+    rank = out.ndim + len(axes)
+    for a in sorted(a % rank for a in axes):
+        out = np.expand_dims(out, a)
+    return out
+
+
+def _squeeze(node, ins):
+    axes = _attr_or_input(node, ins, "axes", 1)
+    if axes is None:
+        return np.squeeze(ins[0])
+    return np.squeeze(ins[0], axis=tuple(int(a) % ins[0].ndim for a in np.atleast_1d(axes)))
+
+
+def _binary(fn):
+    def fold(node, ins):
+        a, b = ins[0], ins[1]
+        out = fn(a, b)
+        # ONNX keeps its operands' type where numpy would promote a scalar
+        return out.astype(a.dtype) if out.dtype.kind == a.dtype.kind else out
+    return fold
+
+
+def _constant(node, ins):
+    for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
+        if key in node.attrs:
+            v = node.attrs[key]
+            if key.startswith("value_float"):
+                return np.array(v, np.float32)
+            if key.startswith("value_int"):
+                return np.array(v, np.int64)
+            return np.array(v)
+    raise GraphError(f"{node}: a Constant without a numeric value (attributes {sorted(node.attrs)})")
+
+
+#: ONNX op -> numpy evaluation ``fold(node, input arrays) -> output array``,
+#: applied when every input is constant.
+FOLDERS = {
+    "Constant": _constant,
+    "Identity": lambda node, ins: ins[0],
+    "Reshape": _reshape,
+    "Flatten": lambda node, ins: ins[0].reshape(
+        int(np.prod(ins[0].shape[:node.attrs.get("axis", 1) % max(ins[0].ndim, 1)])), -1),
+    "Abs": lambda node, ins: np.abs(ins[0]),
+    "Neg": lambda node, ins: np.negative(ins[0]),
+    "Sign": lambda node, ins: np.sign(ins[0]),
+    "ReduceMean": _reduce_mean,
+    "Clip": _clip,
+    "Cast": _cast,
+    "Mul": _binary(np.multiply),
+    "Add": _binary(np.add),
+    "Sub": _binary(np.subtract),
+    "Div": _binary(np.divide),
+    "Less": lambda node, ins: np.less(ins[0], ins[1]),
+    "Greater": lambda node, ins: np.greater(ins[0], ins[1]),
+    "GreaterOrEqual": lambda node, ins: np.greater_equal(ins[0], ins[1]),
+    "Where": lambda node, ins: np.where(ins[0], ins[1], ins[2]),
+    "Transpose": lambda node, ins: np.transpose(ins[0], node.attrs.get("perm")),
+    "Unsqueeze": _unsqueeze,
+    "Squeeze": _squeeze,
+    "Shape": lambda node, ins: np.array(ins[0].shape, np.int64)[node.attrs.get("start", 0):node.attrs.get("end")],
+    "Gather": lambda node, ins: np.take(ins[0], ins[1].astype(np.int64), axis=node.attrs.get("axis", 0)),
+    "Concat": lambda node, ins: np.concatenate(ins, axis=node.attrs["axis"]),
+    "Expand": lambda node, ins: np.broadcast_to(
+        ins[0], np.broadcast_shapes(ins[0].shape, tuple(int(d) for d in ins[1]))).copy(),
+}
+
+#: Ops that binarize: their output is a bit tensor in bnnrt.
+_BINARIZERS = ("Sign", "Where")
+
+
+def _simplify(nodes, outputs, consts):
+    """Identity nodes become aliases, the STE ``Add(Sub(S, T), T)`` (S a
+    binarizer's output, T the polynomial or x itself, either Add operand
+    order) becomes S; then every node no graph output depends on is dropped.
+    Returns (the live nodes, the graph outputs through the aliases)."""
+    producer = {o: n for n in nodes for o in n.outputs}
+    alias = {}
+
+    def resolve(t):
+        while t in alias:
+            t = alias[t]
+        return t
+    for n in nodes:
+        n.inputs = [resolve(t) if t else t for t in n.inputs]
+        if n.op == "Identity" and len(n.inputs) == 1 and len(n.outputs) == 1:
+            alias[n.outputs[0]] = n.inputs[0]
+        elif n.op == "Add" and len(n.inputs) == 2 and len(n.outputs) == 1:
+            for a, b in (n.inputs, n.inputs[::-1]):
+                sub = producer.get(a)
+                if sub is None or sub.op != "Sub" or len(sub.inputs) != 2 or sub.inputs[1] != b:
+                    continue
+                s = producer.get(sub.inputs[0])
+                if s is not None and s.op in _BINARIZERS:
+                    alias[n.outputs[0]] = sub.inputs[0]
+                    break
+    outputs = [resolve(t) for t in outputs]
+    needed = set(outputs)
+    live = []
+    for n in reversed(nodes):
+        if any(o in needed for o in n.outputs) and not (n.outputs[0] in alias and len(n.outputs) == 1):
+            live.append(n)
+            needed.update(t for t in n.inputs if t)
+    return live[::-1], outputs
+
+
+# --------------------------------------------------------------------------
+# the walk
+
+
+class _Importer:
+    """Walks the live nodes in file order (ONNX stores them topologically),
+    folding constant ones and writing one bnnrt layer per remaining node
+    (a Conv with the BatchNormalization and residual Add it absorbs is one)."""
+
+    def __init__(self, name, nodes, consts, inputs, outputs, shapes, opset):
+        self.name, self.consts, self.shapes, self.opset = name, consts, shapes, opset
+        self.nodes, self.outputs = _simplify(nodes, outputs, consts)
+        self.graph_inputs = inputs
+        self.uses = collections.Counter(t for n in self.nodes for t in n.inputs if t)
+        self.uses.update(self.outputs)
+        self.readers = collections.defaultdict(list)
+        for n in self.nodes:
+            for t in n.inputs:
+                if t:
+                    self.readers[t].append(n)
+        self.b = GraphBuilder()
+        self.bound = TensorBindings(describe=self.describe, spec_of=self.spec_of, constants=self.consts,
+                                    fail=self.fail, infer=ShapeInference(self.b).spec)
+        #: ONNX rank of each activation (4: N, C, H, W; 2: N, C): bnnrt's
+        #: per-sample (H, W, C) does not say whether (1, 1, C) was [1, C]
+        self.ranks: dict[str, int] = {}
+        #: flattened activations -> the (H, W, C) they were flattened from
+        #: (ONNX flattens C, H, W; bnnrt's flatten H, W, C)
+        self.flattened: dict[str, tuple] = {}
+        #: binarizations pending their Where: GreaterOrEqual output -> x
+        self.conditions: dict[str, str] = {}
+        #: nodes written by an earlier handler (a BN or residual Add a Conv absorbed):
+        #: node index -> what to do at its place (None: nothing)
+        self.absorbed: dict[int, object] = {}
+        self.as_float: dict[str, str] = {}
+        self._where = name
+
+    # -- helpers
+    def fail(self, msg):
+        raise GraphError(f"{self._where}: {msg}")
+
+    def describe(self, t):
+        shape = self.shapes.get(t)
+        return f"{t!r}" + (f" {shape}" if shape else "")
+
+    def spec_of(self, t, dtype, channels=None):
+        """The per-sample spec the file records for ``t`` (NCHW [1, C, H, W] or
+        [1, C] -> (H, W, C)), or None where it records no complete shape."""
+        shape = self.shapes.get(t)
+        if not shape or any(d is None for d in shape):
+            return None
+        if shape[0] != 1:
+            self.fail(f"tensor {self.describe(t)} has batch {shape[0]}; bnnrt imports batch-1 files")
+        if len(shape) == 4:
+            return TensorSpec((shape[2], shape[3], shape[1]), dtype)
+        if len(shape) == 2:
+            return TensorSpec((1, 1, shape[1]), dtype)
+        self.fail(f"tensor {self.describe(t)} has rank {len(shape)}; bnnrt runs NCHW (rank 4) and (N, C) tensors")
+
+    def const(self, t, what):
+        if not t or t not in self.consts:
+            self.fail(f"{what} must be a constant tensor")
+        return self.consts[t]
+
+    def inp(self, t, dtypes=("float32",)):
+        return self.bound.inp(t, dtypes)
+
+    def act(self, t):
+        """An activation as float32: a bit tensor read by a float op is written
+        as its +1/-1 values (once)."""
+        name, spec = self.inp(t, ("float32", "bits"))
+        if spec.dtype == "bits":
+            if t not in self.as_float:
+                self.as_float[t] = self.b.dequantize(name, scale=1.0, name=f"{name}/float")
+            name, spec = self.as_float[t], TensorSpec(spec.shape, "float32")
+        return name, spec
+
+    def out(self, t, name, dtype="float32", rank=4):
+        self.ranks[t] = rank
+        return self.bound.out(t, name, dtype)
+
+    def alias(self, t, source, rank=None):
+        self.bound.bind(t, self.bound.names[source], self.bound.specs[source])
+        self.ranks[t] = rank if rank is not None else self.ranks.get(source, 4)
+        if source in self.flattened:
+            self.flattened[t] = self.flattened[source]
+
+    def sole_reader(self, t, op):
+        """The one node reading ``t`` if it is an ``op`` (and ``t`` is no graph output)."""
+        readers = self.readers.get(t, [])
+        if self.uses[t] == 1 and len(readers) == 1 and readers[0].op == op:
+            return readers[0]
+        return None
+
+    def node_name(self, node):
+        return node.name or node.outputs[0]
+
+    def is_const(self, t):
+        return not t or t in self.consts
+
+    # -- the walk
+    def run(self, metadata=None):
+        if len(self.graph_inputs) != 1:
+            raise GraphError(f"{self.name}: bnnrt imports models with one input (this one has "
+                             f"{len(self.graph_inputs)}: {', '.join(self.graph_inputs)})")
+        t_in = self.graph_inputs[0]
+        spec = self.spec_of(t_in, "float32")
+        if spec is None:
+            raise GraphError(f"{self.name}: input {t_in!r} has no fixed shape (bnnrt imports batch-1 "
+                             "files with a known N, C, H, W)")
+        self.ranks[t_in] = len(self.shapes[t_in])
+        self.bound.bind(t_in, self.b.input("input", spec.shape), spec)
+        for node in self.nodes:
+            self._where = f"{self.name}: {node}"
+            if node.index in self.absorbed:
+                then = self.absorbed.pop(node.index)
+                if then is not None:
+                    then()
+                continue
+            if all(self.is_const(t) for t in node.inputs) and node.op in FOLDERS:
+                self.fold(node)
+                continue
+            if node.op == "Shape" and node.inputs[0] in self.bound:
+                self.consts[node.outputs[0]] = FOLDERS["Shape"](node, [np.empty(self.onnx_shape(node.inputs[0]))])
+                continue
+            handler = HANDLERS.get(node.op)
+            if handler is None:
+                self.fail(f"{node.op} of an activation is not supported (bnnrt evaluates it on constants only)")
+            try:
+                handler(self, node)
+            except BnnrtError:
+                raise
+            except Exception as e:     # a malformed node: missing inputs, attributes of the wrong type
+                raise ModelFormatError(f"{self._where}: malformed node ({type(e).__name__}: {e})") from None
+        self._where = self.name
+        missing = [t for t in self.outputs if t not in self.bound]
+        if missing:
+            raise GraphError(f"{self.name}: outputs {', '.join(missing)} are never computed (constant "
+                             "outputs are not supported)")
+        outputs = []
+        for t in self.outputs:
+            name, spec = self.act(t)
+            outputs.append(name)
+        meta = source_metadata(self.name, "onnx")
+        graph = fuse_residual_adds(self.b.build(outputs, metadata=meta))
+        graph.metadata.update(metadata or {})
+        return graph
+
+    def fold(self, node):
+        ins = [self.consts[t] if t else None for t in node.inputs]
+        try:
+            value = FOLDERS[node.op](node, ins)
+        except BnnrtError:
+            raise
+        except Exception as e:
+            raise ModelFormatError(f"{self._where}: cannot evaluate it on its constant inputs "
+                                   f"{[None if a is None else list(a.shape) for a in ins]} "
+                                   f"({type(e).__name__}: {e})") from None
+        self.consts[node.outputs[0]] = np.asarray(value)
+
+    def onnx_shape(self, t):
+        spec = self.bound.specs[t]
+        h, w, c = spec.shape
+        return (1, c) if self.ranks.get(t, 4) == 2 else (1, c, h, w)
+
+    def per_channel(self, c, t, spec, what):
+        """A constant operand broadcast over the ONNX activation ``t`` as
+        bnnrt's element-wise ops take it: one value, one per channel, or
+        (H, W, C); a full constant equal over H and W becomes per channel."""
+        rank = self.ranks.get(t, 4)
+        shape = self.onnx_shape(t)
+        c = np.asarray(c, np.float32)
+        if c.ndim > rank:
+            self.fail(f"{what} of shape {list(c.shape)} has more dimensions than {self.describe(t)}")
+        try:
+            full = np.broadcast_to(c.reshape((1,) * (rank - c.ndim) + c.shape), shape)
+        except ValueError:
+            self.fail(f"{what} of shape {list(c.shape)} does not broadcast over {self.describe(t)} "
+                      f"{list(shape)}")
+        if c.size == 1:
+            return c.reshape(1)
+        if rank == 2:
+            return np.ascontiguousarray(full[0])
+        hwc = np.transpose(full[0], (1, 2, 0))
+        if np.all(hwc == hwc[:1, :1, :]):
+            return np.ascontiguousarray(hwc[0, 0])
+        return np.ascontiguousarray(hwc)
+
+
+def _frozen(arr, dtype=np.float32):
+    a = np.ascontiguousarray(arr, dtype=dtype)
+    a.setflags(write=False)
+    return a
+
+
+def _ints(node, key, n, default):
+    v = node.attrs.get(key, default)
+    v = [int(x) for x in v] if isinstance(v, (list, tuple)) else [int(v)] * n
+    return v
+
+
+def _window(im, node, spatial=2):
+    """(kernel, strides, dilations, bnnrt pads) of a Conv or pool node; ONNX
+    orders pads [top, left, bottom, right], bnnrt [top, bottom, left, right]."""
+    if node.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        im.fail(f"auto_pad={node.attrs['auto_pad']} is not supported (explicit pads only)")
+    if node.attrs.get("ceil_mode", 0):
+        im.fail("ceil_mode=1 is not supported")
+    strides = _ints(node, "strides", spatial, 1)
+    dilations = _ints(node, "dilations", spatial, 1)
+    p = _ints(node, "pads", 2 * spatial, 0)
+    if len(strides) != 2 or len(dilations) != 2 or len(p) != 4:
+        im.fail(f"strides {strides}, dilations {dilations}, pads {p}: bnnrt runs 2-D windows")
+    for what, values in (("strides", strides), ("dilations", dilations)):
+        if not all(1 <= v <= 1 << 16 for v in values):
+            im.fail(f"{what} {values} must be integers from 1 to 65536")
+    if not all(0 <= v <= 1 << 16 for v in p):
+        im.fail(f"pads {p} must be integers from 0 to 65536")
+    return strides, dilations, [p[0], p[2], p[1], p[3]]
+
+
+# --------------------------------------------------------------------------
+# handlers: (importer, node)
+
+
+def _batchnorm_consts(im, bn, channels):
+    """(scale, shift) per channel of an inference BatchNormalization."""
+    if len(bn.inputs) < 5 or len(bn.outputs) > 1 and any(bn.outputs[1:]):
+        im.fail(f"{bn}: only inference BatchNormalization (5 inputs, one output) is supported")
+    g, b, m, v = (im.const(t, f"{bn} parameter").astype(np.float64).reshape(-1) for t in bn.inputs[1:5])
+    if not all(a.shape == (channels,) for a in (g, b, m, v)):
+        im.fail(f"{bn}: parameters of shapes {[a.shape for a in (g, b, m, v)]} for {channels} channels")
+    if bn.attrs.get("training_mode", 0):
+        im.fail(f"{bn}: training_mode=1 is not supported")
+    scale = g / np.sqrt(v + float(bn.attrs.get("epsilon", 1e-5)))
+    if not np.all(np.isfinite(scale)):
+        im.fail(f"{bn}: variance + epsilon is not positive in every channel")
+    return scale, b - m * scale
+
+
+def _conv_like(im, node, x_id, w, bias, strides, dilations, pads, groups, rank):
+    """Conv, Gemm and MatMul: ``w`` (Cout, kh, kw, Cin/groups) float. A bit
+    input with one weight magnitude per output channel is a binary conv; a
+    following BatchNormalization and a residual Add are absorbed."""
+    out_t = node.outputs[0]
+    cout = int(w.shape[0])
+    bias = np.zeros(cout) if bias is None else np.asarray(bias, np.float64).reshape(-1)
+    if bias.shape != (cout,):
+        im.fail(f"bias of shape {list(bias.shape)} for {cout} output channels")
+    scale, last = np.ones(cout), node
+    bn = im.sole_reader(out_t, "BatchNormalization") if rank == 4 else None
+    if bn is not None and bn.inputs[0] == out_t:
+        s, shift = _batchnorm_consts(im, bn, cout)
+        scale, bias = s, bias * s + shift
+        im.absorbed[bn.index] = None
+        last = bn
+    name = im.node_name(node)
+    _, spec = im.inp(x_id, ("float32", "bits"))
+    binary = spec.dtype == "bits" and _binary_weights(im, node, w, groups)
+    if binary is not None and binary is not False:
+        signs, magnitude = binary
+        x, _ = im.inp(x_id, ("bits",))
+        attrs = {"cin": spec.channels, "strides": strides, "dilations": dilations, "pads": pads,
+                 "pad_value": 0 if any(pads) else 1}
+        consts = {"weights": _frozen(pack_bits(signs < 0), np.uint8),
+                  "multiplier": _frozen(magnitude * scale), "bias": _frozen(bias)}
+        add = im.sole_reader(last.outputs[0], "Add")
+        other = None
+        if add is not None:
+            other = add.inputs[1] if add.inputs[0] == last.outputs[0] else add.inputs[0]
+            if im.is_const(other) or other == last.outputs[0]:
+                add = None
+        if add is None:
+            im.out(last.outputs[0], im.b.add("bconv2d_float", [x], attrs, consts, name=name), rank=rank)
+            return
+
+        def with_skip():
+            # written at the Add's place, where the residual exists
+            r, r_spec = im.act(other)
+            im.out(add.outputs[0], im.b.add("bconv2d_float", [x, r], attrs, consts, name=name), rank=rank)
+        im.absorbed[add.index] = with_skip
+        return
+    x, spec = im.act(x_id)
+    act = "none"
+    relu = im.sole_reader(last.outputs[0], "Relu")
+    if relu is not None:
+        act, last = "relu", relu
+        im.absorbed[relu.index] = None
+    weights = w.astype(np.float64) * scale[:, None, None, None]
+    attrs = {"strides": strides, "dilations": dilations, "pads": pads, "groups": groups, "activation": act}
+    name = im.b.add("conv2d_float", [x], attrs, {"weights": _frozen(weights), "bias": _frozen(bias * 1)},
+                    name=name)
+    im.out(last.outputs[0], name, rank=rank)
+
+
+def _binary_weights(im, node, w, groups):
+    """(+1/-1 weights, magnitude per output channel) of a conv reading bits,
+    or False where the weights are not binary (the conv then runs in float)."""
+    flat = np.abs(w.reshape(w.shape[0], -1).astype(np.float64))
+    zero = np.argwhere(flat == 0)
+    if groups == 1 and len(zero):
+        c, k = (int(v) for v in zero[0])
+        im.fail(f"binarized conv with {len(zero)} zero weight(s) (output channel {c}, tap {k}, ...): "
+                "Sign of a zero latent weight is 0, a ternary weight bnnrt's binary kernels cannot hold")
+    lo, hi = flat.min(axis=1), flat.max(axis=1)
+    if groups != 1 or not np.all(hi - lo <= MAGNITUDE_TOLERANCE * hi):
+        why = (f"groups={groups}" if groups != 1 else
+               f"output channel {int(np.argmax((hi - lo) / hi))} has weight magnitudes from "
+               f"{lo[np.argmax((hi - lo) / hi)]:.6g} to {hi[np.argmax((hi - lo) / hi)]:.6g}")
+        warnings.warn(f"{im._where}: reads a binarized tensor but its weights are not binary ({why}); "
+                      "it runs as a float conv", stacklevel=2)
+        return False
+    return np.sign(w), (lo + hi) / 2
+
+
+def _conv(im, node):
+    if len(node.inputs) < 2:
+        im.fail("Conv needs an input and a weight")
+    w = im.const(node.inputs[1], "the weight")
+    if w.ndim != 4:
+        im.fail(f"weight of shape {list(w.shape)}: bnnrt runs 2-D convolutions")
+    strides, dilations, pads = _window(im, node)
+    groups = int(node.attrs.get("group", 1))
+    _, spec = im.inp(node.inputs[0], ("float32", "bits"))
+    if groups < 1 or spec.channels != groups * w.shape[1] or w.shape[0] % groups:
+        im.fail(f"weight of shape {list(w.shape)} with group={groups} does not fit the input "
+                f"{im.describe(node.inputs[0])} of {spec.channels} channels")
+    if "kernel_shape" in node.attrs and list(node.attrs["kernel_shape"]) != list(w.shape[2:]):
+        im.fail(f"kernel_shape {node.attrs['kernel_shape']} disagrees with the weight {list(w.shape)}")
+    bias = im.const(node.inputs[2], "the bias") if len(node.inputs) > 2 and node.inputs[2] else None
+    _conv_like(im, node, node.inputs[0], np.transpose(w, (0, 2, 3, 1)), bias, strides, dilations, pads,
+               groups, 4)
+
+
+def _dense_weights(im, x_id, w_nk):
+    """Dense weights (N, K) for bnnrt's flattened input: ONNX flattened C, H, W,
+    bnnrt's ``flatten`` H, W, C, so the columns are permuted to match."""
+    _, spec = im.inp(x_id, ("float32", "bits"))
+    if im.ranks.get(x_id, 4) != 2:
+        im.fail(f"the dense layer's input {im.describe(x_id)} is not 2-D")
+    k = spec.channels
+    if w_nk.shape[1] != k:
+        im.fail(f"weights of shape {list(w_nk.shape)} do not fit the input of {k} values")
+    if x_id in im.flattened:
+        h, w, c = im.flattened[x_id]
+        w_nk = w_nk.reshape(-1, c, h, w).transpose(0, 2, 3, 1).reshape(-1, k)
+    return w_nk.reshape(w_nk.shape[0], 1, 1, k)
+
+
+def _gemm(im, node):
+    a, b = node.inputs[0], node.inputs[1]
+    if node.attrs.get("transA", 0):
+        im.fail("transA=1 is not supported")
+    w = im.const(b, "the weight B").astype(np.float64)
+    if w.ndim != 2:
+        im.fail(f"weight B of shape {list(w.shape)} is not 2-D")
+    w = w if node.attrs.get("transB", 0) else w.T
+    w = w * float(node.attrs.get("alpha", 1.0))
+    bias = None
+    if len(node.inputs) > 2 and node.inputs[2]:
+        c = im.const(node.inputs[2], "the bias C").astype(np.float64)
+        bias = np.broadcast_to(c.reshape(-1) if c.size == w.shape[0] else c, (w.shape[0],))
+        bias = bias * float(node.attrs.get("beta", 1.0))
+    _conv_like(im, node, a, _dense_weights(im, a, w), bias, [1, 1], [1, 1], [0, 0, 0, 0], 1, 2)
+
+
+def _matmul(im, node):
+    a, b = node.inputs[0], node.inputs[1]
+    w = im.const(b, "the weight (second operand)").astype(np.float64)
+    if w.ndim != 2:
+        im.fail(f"weight of shape {list(w.shape)} is not 2-D")
+    _conv_like(im, node, a, _dense_weights(im, a, w.T), None, [1, 1], [1, 1], [0, 0, 0, 0], 1, 2)
+
+
+def _batchnorm(im, node):
+    x, spec = im.act(node.inputs[0])
+    if im.ranks.get(node.inputs[0], 4) != 4:
+        im.fail("BatchNormalization of a 2-D tensor is not supported")
+    scale, shift = _batchnorm_consts(im, node, spec.channels)
+    name = im.node_name(node)
+    y = im.b.add("mul_float", [x], {}, {"operand": _frozen(scale)}, name=name + "/scale")
+    im.out(node.outputs[0], im.b.add("add_float", [y], {}, {"operand": _frozen(shift)}, name=name))
+
+
+def _sign(im, node):
+    x, spec = im.act(node.inputs[0])
+    im.out(node.outputs[0], im.b.sign_bits(x, name=im.node_name(node)), "bits",
+           rank=im.ranks.get(node.inputs[0], 4))
+
+
+def _greater_or_equal(im, node):
+    """``x >= 0`` is half a binarization, the Where after it the other half."""
+    if not im.is_const(node.inputs[1]) or np.any(im.consts[node.inputs[1]] != 0):
+        im.fail("GreaterOrEqual of an activation is supported against 0 only (a binarization with Where)")
+    im.act(node.inputs[0])
+    im.conditions[node.outputs[0]] = node.inputs[0]
+
+
+def _where(im, node):
+    cond, a, b = node.inputs[:3]
+    if cond not in im.conditions or not (im.is_const(a) and im.is_const(b)) \
+            or np.any(im.consts[a] != 1) or np.any(im.consts[b] != -1):
+        im.fail("Where is supported as the binarization Where(x >= 0, 1, -1) only")
+    src = im.conditions[cond]
+    x, spec = im.act(src)
+    im.out(node.outputs[0], im.b.sign_bits(x, name=im.node_name(node)), "bits", rank=im.ranks.get(src, 4))
+
+
+def _elementwise(onnx_op):
+    def handler(im, node):
+        a, b = node.inputs[:2]
+        name = im.node_name(node)
+        if im.is_const(a) and im.is_const(b):
+            im.fail("both operands are constant")
+        if not im.is_const(a) and not im.is_const(b):
+            if onnx_op not in ("Add", "Mul"):
+                im.fail(f"{onnx_op} of two activations is not supported")
+            (xa, sa), (xb, sb) = im.act(a), im.act(b)
+            if sa.shape != sb.shape or im.ranks.get(a, 4) != im.ranks.get(b, 4):
+                im.fail(f"operands {im.describe(a)} and {im.describe(b)} differ in shape "
+                        "(broadcasting is not supported)")
+            op = "add_float" if onnx_op == "Add" else "mul_float"
+            im.out(node.outputs[0], im.b.add(op, [xa, xb], {}, name=name), rank=im.ranks.get(a, 4))
+            return
+        x_id, c_id = (a, b) if im.is_const(b) else (b, a)
+        if onnx_op in ("Sub", "Div") and x_id != a:
+            im.fail(f"{onnx_op} of a constant by an activation is not supported")
+        x, spec = im.act(x_id)
+        c = im.per_channel(im.consts[c_id], x_id, spec, "the constant operand").astype(np.float64)
+        op, c = {"Add": ("add_float", c), "Sub": ("add_float", -c), "Mul": ("mul_float", c),
+                 "Div": ("mul_float", 1 / c)}[onnx_op]
+        im.out(node.outputs[0], im.b.add(op, [x], {}, {"operand": _frozen(c)}, name=name),
+               rank=im.ranks.get(x_id, 4))
+    return handler
+
+
+def _relu(im, node):
+    x, spec = im.act(node.inputs[0])
+    im.out(node.outputs[0], im.b.add("activation", [x], {"kind": "relu"}, name=im.node_name(node)),
+           rank=im.ranks.get(node.inputs[0], 4))
+
+
+def _pool(kind):
+    def handler(im, node):
+        _, spec = im.inp(node.inputs[0], ("float32", "bits"))
+        kernel = [int(k) for k in node.attrs.get("kernel_shape", [])]
+        if len(kernel) != 2 or not all(1 <= k <= 1 << 16 for k in kernel):
+            im.fail(f"kernel_shape {kernel}: bnnrt pools 2-D windows")
+        strides, dilations, pads = _window(im, node)
+        if dilations != [1, 1]:
+            im.fail(f"dilations {dilations} in a pool are not supported")
+        attrs = {"kernel": kernel, "strides": strides, "pads": pads}
+        name = im.node_name(node)
+        if kind == "max" and spec.dtype == "bits":       # max of +1/-1 values: the bit maxpool
+            x, _ = im.inp(node.inputs[0], ("bits",))
+            im.out(node.outputs[0], im.b.add("maxpool", [x], attrs, name=name), "bits")
+            return
+        if kind == "average" and any(pads) and node.attrs.get("count_include_pad", 0):
+            im.fail("count_include_pad=1 with padding is not supported (bnnrt averages the valid taps)")
+        x, spec = im.act(node.inputs[0])
+        op = "maxpool_float" if kind == "max" else "avgpool_float"
+        im.out(node.outputs[0], im.b.add(op, [x], attrs, name=name))
+    return handler
+
+
+def _global_average(im, node):
+    x, spec = im.act(node.inputs[0])
+    im.out(node.outputs[0], im.b.add("mean_float", [x], name=im.node_name(node)))
+
+
+def _reduce_mean(im, node):
+    x_id = node.inputs[0]
+    axes = _attr_or_input(node, [None] + [im.consts.get(t) for t in node.inputs[1:]], "axes", 1)
+    if len(node.inputs) > 1 and node.inputs[1] and node.inputs[1] not in im.consts:
+        im.fail("the axes must be constant")
+    rank = im.ranks.get(x_id, 4)
+    if axes is None or sorted(int(a) % rank for a in np.atleast_1d(axes)) != [2, 3] or rank != 4:
+        im.fail(f"ReduceMean over axes {None if axes is None else list(np.atleast_1d(axes))}: "
+                "bnnrt averages over H and W only")
+    x, spec = im.act(x_id)
+    keep = bool(node.attrs.get("keepdims", 1))
+    im.out(node.outputs[0], im.b.add("mean_float", [x], name=im.node_name(node)), rank=4 if keep else 2)
+
+
+def _flatten_to(im, node, x_id):
+    """A batch-1 activation to [1, K]: an alias when it is (1, 1, C) already,
+    else bnnrt's ``flatten``, remembering the order the file flattened in."""
+    name, spec = im.inp(x_id, ("float32", "bits"))
+    if spec.shape[:2] == (1, 1):
+        im.alias(node.outputs[0], x_id, rank=2)
+        return
+    out = im.b.flatten(name, name=im.node_name(node))
+    im.out(node.outputs[0], out, spec.dtype, rank=2)
+    im.flattened[node.outputs[0]] = spec.shape
+
+
+def _flatten(im, node):
+    if node.attrs.get("axis", 1) != 1:
+        im.fail(f"Flatten with axis={node.attrs.get('axis')} is not supported (axis 1 only)")
+    _flatten_to(im, node, node.inputs[0])
+
+
+def _reshape_handler(im, node):
+    x_id = node.inputs[0]
+    target = [int(d) for d in im.const(node.inputs[1], "the shape").reshape(-1)]
+    _, spec = im.inp(x_id, ("float32", "bits"))
+    shape = list(im.onnx_shape(x_id))
+    if not node.attrs.get("allowzero", 0):
+        target = [shape[i] if d == 0 and i < len(shape) else d for i, d in enumerate(target)]
+    total = int(np.prod(shape))
+    if len(target) == 2 and target[0] == 1 and target[1] in (-1, total // 1):
+        _flatten_to(im, node, x_id)
+        return
+    if target == shape:
+        im.alias(node.outputs[0], x_id)
+        return
+    im.fail(f"Reshape of {im.describe(x_id)} {shape} to {target}: bnnrt reshapes to [1, -1] only")
+
+
+def _concat(im, node):
+    rank = im.ranks.get(node.inputs[0], 4)
+    if int(node.attrs.get("axis", 1)) % rank != 1:
+        im.fail(f"Concat along axis {node.attrs.get('axis')}: bnnrt concatenates channels only")
+    specs = [im.inp(t, ("float32", "bits"))[1] for t in node.inputs]
+    bits = all(s.dtype == "bits" for s in specs) and all(s.channels % 8 == 0 for s in specs[:-1])
+    xs = [im.inp(t, ("bits",))[0] if bits else im.act(t)[0] for t in node.inputs]
+    im.out(node.outputs[0], im.b.add("concat", xs, name=im.node_name(node)), "bits" if bits else "float32",
+           rank=rank)
+
+
+#: ONNX op -> handler for nodes reading activations. The precheck accepts
+#: these and the constant folder's ops (``FOLDERS``).
+HANDLERS = {
+    "Conv": _conv,
+    "Gemm": _gemm,
+    "MatMul": _matmul,
+    "BatchNormalization": _batchnorm,
+    "Sign": _sign,
+    "GreaterOrEqual": _greater_or_equal,
+    "Where": _where,
+    "Add": _elementwise("Add"),
+    "Sub": _elementwise("Sub"),
+    "Mul": _elementwise("Mul"),
+    "Div": _elementwise("Div"),
+    "Relu": _relu,
+    "MaxPool": _pool("max"),
+    "AveragePool": _pool("average"),
+    "GlobalAveragePool": _global_average,
+    "ReduceMean": _reduce_mean,
+    "Flatten": _flatten,
+    "Reshape": _reshape_handler,
+    "Concat": _concat,
+}
+
+
+def _import(source, metadata):
+    """(graph, the name the reader gave the source)."""
+    onnx, numpy_helper = _import_onnx()
+    if isinstance(source, onnx.ModelProto):
+        name = source.graph.name or "<ModelProto>"
+        parsed = _read_model(source, name, onnx, numpy_helper)
+    else:
+        data, name = read_bounded(source, MAX_FILE_BYTES)
+        base_dir = os.path.dirname(os.path.abspath(name)) if isinstance(source, (str, os.PathLike)) else None
+        parsed = _parse(data, name, base_dir)
+    model, nodes, consts, inputs, outputs, shapes, opset = parsed
+    check_supported(name, collections.Counter(n.op for n in nodes), set(HANDLERS) | set(FOLDERS))
+    return _Importer(name, nodes, consts, inputs, outputs, shapes, opset).run(metadata), name
+
+
+def to_graph(source, metadata=None):
+    return _import(source, metadata)[0]
+
+
+def from_onnx(source, *, threads=None, metadata=None) -> Model:
+    graph, name = _import(source, metadata)
+    return Model(graph, threads=threads, name=name)

@@ -1,0 +1,239 @@
+"""The ONNX importer on binary networks written and exported as PyTorch BNN
+research code does (Bi-Real-style), with both torch.onnx exporters: bnnrt's
+outputs against PyTorch's eval outputs, every binary layer on a binary kernel."""
+
+import io
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxscript")      # the dynamo exporter's translator
+
+import torch.nn as nn                  # noqa: E402
+import torch.nn.functional as F        # noqa: E402
+from onnx import TensorProto, helper   # noqa: E402
+
+from bnnrt.convert import from_onnx, importer_for   # noqa: E402
+from bnnrt.errors import BnnrtError, GraphError, UnsupportedOpError   # noqa: E402
+
+#: Pre-sign values of the compared inputs keep this distance from 0: a sign
+#: that float rounding could flip makes any two runtimes differ (onnx.md §2).
+MARGIN = 1e-5
+
+
+class ApproxSign(nn.Module):
+    """Bi-Real's activation, as its code writes it: sign forward, a
+    piecewise polynomial's gradient backward."""
+
+    def forward(self, x):
+        out_forward = torch.sign(x)
+        mask1, mask2, mask3 = x < -1, x < 0, x < 1
+        out1 = (-1) * mask1.type(torch.float32) + (x * x + 2 * x) * (1 - mask1.type(torch.float32))
+        out2 = out1 * mask2.type(torch.float32) + (-x * x + 2 * x) * (1 - mask2.type(torch.float32))
+        out3 = out2 * mask3.type(torch.float32) + 1 * (1 - mask3.type(torch.float32))
+        return out_forward.detach() - out3.detach() + out3
+
+
+class HardBinaryConv(nn.Module):
+    """Bi-Real's binary conv: mean |W| per output channel times sign(W), the
+    clip STE around it (onnx.md P8)."""
+
+    def __init__(self, cin, cout, stride=1):
+        super().__init__()
+        self.stride, self.shape = stride, (cout, cin, 3, 3)
+        self.weight = nn.Parameter(torch.rand((cout * cin * 9, 1)) * 0.001 - 0.0005)
+
+    def forward(self, x):
+        real = self.weight.view(self.shape)
+        alpha = torch.mean(torch.mean(torch.mean(abs(real), dim=3, keepdim=True), dim=2, keepdim=True),
+                           dim=1, keepdim=True).detach()
+        clipped = torch.clamp(real, -1.0, 1.0)
+        w = (alpha * torch.sign(real)).detach() - clipped.detach() + clipped
+        return F.conv2d(x, w, stride=self.stride, padding=1)
+
+
+class Block(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.act, self.conv, self.bn = ApproxSign(), HardBinaryConv(cin, cout, stride), nn.BatchNorm2d(cout)
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(nn.AvgPool2d(2, 2) if stride != 1 else nn.Identity(),
+                                      nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = self.bn(self.conv(self.act(x)))
+        # the shortcut after the conv, as Bi-Real's code orders it
+        return out + (x if self.down is None else self.down(x))
+
+
+class BiReal(nn.Module):
+    def __init__(self, widths=(24, 24, 40, 40), classes=10):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]))
+        blocks, cin = [], widths[0]
+        for w in widths:
+            blocks.append(Block(cin, w, 2 if w != cin else 1))
+            cin = w
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(cin, classes)
+
+    def forward(self, x):
+        x = self.blocks(self.stem(x))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def calibrated(net, seed):
+    """``net`` in eval mode with BatchNorm statistics of random inputs and
+    random affine parameters, a third of the gammas negative."""
+    g = torch.Generator().manual_seed(seed)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = None          # the plain average over the calibration batches
+    net.train()
+    with torch.no_grad():
+        for _ in range(4):
+            net(torch.randn(16, 3, 16, 16, generator=g))
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                gamma = torch.rand(m.num_features, generator=g) + 0.5
+                gamma[torch.rand(m.num_features, generator=g) < 1 / 3] *= -1
+                m.weight.copy_(gamma)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+    return net.eval()
+
+
+def inputs_with_margin(net, n, seed):
+    """``n`` random inputs whose every pre-sign value is at least MARGIN from 0."""
+    g = torch.Generator().manual_seed(seed)
+    smallest = []
+    hooks = [m.register_forward_hook(lambda mod, args, out: smallest.append(args[0].abs().amin((1, 2, 3))))
+             for m in net.modules() if isinstance(m, ApproxSign)]
+    kept = []
+    with torch.no_grad():
+        while sum(len(k) for k in kept) < n:
+            x = torch.randn(32, 3, 16, 16, generator=g)
+            smallest.clear()
+            net(x)
+            ok = torch.stack(smallest).amin(0) > MARGIN
+            kept.append(x[ok])
+    for h in hooks:
+        h.remove()
+    return torch.cat(kept)[:n]
+
+
+def export(net, dynamo, target=None):
+    target = io.BytesIO() if target is None else target
+    example = torch.randn(1, 3, 16, 16)
+    if dynamo:
+        torch.onnx.export(net, (example,), target, dynamo=True, opset_version=18, verbose=False)
+    else:
+        torch.onnx.export(net, (example,), target, dynamo=False, opset_version=17)
+    return target.getvalue() if isinstance(target, io.BytesIO) else target
+
+
+def assert_matches_torch(model, net, x):
+    with torch.no_grad():
+        expected = net(x).numpy()
+    got = model.run(np.ascontiguousarray(x.numpy().transpose(0, 2, 3, 1))).reshape(expected.shape)
+    scale = np.abs(expected).max()
+    assert np.abs(got - expected).max() <= 1e-4 * scale, np.abs(got - expected).max() / scale
+    np.testing.assert_array_equal(got.argmax(1), expected.argmax(1))
+
+
+def binary_layers(model):
+    return [r for r in model.layers() if r["op"].startswith("bconv2d")]
+
+
+@pytest.fixture(scope="module")
+def bireal():
+    torch.manual_seed(0)
+    net = calibrated(BiReal(), seed=1)
+    return net, inputs_with_margin(net, 8, seed=2)
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+def test_bireal_matches_pytorch(bireal, dynamo, tmp_path):
+    net, x = bireal
+    source = export(net, dynamo, str(tmp_path / "bireal.onnx") if dynamo else None)
+    model = from_onnx(source, threads=1)
+    assert_matches_torch(model, net, x)
+    rows = binary_layers(model)
+    assert len(rows) == 4 and all(r["precision"] == "binary" for r in rows)
+    # every binary conv of the net is padded: same-zero, as PyTorch pads the +-1 tensor
+    convs = [n for n in model.plan.graph.nodes if n.op == "bconv2d_float"]
+    assert all(n.attrs["pad_value"] == 0 for n in convs)
+    # each block's BN and residual add are the conv's epilogue and skip
+    assert all(len(n.inputs) == 2 for n in convs)
+    assert not any(n.op == "add_float" and len(n.inputs) == 2 for n in model.plan.graph.nodes)
+
+
+def test_model_proto_and_cli(bireal, tmp_path):
+    net, x = bireal
+    data = export(net, dynamo=False)
+    assert_matches_torch(from_onnx(onnx.load_from_string(data)), net, x[:2])
+    path = tmp_path / "net.onnx"
+    path.write_bytes(data)
+    assert importer_for(path) is not None
+    proc = subprocess.run([sys.executable, "-m", "bnnrt", "convert", str(path), str(tmp_path / "net.bnn")],
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert proc.returncode == 0, proc.stderr
+    import bnnrt
+    loaded = bnnrt.load(tmp_path / "net.bnn")
+    assert_matches_torch(loaded, net, x[:2])
+
+
+def test_zero_latent_weight_is_refused():
+    torch.manual_seed(3)
+    net = calibrated(BiReal(widths=(8, 8), classes=3), seed=4)
+    with torch.no_grad():
+        net.blocks[1].conv.weight[5] = 0.0
+    with pytest.raises(GraphError, match="zero weight"):
+        from_onnx(export(net, dynamo=False))
+
+
+def _tiny_model(nodes, initializers=(), in_shape=(1, 4, 5, 5), out_shape=None, opset=17):
+    graph = helper.make_graph(
+        nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(in_shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
+        [onnx.numpy_helper.from_array(np.asarray(a, np.float32), name) for name, a in initializers])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def test_unsupported_ops_are_listed_with_counts():
+    nodes = [helper.make_node("Sin", ["x"], ["a"]), helper.make_node("Erf", ["a"], ["b"]),
+             helper.make_node("Sin", ["b"], ["y"])]
+    with pytest.raises(UnsupportedOpError, match=r"2 op\(s\).*Erf x1, Sin x2"):
+        from_onnx(_tiny_model(nodes).SerializeToString())
+
+
+def test_asymmetric_pads_and_layout_match_the_onnx_reference():
+    """ONNX orders pads [top, left, bottom, right] and weights OIHW; the
+    flatten before the dense layer is C, H, W. Checked against onnx's own
+    reference evaluator."""
+    from onnx.reference import ReferenceEvaluator
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((6, 4, 3, 2))
+    dense = rng.standard_normal((7, 6 * 3 * 5))      # the conv output: 6 x 3 x 5
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[0, 1, 2, 0], strides=[2, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Flatten", ["r"], ["f"]),
+             helper.make_node("Gemm", ["f", "d"], ["y"], transB=1)]
+    proto = _tiny_model(nodes, [("w", w), ("d", dense)], out_shape=[1, 7])
+    x = rng.standard_normal((1, 4, 5, 5)).astype(np.float32)
+    expected = ReferenceEvaluator(proto).run(None, {"x": x})[0]
+    got = from_onnx(proto).run(np.ascontiguousarray(x.transpose(0, 2, 3, 1))).reshape(1, 7)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+def test_corrupt_and_truncated_files_raise_bnnrt_errors(bireal):
+    data = export(bireal[0], dynamo=False)
+    for bad in (data[: len(data) // 2], data[:1000], b"\x08\x07garbage" * 40, b""):
+        with pytest.raises(BnnrtError):
+            from_onnx(bad)
