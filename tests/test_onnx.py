@@ -43,10 +43,10 @@ class HardBinaryConv(nn.Module):
     """Bi-Real's binary conv: mean |W| per output channel times sign(W), the
     clip STE around it (onnx.md P8)."""
 
-    def __init__(self, cin, cout, stride=1):
+    def __init__(self, cin, cout, stride=1, k=3):
         super().__init__()
-        self.stride, self.shape = stride, (cout, cin, 3, 3)
-        self.weight = nn.Parameter(torch.rand((cout * cin * 9, 1)) * 0.001 - 0.0005)
+        self.stride, self.padding, self.shape = stride, k // 2, (cout, cin, k, k)
+        self.weight = nn.Parameter(torch.rand((cout * cin * k * k, 1)) * 0.001 - 0.0005)
 
     def forward(self, x):
         real = self.weight.view(self.shape)
@@ -54,7 +54,7 @@ class HardBinaryConv(nn.Module):
                            dim=1, keepdim=True).detach()
         clipped = torch.clamp(real, -1.0, 1.0)
         w = (alpha * torch.sign(real)).detach() - clipped.detach() + clipped
-        return F.conv2d(x, w, stride=self.stride, padding=1)
+        return F.conv2d(x, w, stride=self.stride, padding=self.padding)
 
 
 class Block(nn.Module):
@@ -82,6 +82,63 @@ class BiReal(nn.Module):
             cin = w
         self.blocks = nn.Sequential(*blocks)
         self.fc = nn.Linear(cin, classes)
+
+    def forward(self, x):
+        x = self.blocks(self.stem(x))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+class LearnableBias(nn.Module):
+    """ReActNet's per-channel shift (RSign's and RPReLU's), as its code writes it."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.bias = nn.Parameter(torch.randn(1, c, 1, 1) * 0.3)
+
+    def forward(self, x):
+        return x + self.bias.expand_as(x)
+
+
+class RPReLU(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.before, self.prelu, self.after = LearnableBias(c), nn.PReLU(c), LearnableBias(c)
+        with torch.no_grad():
+            self.prelu.weight.uniform_(-0.5, 0.5)
+
+    def forward(self, x):
+        return self.after(self.prelu(self.before(x)))
+
+
+class ReActBlock(nn.Module):
+    """ReActNet's block: RSign, 3x3 binary conv, BN, residual (an average
+    pool when strided), RPReLU; then RSign, 1x1 binary conv(s) (two,
+    concatenated, where the width doubles), BN, residual, RPReLU."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.move0, self.act0 = LearnableBias(cin), ApproxSign()
+        self.conv3, self.bn1 = HardBinaryConv(cin, cin, stride), nn.BatchNorm2d(cin)
+        self.pool = nn.AvgPool2d(2, 2) if stride == 2 else None
+        self.prelu1, self.move1, self.act1 = RPReLU(cin), LearnableBias(cin), ApproxSign()
+        self.halves = nn.ModuleList(HardBinaryConv(cin, cin, k=1) for _ in range(cout // cin))
+        self.bn2 = nn.ModuleList(nn.BatchNorm2d(cin) for _ in range(cout // cin))
+        self.prelu2 = RPReLU(cout)
+
+    def forward(self, x):
+        out1 = self.bn1(self.conv3(self.act0(self.move0(x))))
+        out1 = self.prelu1((x if self.pool is None else self.pool(x)) + out1)
+        bits = self.act1(self.move1(out1))
+        out2 = torch.cat([bn(conv(bits)) + out1 for conv, bn in zip(self.halves, self.bn2)], dim=1)
+        return self.prelu2(out2)
+
+
+class ReActNet(nn.Module):
+    def __init__(self, classes=10):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 20, 3, 1, 1, bias=False), nn.BatchNorm2d(20))
+        self.blocks = nn.Sequential(ReActBlock(20, 20, 1), ReActBlock(20, 40, 2), ReActBlock(40, 40, 1))
+        self.fc = nn.Linear(40, classes)
 
     def forward(self, x):
         x = self.blocks(self.stem(x))
@@ -171,6 +228,18 @@ def test_bireal_matches_pytorch(bireal, dynamo, tmp_path):
     # each block's BN and residual add are the conv's epilogue and skip
     assert all(len(n.inputs) == 2 for n in convs)
     assert not any(n.op == "add_float" and len(n.inputs) == 2 for n in model.plan.graph.nodes)
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+def test_reactnet_matches_pytorch(dynamo):
+    torch.manual_seed(6)
+    net = calibrated(ReActNet(), seed=7)
+    x = inputs_with_margin(net, 8, seed=8)
+    model = from_onnx(export(net, dynamo), threads=1)
+    assert_matches_torch(model, net, x)
+    rows = binary_layers(model)
+    assert len(rows) == 3 + 4 and all(r["precision"] == "binary" for r in rows)
+    assert any(r["op"] == "prelu" for r in model.layers())
 
 
 def test_model_proto_and_cli(bireal, tmp_path):

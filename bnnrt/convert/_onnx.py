@@ -751,6 +751,15 @@ def _relu(im, node):
            rank=im.ranks.get(node.inputs[0], 4))
 
 
+def _prelu(im, node):
+    x, spec = im.act(node.inputs[0])
+    slope = im.per_channel(im.const(node.inputs[1], "the slope"), node.inputs[0], spec, "the slope")
+    if slope.ndim != 1:
+        im.fail(f"a slope that varies over H and W ({list(im.consts[node.inputs[1]].shape)}) is not supported")
+    im.out(node.outputs[0], im.b.add("prelu", [x], {}, {"slope": _frozen(slope)}, name=im.node_name(node)),
+           rank=im.ranks.get(node.inputs[0], 4))
+
+
 def _pool(kind):
     def handler(im, node):
         _, spec = im.inp(node.inputs[0], ("float32", "bits"))
@@ -854,6 +863,7 @@ HANDLERS = {
     "Mul": _elementwise("Mul"),
     "Div": _elementwise("Div"),
     "Relu": _relu,
+    "PRelu": _prelu,
     "MaxPool": _pool("max"),
     "AveragePool": _pool("average"),
     "GlobalAveragePool": _global_average,

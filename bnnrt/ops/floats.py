@@ -143,5 +143,22 @@ class MeanFloat(FloatOp):
         return [TensorSpec((1, 1, spec.channels), "float32")]
 
 
+class PReLU(FloatOp):
+    """x where x >= 0, else slope * x, the slope per channel (ReActNet's
+    RPReLU, Larq's PReLU): numpy, an element-wise pass like add_float's."""
+
+    name = "prelu"
+
+    def infer(self, node, ins):
+        spec = input_spec(node, ins, 0, ["float32"])
+        slope = finite_const(node, "slope")
+        if slope.shape not in ((1,), (spec.channels,)):
+            fail(node, f"slope of shape {slope.shape} does not broadcast over {spec} (one value or one per channel)")
+        return [spec]
+
+    def _kwargs(self, node, ins):
+        return {"slope": node.consts["slope"]}
+
+
 OPS = (Activation(), Conv2DFloat(), BConv2DFloat(), AddFloat(), MulFloat(), PadFloat(), MaxPoolFloat(),
-       AvgPoolFloat(), MeanFloat())
+       AvgPoolFloat(), MeanFloat(), PReLU())
