@@ -145,6 +145,36 @@ class ReActNet(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
+def xnor(w):
+    """XNOR-Net's binary weight: mean |W| per output channel times sign(W)."""
+    return w.abs().mean(dim=tuple(range(1, w.dim())), keepdim=True) * torch.sign(w)
+
+
+class Spellings(nn.Module):
+    """The other spellings of research code (onnx.md §1): ``where(x >= 0, 1,
+    -1)`` and ``x + (sign(x) - x).detach()`` as binarizers, XNOR weights; a
+    binary conv whose BN output only a sign reads (a bit output with
+    thresholds), bit max pooling, an unpadded binary conv, and a binary
+    dense layer on flattened bits (C, H, W order in the file)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16))
+        self.w1, self.bn1 = nn.Parameter(torch.randn(24, 16, 3, 3)), nn.BatchNorm2d(24)
+        self.w2, self.bn2 = nn.Parameter(torch.randn(24, 24, 3, 3)), nn.BatchNorm2d(24)
+        self.fc = nn.Parameter(torch.randn(10, 24 * 6 * 6))
+        self.fc_bias = nn.Parameter(torch.randn(10))
+        self.presign = []
+
+    def forward(self, x):
+        x = self.stem(x)
+        y1 = self.bn1(F.conv2d(torch.where(x >= 0, 1.0, -1.0), xnor(self.w1), padding=1))
+        bits = y1 + (torch.sign(y1) - y1).detach()
+        y2 = self.bn2(F.conv2d(F.max_pool2d(bits, 2), xnor(self.w2)))
+        self.presign = [x, y1, y2]
+        return F.linear(torch.flatten(torch.sign(y2), 1), xnor(self.fc), self.fc_bias)
+
+
 def calibrated(net, seed):
     """``net`` in eval mode with BatchNorm statistics of random inputs and
     random affine parameters, a third of the gammas negative."""
@@ -240,6 +270,41 @@ def test_reactnet_matches_pytorch(dynamo):
     rows = binary_layers(model)
     assert len(rows) == 3 + 4 and all(r["precision"] == "binary" for r in rows)
     assert any(r["op"] == "prelu" for r in model.layers())
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+def test_other_spellings_match_pytorch(dynamo):
+    torch.manual_seed(9)
+    net = calibrated(Spellings(), seed=10)
+    g = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        x = torch.randn(64, 3, 16, 16, generator=g)
+        net(x)
+        keep = torch.stack([t.abs().amin((1, 2, 3)) for t in net.presign]).amin(0) > MARGIN
+    x = x[keep][:8]
+    assert len(x) == 8
+    model = from_onnx(export(net, dynamo), threads=1)
+    assert_matches_torch(model, net, x)
+    ops = {n.name: n for n in model.plan.graph.nodes}
+    binary = binary_layers(model)
+    # both convs' BN outputs are only signed: bit outputs; the dense layer's is float
+    assert [r["op"] for r in binary] == ["bconv2d", "bconv2d", "bconv2d_float"]
+    assert all(r["precision"] == "binary" for r in binary)
+    first, second = (ops[r["name"]] for r in binary[:2])
+    assert first.attrs["output"] == second.attrs["output"] == "bits" and first.attrs["pad_value"] == 0
+    assert second.attrs["pad_value"] == 1                # no padded taps: the fast path
+    assert any(n.op == "maxpool" for n in ops.values())   # on bits
+
+
+def test_sign_of_zero_is_plus_one():
+    """ONNX's Sign(0) is 0; a bit cannot hold 0, bnnrt's sign_bits gives +1
+    (docs/onnx.md)."""
+    nodes = [helper.make_node("Sign", ["x"], ["s"]), helper.make_node("Conv", ["s", "w"], ["y"])]
+    proto = _tiny_model(nodes, [("w", np.ones((1, 4, 1, 1)))], in_shape=(1, 4, 1, 2))
+    x = np.array([[[[0.0, -0.0, 2.0, -1.0], [0.5, -3.0, -2.0, -1.0]]]], np.float32)
+    from onnx.reference import ReferenceEvaluator
+    assert ReferenceEvaluator(proto).run(None, {"x": x.transpose(0, 3, 1, 2)})[0].reshape(-1).tolist() == [0, -2]
+    assert from_onnx(proto).run(x).reshape(-1).tolist() == [2, -2]
 
 
 def test_model_proto_and_cli(bireal, tmp_path):

@@ -454,6 +454,9 @@ class _Importer:
             outputs.append(name)
         meta = source_metadata(self.name, "onnx")
         graph = fuse_residual_adds(self.b.build(outputs, metadata=meta))
+        last = {out: node.op for node in graph.nodes for out in node.outputs}
+        if last.get(outputs[0]) == "softmax":     # predict() must not apply a second softmax
+            graph.metadata["output"] = "probabilities"
         graph.metadata.update(metadata or {})
         return graph
 
@@ -550,47 +553,28 @@ def _batchnorm_consts(im, bn, channels):
 
 
 def _conv_like(im, node, x_id, w, bias, strides, dilations, pads, groups, rank):
-    """Conv, Gemm and MatMul: ``w`` (Cout, kh, kw, Cin/groups) float. A bit
-    input with one weight magnitude per output channel is a binary conv; a
-    following BatchNormalization and a residual Add are absorbed."""
-    out_t = node.outputs[0]
+    """Conv, Gemm and MatMul: ``w`` (Cout, kh, kw, Cin/groups) float. A
+    following BatchNormalization is folded in. A bit input with one weight
+    magnitude per output channel is a binary conv (``_binary_conv``); else a
+    float conv, with a following Relu as its activation."""
     cout = int(w.shape[0])
     bias = np.zeros(cout) if bias is None else np.asarray(bias, np.float64).reshape(-1)
     if bias.shape != (cout,):
         im.fail(f"bias of shape {list(bias.shape)} for {cout} output channels")
     scale, last = np.ones(cout), node
-    bn = im.sole_reader(out_t, "BatchNormalization") if rank == 4 else None
-    if bn is not None and bn.inputs[0] == out_t:
+    bn = im.sole_reader(node.outputs[0], "BatchNormalization")
+    if bn is not None and bn.inputs[0] == node.outputs[0]:
         s, shift = _batchnorm_consts(im, bn, cout)
         scale, bias = s, bias * s + shift
         im.absorbed[bn.index] = None
         last = bn
-    name = im.node_name(node)
     _, spec = im.inp(x_id, ("float32", "bits"))
-    binary = spec.dtype == "bits" and _binary_weights(im, node, w, groups)
-    if binary is not None and binary is not False:
+    binary = _binary_weights(im, w, groups) if spec.dtype == "bits" else None
+    if binary is not None:
         signs, magnitude = binary
-        x, _ = im.inp(x_id, ("bits",))
-        attrs = {"cin": spec.channels, "strides": strides, "dilations": dilations, "pads": pads,
-                 "pad_value": 0 if any(pads) else 1}
-        consts = {"weights": _frozen(pack_bits(signs < 0), np.uint8),
-                  "multiplier": _frozen(magnitude * scale), "bias": _frozen(bias)}
-        add = im.sole_reader(last.outputs[0], "Add")
-        other = None
-        if add is not None:
-            other = add.inputs[1] if add.inputs[0] == last.outputs[0] else add.inputs[0]
-            if im.is_const(other) or other == last.outputs[0]:
-                add = None
-        if add is None:
-            im.out(last.outputs[0], im.b.add("bconv2d_float", [x], attrs, consts, name=name), rank=rank)
-            return
-
-        def with_skip():
-            # written at the Add's place, where the residual exists
-            r, r_spec = im.act(other)
-            im.out(add.outputs[0], im.b.add("bconv2d_float", [x, r], attrs, consts, name=name), rank=rank)
-        im.absorbed[add.index] = with_skip
-        return
+        return _binary_conv(im, node, last, x_id, signs, magnitude * scale, bias,
+                            {"cin": spec.channels, "strides": strides, "dilations": dilations, "pads": pads,
+                             "pad_value": 0 if any(pads) else 1}, rank)
     x, spec = im.act(x_id)
     act = "none"
     relu = im.sole_reader(last.outputs[0], "Relu")
@@ -599,14 +583,70 @@ def _conv_like(im, node, x_id, w, bias, strides, dilations, pads, groups, rank):
         im.absorbed[relu.index] = None
     weights = w.astype(np.float64) * scale[:, None, None, None]
     attrs = {"strides": strides, "dilations": dilations, "pads": pads, "groups": groups, "activation": act}
-    name = im.b.add("conv2d_float", [x], attrs, {"weights": _frozen(weights), "bias": _frozen(bias * 1)},
-                    name=name)
+    name = im.b.add("conv2d_float", [x], attrs, {"weights": _frozen(weights), "bias": _frozen(bias)},
+                    name=im.node_name(node))
     im.out(last.outputs[0], name, rank=rank)
 
 
-def _binary_weights(im, node, w, groups):
+def _binary_conv(im, node, last, x_id, signs, multiplier, bias, attrs, rank):
+    """A binary conv computing ``y * multiplier + bias`` at ``last``'s output
+    (the conv or its BN). Read only by a Sign, it is a bit output with
+    thresholds; read by a residual Add, the Add is its skip; else a float output."""
+    x, _ = im.inp(x_id, ("bits",))
+    out = last.outputs[0]
+    name = im.node_name(node)
+    sign = im.sole_reader(out, "Sign")
+    if sign is not None:
+        k = signs[0].size
+        thresholds, flip = _thresholds(multiplier, bias, k)
+        signs = np.where(flip[:, None, None, None], -signs, signs)
+        consts = {"weights": _frozen(pack_bits(signs < 0), np.uint8), "thresholds": _frozen(thresholds, np.int32)}
+        im.absorbed[sign.index] = None
+        im.out(sign.outputs[0], im.b.add("bconv2d", [x], dict(attrs, output="bits"), consts, name=name), "bits",
+               rank=rank)
+        return
+    consts = {"weights": _frozen(pack_bits(signs < 0), np.uint8), "multiplier": _frozen(multiplier),
+              "bias": _frozen(bias)}
+    add = im.sole_reader(out, "Add")
+    residual = None
+    if add is not None:
+        residual = add.inputs[1] if add.inputs[0] == out else add.inputs[0]
+    if residual is None or im.is_const(residual) or residual == out:
+        im.out(out, im.b.add("bconv2d_float", [x], attrs, consts, name=name), rank=rank)
+        return
+
+    def with_skip():
+        # written at the Add's place: the residual may be computed after the conv
+        r, _ = im.act(residual)
+        im.out(add.outputs[0], im.b.add("bconv2d_float", [x, r], attrs, consts, name=name), rank=rank)
+    im.absorbed[add.index] = with_skip
+
+
+def _thresholds(multiplier, bias, k):
+    """Per channel, the integer threshold on ``y`` (in [-k, k]) of
+    ``float32(y) * m + b >= 0`` computed as bconv2d_float computes it (two
+    float32 roundings), and where the weights are negated to make it
+    ``y >= threshold`` (m < 0). m = 0: a constant channel."""
+    m = np.asarray(multiplier, np.float32)
+    b = np.asarray(bias, np.float32)
+    flip = m < 0
+    y = np.arange(-k - 1, k + 2, dtype=np.float32)
+    thresholds = np.empty(m.shape, np.int64)
+    for c in range(m.size):
+        # a negated channel computes y' = -y: the condition on y' is (-y') * m + b >= 0
+        ys = -y if flip[c] else y
+        plus = (ys * m[c]) + b[c] >= 0
+        if not plus.any():
+            thresholds[c] = k + 1
+        else:
+            first = int(np.argmax(plus))
+            thresholds[c] = int(y[first])
+    return thresholds, flip
+
+
+def _binary_weights(im, w, groups):
     """(+1/-1 weights, magnitude per output channel) of a conv reading bits,
-    or False where the weights are not binary (the conv then runs in float)."""
+    or None where the weights are not binary (the conv then runs in float)."""
     flat = np.abs(w.reshape(w.shape[0], -1).astype(np.float64))
     zero = np.argwhere(flat == 0)
     if groups == 1 and len(zero):
@@ -620,7 +660,7 @@ def _binary_weights(im, node, w, groups):
                f"{lo[np.argmax((hi - lo) / hi)]:.6g} to {hi[np.argmax((hi - lo) / hi)]:.6g}")
         warnings.warn(f"{im._where}: reads a binarized tensor but its weights are not binary ({why}); "
                       "it runs as a float conv", stacklevel=2)
-        return False
+        return None
     return np.sign(w), (lo + hi) / 2
 
 
@@ -685,12 +725,11 @@ def _matmul(im, node):
 
 def _batchnorm(im, node):
     x, spec = im.act(node.inputs[0])
-    if im.ranks.get(node.inputs[0], 4) != 4:
-        im.fail("BatchNormalization of a 2-D tensor is not supported")
     scale, shift = _batchnorm_consts(im, node, spec.channels)
     name = im.node_name(node)
     y = im.b.add("mul_float", [x], {}, {"operand": _frozen(scale)}, name=name + "/scale")
-    im.out(node.outputs[0], im.b.add("add_float", [y], {}, {"operand": _frozen(shift)}, name=name))
+    im.out(node.outputs[0], im.b.add("add_float", [y], {}, {"operand": _frozen(shift)}, name=name),
+           rank=im.ranks.get(node.inputs[0], 4))
 
 
 def _sign(im, node):
@@ -758,6 +797,14 @@ def _prelu(im, node):
         im.fail(f"a slope that varies over H and W ({list(im.consts[node.inputs[1]].shape)}) is not supported")
     im.out(node.outputs[0], im.b.add("prelu", [x], {}, {"slope": _frozen(slope)}, name=im.node_name(node)),
            rank=im.ranks.get(node.inputs[0], 4))
+
+
+def _softmax(im, node):
+    rank = im.ranks.get(node.inputs[0], 4)
+    if int(node.attrs.get("axis", -1 if im.opset >= 13 else 1)) % rank != 1:
+        im.fail(f"Softmax along axis {node.attrs.get('axis')}: bnnrt's softmax is over channels")
+    x, spec = im.act(node.inputs[0])
+    im.out(node.outputs[0], im.b.softmax(x, name=im.node_name(node)), rank=rank)
 
 
 def _pool(kind):
@@ -864,6 +911,7 @@ HANDLERS = {
     "Div": _elementwise("Div"),
     "Relu": _relu,
     "PRelu": _prelu,
+    "Softmax": _softmax,
     "MaxPool": _pool("max"),
     "AveragePool": _pool("average"),
     "GlobalAveragePool": _global_average,
