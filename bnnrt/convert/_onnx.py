@@ -88,10 +88,6 @@ def _read_model(model, name, onnx, numpy_helper, base_dir=None):
     if not g.node or not g.output:
         raise ModelFormatError(f"{name}: not an ONNX model with a graph (no nodes or no outputs)")
     domains = {o.domain: o.version for o in model.opset_import}
-    foreign = sorted({n.domain for n in g.node} - {"", "ai.onnx"})
-    if foreign:
-        raise GraphError(f"{name}: nodes of the op domain(s) {', '.join(foreign)}; bnnrt reads the default "
-                         "ONNX domain (QONNX files are not read yet)")
     opset = domains.get("", domains.get("ai.onnx", 0))
 
     external_files = {}
@@ -146,7 +142,10 @@ def _read_model(model, name, onnx, numpy_helper, base_dir=None):
             elif isinstance(value, bytes):
                 value = value.decode("utf-8", "replace")
             attrs[a.name] = value
-        nodes.append(_Node(i, n.op_type, n.name, n.input, n.output, attrs))
+        # an op of another domain (QONNX's BipolarQuant) is named with it, so
+        # the precheck lists it as unsupported rather than taking it for ONNX's
+        op = n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}"
+        nodes.append(_Node(i, op, n.name, n.input, n.output, attrs))
     shapes = {}
     for vi in list(g.value_info) + list(g.output) + list(g.input):
         t = vi.type.tensor_type
@@ -263,6 +262,7 @@ FOLDERS = {
     "Transpose": lambda node, ins: np.transpose(ins[0], node.attrs.get("perm")),
     "Unsqueeze": _unsqueeze,
     "Squeeze": _squeeze,
+    "CastLike": lambda node, ins: ins[0].astype(ins[1].dtype),
     "Shape": lambda node, ins: np.array(ins[0].shape, np.int64)[node.attrs.get("start", 0):node.attrs.get("end")],
     "Gather": lambda node, ins: np.take(ins[0], ins[1].astype(np.int64), axis=node.attrs.get("axis", 0)),
     "Concat": lambda node, ins: np.concatenate(ins, axis=node.attrs["axis"]),
@@ -356,11 +356,12 @@ class _Importer:
 
     def spec_of(self, t, dtype, channels=None):
         """The per-sample spec the file records for ``t`` (NCHW [1, C, H, W] or
-        [1, C] -> (H, W, C)), or None where it records no complete shape."""
+        [1, C] -> (H, W, C)), or None where it records no complete shape. A
+        symbolic first dimension is the batch (``dynamic_axes``)."""
         shape = self.shapes.get(t)
-        if not shape or any(d is None for d in shape):
+        if not shape or any(d is None for d in shape[1:]):
             return None
-        if shape[0] != 1:
+        if shape[0] not in (1, None):
             self.fail(f"tensor {self.describe(t)} has batch {shape[0]}; bnnrt imports batch-1 files")
         if len(shape) == 4:
             return TensorSpec((shape[2], shape[3], shape[1]), dtype)
@@ -431,8 +432,9 @@ class _Importer:
             if all(self.is_const(t) for t in node.inputs) and node.op in FOLDERS:
                 self.fold(node)
                 continue
-            if node.op == "Shape" and node.inputs[0] in self.bound:
-                self.consts[node.outputs[0]] = FOLDERS["Shape"](node, [np.empty(self.onnx_shape(node.inputs[0]))])
+            if (node.op == "Shape" and node.inputs[0] in self.bound
+                    or node.op == "CastLike" and self.is_const(node.inputs[0]) and node.inputs[1] in self.bound):
+                self.fold_with_activations(node)
                 continue
             handler = HANDLERS.get(node.op)
             if handler is None:
@@ -472,12 +474,19 @@ class _Importer:
                                    f"({type(e).__name__}: {e})") from None
         self.consts[node.outputs[0]] = np.asarray(value)
 
+    def fold_with_activations(self, node):
+        """Fold a node that reads of its activation inputs only what bnnrt
+        knows before running: their shape (Shape) or dtype (CastLike)."""
+        ins = [np.zeros(self.onnx_shape(t), np.float32) if t in self.bound else self.consts[t]
+               for t in node.inputs]
+        self.consts[node.outputs[0]] = np.asarray(FOLDERS[node.op](node, ins))
+
     def onnx_shape(self, t):
         spec = self.bound.specs[t]
         h, w, c = spec.shape
         return (1, c) if self.ranks.get(t, 4) == 2 else (1, c, h, w)
 
-    def per_channel(self, c, t, spec, what):
+    def per_channel(self, c, t, what):
         """A constant operand broadcast over the ONNX activation ``t`` as
         bnnrt's element-wise ops take it: one value, one per channel, or
         (H, W, C); a full constant equal over H and W becomes per channel."""
@@ -539,7 +548,7 @@ def _window(im, node, spatial=2):
 
 def _batchnorm_consts(im, bn, channels):
     """(scale, shift) per channel of an inference BatchNormalization."""
-    if len(bn.inputs) < 5 or len(bn.outputs) > 1 and any(bn.outputs[1:]):
+    if len(bn.inputs) < 5 or any(bn.outputs[1:]):
         im.fail(f"{bn}: only inference BatchNormalization (5 inputs, one output) is supported")
     g, b, m, v = (im.const(t, f"{bn} parameter").astype(np.float64).reshape(-1) for t in bn.inputs[1:5])
     if not all(a.shape == (channels,) for a in (g, b, m, v)):
@@ -776,7 +785,7 @@ def _elementwise(onnx_op):
         if onnx_op in ("Sub", "Div") and x_id != a:
             im.fail(f"{onnx_op} of a constant by an activation is not supported")
         x, spec = im.act(x_id)
-        c = im.per_channel(im.consts[c_id], x_id, spec, "the constant operand").astype(np.float64)
+        c = im.per_channel(im.consts[c_id], x_id, "the constant operand").astype(np.float64)
         op, c = {"Add": ("add_float", c), "Sub": ("add_float", -c), "Mul": ("mul_float", c),
                  "Div": ("mul_float", 1 / c)}[onnx_op]
         im.out(node.outputs[0], im.b.add(op, [x], {}, {"operand": _frozen(c)}, name=name),
@@ -792,7 +801,7 @@ def _relu(im, node):
 
 def _prelu(im, node):
     x, spec = im.act(node.inputs[0])
-    slope = im.per_channel(im.const(node.inputs[1], "the slope"), node.inputs[0], spec, "the slope")
+    slope = im.per_channel(im.const(node.inputs[1], "the slope"), node.inputs[0], "the slope")
     if slope.ndim != 1:
         im.fail(f"a slope that varies over H and W ({list(im.consts[node.inputs[1]].shape)}) is not supported")
     im.out(node.outputs[0], im.b.add("prelu", [x], {}, {"slope": _frozen(slope)}, name=im.node_name(node)),
@@ -870,12 +879,12 @@ def _flatten(im, node):
 def _reshape_handler(im, node):
     x_id = node.inputs[0]
     target = [int(d) for d in im.const(node.inputs[1], "the shape").reshape(-1)]
-    _, spec = im.inp(x_id, ("float32", "bits"))
+    im.inp(x_id, ("float32", "bits"))
     shape = list(im.onnx_shape(x_id))
     if not node.attrs.get("allowzero", 0):
         target = [shape[i] if d == 0 and i < len(shape) else d for i, d in enumerate(target)]
     total = int(np.prod(shape))
-    if len(target) == 2 and target[0] == 1 and target[1] in (-1, total // 1):
+    if len(target) == 2 and target[0] == 1 and target[1] in (-1, total):
         _flatten_to(im, node, x_id)
         return
     if target == shape:
@@ -932,7 +941,7 @@ def _import(source, metadata):
         data, name = read_bounded(source, MAX_FILE_BYTES)
         base_dir = os.path.dirname(os.path.abspath(name)) if isinstance(source, (str, os.PathLike)) else None
         parsed = _parse(data, name, base_dir)
-    model, nodes, consts, inputs, outputs, shapes, opset = parsed
+    _, nodes, consts, inputs, outputs, shapes, opset = parsed
     check_supported(name, collections.Counter(n.op for n in nodes), set(HANDLERS) | set(FOLDERS))
     return _Importer(name, nodes, consts, inputs, outputs, shapes, opset).run(metadata), name
 
