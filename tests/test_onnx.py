@@ -307,6 +307,19 @@ def test_sign_of_zero_is_plus_one():
     assert from_onnx(proto).run(x).reshape(-1).tolist() == [2, -2]
 
 
+def test_exporter_options(bireal):
+    """A dynamic batch axis, and TorchScript without constant folding (BN kept
+    after the float convs, Identity nodes)."""
+    net, x = bireal
+    for options in ({"input_names": ["x"], "dynamic_axes": {"x": {0: "batch"}}},
+                    {"do_constant_folding": False, "opset_version": 13}):
+        target = io.BytesIO()
+        torch.onnx.export(net, (torch.randn(1, 3, 16, 16),), target, dynamo=False, **options)
+        model = from_onnx(target.getvalue())
+        assert_matches_torch(model, net, x)
+        assert len(binary_layers(model)) == 4
+
+
 def test_model_proto_and_cli(bireal, tmp_path):
     net, x = bireal
     data = export(net, dynamo=False)
