@@ -175,19 +175,38 @@ class Spellings(nn.Module):
         return F.linear(torch.flatten(torch.sign(y2), 1), xnor(self.fc), self.fc_bias)
 
 
-def calibrated(net, seed):
+class BinaryMLP(nn.Module):
+    """A TFC-style dense BNN on a flattened image: BatchNorm1d of the C, H, W
+    elements, sign, binary dense layers with BN between them, a scalar affine
+    tail (TensorNorm)."""
+
+    def __init__(self):
+        super().__init__()
+        self.bn0 = nn.BatchNorm1d(3 * 6 * 6)
+        self.w1, self.bn1 = nn.Parameter(torch.randn(40, 3 * 6 * 6)), nn.BatchNorm1d(40)
+        self.w2 = nn.Parameter(torch.randn(10, 40))
+        self.presign = []
+
+    def forward(self, x):
+        y0 = self.bn0(x.reshape(x.shape[0], -1) * 2 - 1)
+        y1 = self.bn1(F.linear(ApproxSign()(y0), xnor(self.w1)))
+        self.presign = [y0, y1]
+        return (F.linear(ApproxSign()(y1), xnor(self.w2)) - 0.5) * 0.25
+
+
+def calibrated(net, seed, shape=(3, 16, 16)):
     """``net`` in eval mode with BatchNorm statistics of random inputs and
     random affine parameters, a third of the gammas negative."""
     g = torch.Generator().manual_seed(seed)
     for m in net.modules():
-        if isinstance(m, nn.BatchNorm2d):
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.momentum = None          # the plain average over the calibration batches
     net.train()
     with torch.no_grad():
         for _ in range(4):
-            net(torch.randn(16, 3, 16, 16, generator=g))
+            net(torch.randn(16, *shape, generator=g))
         for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 gamma = torch.rand(m.num_features, generator=g) + 0.5
                 gamma[torch.rand(m.num_features, generator=g) < 1 / 3] *= -1
                 m.weight.copy_(gamma)
@@ -276,13 +295,7 @@ def test_reactnet_matches_pytorch(dynamo):
 def test_other_spellings_match_pytorch(dynamo):
     torch.manual_seed(9)
     net = calibrated(Spellings(), seed=10)
-    g = torch.Generator().manual_seed(11)
-    with torch.no_grad():
-        x = torch.randn(64, 3, 16, 16, generator=g)
-        net(x)
-        keep = torch.stack([t.abs().amin((1, 2, 3)) for t in net.presign]).amin(0) > MARGIN
-    x = x[keep][:8]
-    assert len(x) == 8
+    x = inputs_with_presign_margin(net, (3, 16, 16), seed=11)
     model = from_onnx(export(net, dynamo), threads=1)
     assert_matches_torch(model, net, x)
     ops = {n.name: n for n in model.plan.graph.nodes}
@@ -294,6 +307,34 @@ def test_other_spellings_match_pytorch(dynamo):
     assert first.attrs["output"] == second.attrs["output"] == "bits" and first.attrs["pad_value"] == 0
     assert second.attrs["pad_value"] == 1                # no padded taps: the fast path
     assert any(n.op == "maxpool" for n in ops.values())   # on bits
+
+
+def inputs_with_presign_margin(net, shape, seed):
+    """8 random inputs whose pre-sign values (``net.presign``) keep MARGIN from 0."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        x = torch.randn(64, *shape, generator=g)
+        net(x)
+        keep = torch.stack([t.abs().flatten(1).amin(1) for t in net.presign]).amin(0) > MARGIN
+    assert keep.sum() >= 8
+    return x[keep][:8]
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+def test_binary_mlp_matches_pytorch(dynamo):
+    """Flattened C, H, W elements through BN, sign and binary dense layers:
+    the per-element constants and the dense columns follow bnnrt's order."""
+    torch.manual_seed(12)
+    net = calibrated(BinaryMLP(), seed=13, shape=(3, 6, 6))
+    x = inputs_with_presign_margin(net, (3, 6, 6), seed=14)
+    example = torch.randn(1, 3, 6, 6)
+    target = io.BytesIO()
+    torch.onnx.export(net, (example,), target, dynamo=dynamo, opset_version=18 if dynamo else 17)
+    model = from_onnx(target.getvalue(), threads=1)
+    assert_matches_torch(model, net, x)
+    binary = binary_layers(model)
+    assert [r["op"] for r in binary] == ["bconv2d", "bconv2d_float"]
+    assert all(r["precision"] == "binary" for r in binary)
 
 
 def test_sign_of_zero_is_plus_one():

@@ -387,7 +387,13 @@ class _Importer:
             name, spec = self.as_float[t], TensorSpec(spec.shape, "float32")
         return name, spec
 
-    def out(self, t, name, dtype="float32", rank=4):
+    def out(self, t, name, dtype="float32", rank=4, like=None):
+        """Bind the op's output ``t`` to ``name``; ``like``: the input whose ONNX
+        layout (rank, flattening order) an element-wise op keeps."""
+        if like is not None:
+            rank = self.ranks.get(like, 4)
+            if like in self.flattened:
+                self.flattened[t] = self.flattened[like]
         self.ranks[t] = rank
         return self.bound.out(t, name, dtype)
 
@@ -503,6 +509,9 @@ class _Importer:
         if c.size == 1:
             return c.reshape(1)
         if rank == 2:
+            if t in self.flattened and c.size > 1:     # ONNX's C, H, W order -> bnnrt's H, W, C
+                h, w, ch = self.flattened[t]
+                return np.ascontiguousarray(full[0].reshape(ch, h, w).transpose(1, 2, 0).reshape(-1))
             return np.ascontiguousarray(full[0])
         hwc = np.transpose(full[0], (1, 2, 0))
         if np.all(hwc == hwc[:1, :1, :]):
@@ -735,16 +744,19 @@ def _matmul(im, node):
 def _batchnorm(im, node):
     x, spec = im.act(node.inputs[0])
     scale, shift = _batchnorm_consts(im, node, spec.channels)
+    # BatchNorm1d of a flattened tensor: its channels are ONNX's C, H, W elements
+    shape = (-1,) if im.ranks.get(node.inputs[0], 4) == 2 else (-1, 1, 1)
+    scale, shift = (im.per_channel(a.reshape(shape), node.inputs[0], "the BatchNormalization") for a in (scale, shift))
     name = im.node_name(node)
     y = im.b.add("mul_float", [x], {}, {"operand": _frozen(scale)}, name=name + "/scale")
     im.out(node.outputs[0], im.b.add("add_float", [y], {}, {"operand": _frozen(shift)}, name=name),
-           rank=im.ranks.get(node.inputs[0], 4))
+           like=node.inputs[0])
 
 
 def _sign(im, node):
     x, spec = im.act(node.inputs[0])
     im.out(node.outputs[0], im.b.sign_bits(x, name=im.node_name(node)), "bits",
-           rank=im.ranks.get(node.inputs[0], 4))
+           like=node.inputs[0])
 
 
 def _greater_or_equal(im, node):
@@ -762,7 +774,7 @@ def _where(im, node):
         im.fail("Where is supported as the binarization Where(x >= 0, 1, -1) only")
     src = im.conditions[cond]
     x, spec = im.act(src)
-    im.out(node.outputs[0], im.b.sign_bits(x, name=im.node_name(node)), "bits", rank=im.ranks.get(src, 4))
+    im.out(node.outputs[0], im.b.sign_bits(x, name=im.node_name(node)), "bits", like=src)
 
 
 def _elementwise(onnx_op):
@@ -778,8 +790,11 @@ def _elementwise(onnx_op):
             if sa.shape != sb.shape or im.ranks.get(a, 4) != im.ranks.get(b, 4):
                 im.fail(f"operands {im.describe(a)} and {im.describe(b)} differ in shape "
                         "(broadcasting is not supported)")
+            if im.flattened.get(a) != im.flattened.get(b):
+                im.fail(f"operands {im.describe(a)} and {im.describe(b)} are flattened from different "
+                        "shapes (their elements are in different orders in bnnrt)")
             op = "add_float" if onnx_op == "Add" else "mul_float"
-            im.out(node.outputs[0], im.b.add(op, [xa, xb], {}, name=name), rank=im.ranks.get(a, 4))
+            im.out(node.outputs[0], im.b.add(op, [xa, xb], {}, name=name), like=a)
             return
         x_id, c_id = (a, b) if im.is_const(b) else (b, a)
         if onnx_op in ("Sub", "Div") and x_id != a:
@@ -789,14 +804,14 @@ def _elementwise(onnx_op):
         op, c = {"Add": ("add_float", c), "Sub": ("add_float", -c), "Mul": ("mul_float", c),
                  "Div": ("mul_float", 1 / c)}[onnx_op]
         im.out(node.outputs[0], im.b.add(op, [x], {}, {"operand": _frozen(c)}, name=name),
-               rank=im.ranks.get(x_id, 4))
+               like=x_id)
     return handler
 
 
 def _relu(im, node):
     x, spec = im.act(node.inputs[0])
     im.out(node.outputs[0], im.b.add("activation", [x], {"kind": "relu"}, name=im.node_name(node)),
-           rank=im.ranks.get(node.inputs[0], 4))
+           like=node.inputs[0])
 
 
 def _prelu(im, node):
@@ -805,7 +820,7 @@ def _prelu(im, node):
     if slope.ndim != 1:
         im.fail(f"a slope that varies over H and W ({list(im.consts[node.inputs[1]].shape)}) is not supported")
     im.out(node.outputs[0], im.b.add("prelu", [x], {}, {"slope": _frozen(slope)}, name=im.node_name(node)),
-           rank=im.ranks.get(node.inputs[0], 4))
+           like=node.inputs[0])
 
 
 def _softmax(im, node):
@@ -813,7 +828,7 @@ def _softmax(im, node):
     if int(node.attrs.get("axis", -1 if im.opset >= 13 else 1)) % rank != 1:
         im.fail(f"Softmax along axis {node.attrs.get('axis')}: bnnrt's softmax is over channels")
     x, spec = im.act(node.inputs[0])
-    im.out(node.outputs[0], im.b.softmax(x, name=im.node_name(node)), rank=rank)
+    im.out(node.outputs[0], im.b.softmax(x, name=im.node_name(node)), like=node.inputs[0])
 
 
 def _pool(kind):
@@ -897,6 +912,8 @@ def _concat(im, node):
     rank = im.ranks.get(node.inputs[0], 4)
     if int(node.attrs.get("axis", 1)) % rank != 1:
         im.fail(f"Concat along axis {node.attrs.get('axis')}: bnnrt concatenates channels only")
+    if any(t in im.flattened for t in node.inputs):
+        im.fail("Concat of flattened tensors is not supported (bnnrt flattens in H, W, C order)")
     specs = [im.inp(t, ("float32", "bits"))[1] for t in node.inputs]
     bits = all(s.dtype == "bits" for s in specs) and all(s.channels % 8 == 0 for s in specs[:-1])
     xs = [im.inp(t, ("bits",))[0] if bits else im.act(t)[0] for t in node.inputs]
