@@ -145,6 +145,16 @@ class ReActNet(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """These nets are tiny: torch's thread pool only costs (seconds on a
+    loaded machine), so the module runs torch on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def xnor(w):
     """XNOR-Net's binary weight: mean |W| per output channel times sign(W)."""
     return w.abs().mean(dim=tuple(range(1, w.dim())), keepdim=True) * torch.sign(w)
