@@ -270,6 +270,14 @@ FOLDERS = {
         ins[0], np.broadcast_shapes(ins[0].shape, tuple(int(d) for d in ins[1]))).copy(),
 }
 
+#: The folder's ops whose output may be larger than their inputs: checked
+#: against MAX_FOLDED_ELEMENTS before they run.
+_BROADCASTING = ("Add", "Sub", "Mul", "Div", "Less", "Greater", "GreaterOrEqual", "Where", "Expand")
+
+#: A folded constant may hold this many elements (256 MB of float32): a
+#: Bi-Real-18's largest latent weight has 2.4 million.
+MAX_FOLDED_ELEMENTS = 1 << 26
+
 #: Ops that binarize: their output is a bit tensor in bnnrt.
 _BINARIZERS = ("Sign", "Where")
 
@@ -471,6 +479,15 @@ class _Importer:
     def fold(self, node):
         ins = [self.consts[t] if t else None for t in node.inputs]
         try:
+            if node.op in _BROADCASTING:
+                # a hostile file could broadcast two small constants into terabytes
+                shapes = [a.shape for a in ins if a is not None]
+                if node.op == "Expand":
+                    shapes[1] = tuple(int(d) for d in ins[1].reshape(-1))
+                size = int(np.prod(np.broadcast_shapes(*shapes), dtype=np.int64))
+                if size > MAX_FOLDED_ELEMENTS:
+                    self.fail(f"evaluating it on its constant inputs gives {size} elements "
+                              f"(bnnrt folds at most {MAX_FOLDED_ELEMENTS})")
             value = FOLDERS[node.op](node, ins)
         except BnnrtError:
             raise
