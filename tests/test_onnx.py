@@ -435,3 +435,45 @@ def test_corrupt_and_truncated_files_raise_bnnrt_errors(bireal):
     for bad in (data[: len(data) // 2], data[:1000], b"\x08\x07garbage" * 40, b""):
         with pytest.raises(BnnrtError):
             from_onnx(bad)
+
+
+def test_brevitas_qonnx_matches_brevitas(tmp_path):
+    """Brevitas' W1A1 layers (BipolarQuant on weights and activations) through
+    ``export_qonnx``, both exporters: bit outputs with thresholds where a BN
+    feeds a BipolarQuant, bit max pooling, a binary dense layer."""
+    pytest.importorskip("onnxoptimizer")
+    pytest.importorskip("brevitas")
+    from brevitas.export import export_qonnx
+    from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
+    from brevitas.quant import SignedBinaryActPerTensorConst as Act
+    from brevitas.quant import SignedBinaryWeightPerTensorConst as Weight
+
+    class CNV(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a0 = QuantIdentity(act_quant=Act)
+            self.c1, self.bn1 = QuantConv2d(3, 16, 3, bias=False, weight_quant=Weight), nn.BatchNorm2d(16)
+            self.a1 = QuantIdentity(act_quant=Act)
+            self.c2, self.bn2 = QuantConv2d(16, 24, 3, bias=False, weight_quant=Weight), nn.BatchNorm2d(24)
+            self.a2 = QuantIdentity(act_quant=Act)
+            self.fc = QuantLinear(24 * 4, 10, bias=False, weight_quant=Weight)
+
+        def forward(self, x):
+            self.presign = [x]
+            y = self.bn1(self.c1(self.a0(x)))
+            self.presign.append(y)
+            y = self.bn2(self.c2(F.max_pool2d(self.a1(y), 2)))
+            self.presign.append(y)
+            return self.fc(torch.flatten(self.a2(y), 1)) * 0.5 + 0.25
+
+    for dynamo in (False, True):
+        torch.manual_seed(15)
+        net = calibrated(CNV(), seed=16, shape=(3, 10, 10))
+        x = inputs_with_presign_margin(net, (3, 10, 10), seed=17)
+        path = tmp_path / f"cnv_{dynamo}.onnx"
+        export_qonnx(net, torch.randn(1, 3, 10, 10), str(path), dynamo=dynamo)
+        model = from_onnx(path, threads=1)
+        assert_matches_torch(model, net, x)
+        binary = binary_layers(model)
+        assert [r["op"] for r in binary] == ["bconv2d", "bconv2d", "bconv2d_float"]
+        assert all(r["precision"] == "binary" for r in binary)

@@ -51,6 +51,14 @@ MAX_FILE_BYTES = 1 << 30
 MAGNITUDE_TOLERANCE = 1e-5
 
 
+#: The domains QONNX's ops are written in (Brevitas' export_qonnx, older
+#: Brevitas, FINN); the importer names their ops ``qonnx::Op``.
+QONNX_DOMAINS = ("qonnx.custom_op.general", "onnx.brevitas", "finn.custom_op.general")
+
+#: QONNX's binarizer: ``s * (x >= 0 ? +1 : -1)``, +1 at 0 as bnnrt's bits.
+BIPOLAR_QUANT = "qonnx::BipolarQuant"
+
+
 def _import_onnx():
     try:
         import onnx
@@ -142,9 +150,14 @@ def _read_model(model, name, onnx, numpy_helper, base_dir=None):
             elif isinstance(value, bytes):
                 value = value.decode("utf-8", "replace")
             attrs[a.name] = value
-        # an op of another domain (QONNX's BipolarQuant) is named with it, so
-        # the precheck lists it as unsupported rather than taking it for ONNX's
-        op = n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}"
+        # an op of another domain is named with it, so that the precheck
+        # never takes it for ONNX's op of the same name
+        if n.domain in ("", "ai.onnx"):
+            op = n.op_type
+        elif n.domain in QONNX_DOMAINS:
+            op = f"qonnx::{n.op_type}"
+        else:
+            op = f"{n.domain}::{n.op_type}"
         nodes.append(_Node(i, op, n.name, n.input, n.output, attrs))
     shapes = {}
     for vi in list(g.value_info) + list(g.output) + list(g.input):
@@ -263,6 +276,7 @@ FOLDERS = {
     "Unsqueeze": _unsqueeze,
     "Squeeze": _squeeze,
     "CastLike": lambda node, ins: ins[0].astype(ins[1].dtype),
+    BIPOLAR_QUANT: lambda node, ins: np.where(ins[0] >= 0, 1, -1).astype(ins[0].dtype) * ins[1],
     "Shape": lambda node, ins: np.array(ins[0].shape, np.int64)[node.attrs.get("start", 0):node.attrs.get("end")],
     "Gather": lambda node, ins: np.take(ins[0], ins[1].astype(np.int64), axis=node.attrs.get("axis", 0)),
     "Concat": lambda node, ins: np.concatenate(ins, axis=node.attrs["axis"]),
@@ -279,7 +293,7 @@ _BROADCASTING = ("Add", "Sub", "Mul", "Div", "Less", "Greater", "GreaterOrEqual"
 MAX_FOLDED_ELEMENTS = 1 << 26
 
 #: Ops that binarize: their output is a bit tensor in bnnrt.
-_BINARIZERS = ("Sign", "Where")
+_BINARIZERS = ("Sign", "Where", BIPOLAR_QUANT)
 
 
 def _simplify(nodes, outputs, consts):
@@ -417,6 +431,14 @@ class _Importer:
         if self.uses[t] == 1 and len(readers) == 1 and readers[0].op == op:
             return readers[0]
         return None
+
+    def sole_binarizer(self, t):
+        """The one node reading ``t`` if it only binarizes it (a Sign, or a
+        BipolarQuant of scale 1), else None."""
+        node = self.sole_reader(t, "Sign") or self.sole_reader(t, BIPOLAR_QUANT)
+        if node is not None and node.op == BIPOLAR_QUANT and not _unit_scale(self, node):
+            return None
+        return node
 
     def node_name(self, node):
         return node.name or node.outputs[0]
@@ -630,7 +652,7 @@ def _binary_conv(im, node, last, x_id, signs, multiplier, bias, attrs, rank):
     x, _ = im.inp(x_id, ("bits",))
     out = last.outputs[0]
     name = im.node_name(node)
-    sign = im.sole_reader(out, "Sign")
+    sign = im.sole_binarizer(out)
     if sign is not None:
         k = signs[0].size
         thresholds, flip = _thresholds(multiplier, bias, k)
@@ -774,6 +796,19 @@ def _sign(im, node):
     x, spec = im.act(node.inputs[0])
     im.out(node.outputs[0], im.b.sign_bits(x, name=im.node_name(node)), "bits",
            like=node.inputs[0])
+
+
+def _unit_scale(im, node):
+    """Whether a BipolarQuant's scale is the constant 1 (Brevitas' bnn_pynq:
+    ``scaling_const=1.0``)."""
+    return im.is_const(node.inputs[1]) and node.inputs[1] and np.all(im.consts[node.inputs[1]] == 1)
+
+
+def _bipolar_quant(im, node):
+    if not _unit_scale(im, node):
+        im.fail("BipolarQuant of an activation with a scale other than the constant 1 is not supported")
+    x, spec = im.act(node.inputs[0])
+    im.out(node.outputs[0], im.b.sign_bits(x, name=im.node_name(node)), "bits", like=node.inputs[0])
 
 
 def _greater_or_equal(im, node):
@@ -946,6 +981,7 @@ HANDLERS = {
     "MatMul": _matmul,
     "BatchNormalization": _batchnorm,
     "Sign": _sign,
+    BIPOLAR_QUANT: _bipolar_quant,
     "GreaterOrEqual": _greater_or_equal,
     "Where": _where,
     "Add": _elementwise("Add"),
