@@ -55,6 +55,9 @@ MAGNITUDE_TOLERANCE = 1e-5
 #: Brevitas, FINN); the importer names their ops ``qonnx::Op``.
 QONNX_DOMAINS = ("qonnx.custom_op.general", "onnx.brevitas", "finn.custom_op.general")
 
+#: QONNX's integer quantizer (Brevitas' 8-bit input layer).
+QUANT = "qonnx::Quant"
+
 #: QONNX's binarizer: ``s * (x >= 0 ? +1 : -1)``, +1 at 0 as bnnrt's bits.
 BIPOLAR_QUANT = "qonnx::BipolarQuant"
 
@@ -250,6 +253,29 @@ def _constant(node, ins):
     raise GraphError(f"{node}: a Constant without a numeric value (attributes {sorted(node.attrs)})")
 
 
+def _int_range(signed, narrow, bits):
+    """QONNX's integer range of a ``bits``-bit Quant."""
+    if signed:
+        return -(1 << (bits - 1)) + int(narrow), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1 - int(narrow)
+
+
+#: QONNX Quant's rounding modes, as numpy functions
+_ROUNDING = {"ROUND": np.round, "ROUND_TO_ZERO": np.fix, "FLOOR": np.floor, "CEIL": np.ceil}
+
+
+def _quant(node, ins):
+    """QONNX Quant: ``(clamp(round(x / s + z), lo, hi) - z) * s``."""
+    x, s, z, bits = ins[0], ins[1], ins[2], ins[3]
+    mode = str(node.attrs.get("rounding_mode", "ROUND")).upper()
+    if mode not in _ROUNDING or bits.size != 1 or not 1 <= float(bits.reshape(-1)[0]) <= 32:
+        raise GraphError(f"{node}: Quant with rounding_mode {mode} and bit width {bits.reshape(-1)[:4]} is "
+                         "not supported")
+    lo, hi = _int_range(node.attrs.get("signed", 1), node.attrs.get("narrow", 0), int(bits.reshape(-1)[0]))
+    q = np.clip(_ROUNDING[mode](x / s + z), lo, hi)
+    return ((q - z) * s).astype(x.dtype)
+
+
 #: ONNX op -> numpy evaluation ``fold(node, input arrays) -> output array``,
 #: applied when every input is constant.
 FOLDERS = {
@@ -276,6 +302,8 @@ FOLDERS = {
     "Unsqueeze": _unsqueeze,
     "Squeeze": _squeeze,
     "CastLike": lambda node, ins: ins[0].astype(ins[1].dtype),
+    "Pow": lambda node, ins: np.power(ins[0], ins[1]).astype(ins[0].dtype),
+    QUANT: _quant,
     BIPOLAR_QUANT: lambda node, ins: np.where(ins[0] >= 0, 1, -1).astype(ins[0].dtype) * ins[1],
     "Shape": lambda node, ins: np.array(ins[0].shape, np.int64)[node.attrs.get("start", 0):node.attrs.get("end")],
     "Gather": lambda node, ins: np.take(ins[0], ins[1].astype(np.int64), axis=node.attrs.get("axis", 0)),
@@ -294,6 +322,10 @@ MAX_FOLDED_ELEMENTS = 1 << 26
 
 #: Ops that binarize: their output is a bit tensor in bnnrt.
 _BINARIZERS = ("Sign", "Where", BIPOLAR_QUANT)
+
+#: The activation dtypes a handler may find: float32, bits (binarized) and
+#: int8 (a QONNX Quant's integers, with their scale).
+_ANY = ("float32", "bits", "int8")
 
 
 def _simplify(nodes, outputs, consts):
@@ -365,7 +397,10 @@ class _Importer:
         #: nodes written by an earlier handler (a BN or residual Add a Conv absorbed):
         #: node index -> what to do at its place (None: nothing)
         self.absorbed: dict[int, object] = {}
+        #: bnnrt's float32 copy of a bit or int8 tensor a float op reads
         self.as_float: dict[str, str] = {}
+        #: int8 tensors (a QONNX Quant's output) -> their scale
+        self.int8_scales: dict[str, float] = {}
         self._where = name
 
     # -- helpers
@@ -401,11 +436,12 @@ class _Importer:
 
     def act(self, t):
         """An activation as float32: a bit tensor read by a float op is written
-        as its +1/-1 values (once)."""
-        name, spec = self.inp(t, ("float32", "bits"))
-        if spec.dtype == "bits":
+        as its +1/-1 values, an int8 one (a QONNX Quant) as q * scale (once)."""
+        name, spec = self.inp(t, _ANY)
+        if spec.dtype != "float32":
             if t not in self.as_float:
-                self.as_float[t] = self.b.dequantize(name, scale=1.0, name=f"{name}/float")
+                scale = 1.0 if spec.dtype == "bits" else self.int8_scales[t]
+                self.as_float[t] = self.b.dequantize(name, scale=scale, name=f"{name}/float")
             name, spec = self.as_float[t], TensorSpec(spec.shape, "float32")
         return name, spec
 
@@ -421,6 +457,8 @@ class _Importer:
 
     def alias(self, t, source, rank=None):
         self.bound.bind(t, self.bound.names[source], self.bound.specs[source])
+        if source in self.int8_scales:
+            self.int8_scales[t] = self.int8_scales[source]
         self.ranks[t] = rank if rank is not None else self.ranks.get(source, 4)
         if source in self.flattened:
             self.flattened[t] = self.flattened[source]
@@ -625,13 +663,19 @@ def _conv_like(im, node, x_id, w, bias, strides, dilations, pads, groups, rank):
         scale, bias = s, bias * s + shift
         im.absorbed[bn.index] = None
         last = bn
-    _, spec = im.inp(x_id, ("float32", "bits"))
+    _, spec = im.inp(x_id, _ANY)
     binary = _binary_weights(im, w, groups) if spec.dtype == "bits" else None
     if binary is not None:
         signs, magnitude = binary
         return _binary_conv(im, node, last, x_id, signs, magnitude * scale, bias,
                             {"cin": spec.channels, "strides": strides, "dilations": dilations, "pads": pads,
                              "pad_value": 0 if any(pads) else 1}, rank)
+    if spec.dtype == "int8" and groups == 1:
+        found, _ = _one_magnitude(w)
+        if found is not None:
+            signs, magnitude = found
+            return _int8_binary_conv(im, node, last, x_id, signs, magnitude * scale, bias, strides, dilations,
+                                     pads, rank)
     x, spec = im.act(x_id)
     act = "none"
     relu = im.sole_reader(last.outputs[0], "Relu")
@@ -701,24 +745,46 @@ def _thresholds(multiplier, bias, k):
     return thresholds, flip
 
 
+def _one_magnitude(w):
+    """(+1/-1 weights, magnitude per output channel) where every output
+    channel's weights have one magnitude (within MAGNITUDE_TOLERANCE) and none
+    is 0, else None; with the channel that fails and why."""
+    flat = np.abs(w.reshape(w.shape[0], -1).astype(np.float64))
+    lo, hi = flat.min(axis=1), flat.max(axis=1)
+    bad = (lo <= 0) | (hi - lo > MAGNITUDE_TOLERANCE * hi)
+    if not bad.any():
+        return (np.sign(w), (lo + hi) / 2), None
+    c = int(np.argmax(bad))
+    return None, f"output channel {c} has weight magnitudes from {lo[c]:.6g} to {hi[c]:.6g}"
+
+
 def _binary_weights(im, w, groups):
     """(+1/-1 weights, magnitude per output channel) of a conv reading bits,
-    or None where the weights are not binary (the conv then runs in float)."""
-    flat = np.abs(w.reshape(w.shape[0], -1).astype(np.float64))
-    zero = np.argwhere(flat == 0)
+    or None where the weights are not binary (the conv then runs in float,
+    with a warning). A zero weight is refused: Sign made it ternary."""
+    zero = np.argwhere(w.reshape(w.shape[0], -1) == 0)
     if groups == 1 and len(zero):
         c, k = (int(v) for v in zero[0])
         im.fail(f"binarized conv with {len(zero)} zero weight(s) (output channel {c}, tap {k}, ...): "
                 "Sign of a zero latent weight is 0, a ternary weight bnnrt's binary kernels cannot hold")
-    lo, hi = flat.min(axis=1), flat.max(axis=1)
-    if groups != 1 or not np.all(hi - lo <= MAGNITUDE_TOLERANCE * hi):
-        why = (f"groups={groups}" if groups != 1 else
-               f"output channel {int(np.argmax((hi - lo) / hi))} has weight magnitudes from "
-               f"{lo[np.argmax((hi - lo) / hi)]:.6g} to {hi[np.argmax((hi - lo) / hi)]:.6g}")
+    found, why = _one_magnitude(w) if groups == 1 else (None, f"groups={groups}")
+    if found is None:
         warnings.warn(f"{im._where}: reads a binarized tensor but its weights are not binary ({why}); "
-                      "it runs as a float conv", stacklevel=2)
-        return None
-    return np.sign(w), (lo + hi) / 2
+                      "it runs as a float conv", stacklevel=3)
+    return found
+
+
+def _int8_binary_conv(im, node, last, x_id, signs, multiplier, bias, strides, dilations, pads, rank):
+    """An int8 activation (a QONNX Quant, Brevitas' input layer) times binary
+    weights: ``conv2d_int8`` with +1/-1 weights to int32, then ``dequantize``
+    with the input scale times the multiplier per channel and the bias as
+    offset, at ``last``'s output."""
+    x, _ = im.inp(x_id, ("int8",))
+    name = im.node_name(node)
+    acc = im.b.conv2d_int8(x, signs.astype(np.int8), output="int32", strides=strides, dilations=dilations,
+                           pads=pads, name=name)
+    y = im.b.dequantize(acc, scale=multiplier * im.int8_scales[x_id], offset=bias, name=f"{name}/dequantize")
+    im.out(last.outputs[0], y, rank=rank)
 
 
 def _conv(im, node):
@@ -729,7 +795,7 @@ def _conv(im, node):
         im.fail(f"weight of shape {list(w.shape)}: bnnrt runs 2-D convolutions")
     strides, dilations, pads = _window(im, node)
     groups = int(node.attrs.get("group", 1))
-    _, spec = im.inp(node.inputs[0], ("float32", "bits"))
+    _, spec = im.inp(node.inputs[0], _ANY)
     if groups < 1 or spec.channels != groups * w.shape[1] or w.shape[0] % groups:
         im.fail(f"weight of shape {list(w.shape)} with group={groups} does not fit the input "
                 f"{im.describe(node.inputs[0])} of {spec.channels} channels")
@@ -743,7 +809,7 @@ def _conv(im, node):
 def _dense_weights(im, x_id, w_nk):
     """Dense weights (N, K) for bnnrt's flattened input: ONNX flattened C, H, W,
     bnnrt's ``flatten`` H, W, C, so the columns are permuted to match."""
-    _, spec = im.inp(x_id, ("float32", "bits"))
+    _, spec = im.inp(x_id, _ANY)
     if im.ranks.get(x_id, 4) != 2:
         im.fail(f"the dense layer's input {im.describe(x_id)} is not 2-D")
     k = spec.channels
@@ -809,6 +875,24 @@ def _bipolar_quant(im, node):
         im.fail("BipolarQuant of an activation with a scale other than the constant 1 is not supported")
     x, spec = im.act(node.inputs[0])
     im.out(node.outputs[0], im.b.sign_bits(x, name=im.node_name(node)), "bits", like=node.inputs[0])
+
+
+def _quant_handler(im, node):
+    """A QONNX Quant of an activation to signed 8 bits with one scale, zero
+    point 0 and half-even rounding is bnnrt's ``quantize`` (an int8 tensor
+    whose real value is q * scale); a conv reading it runs on int8."""
+    x, spec = im.act(node.inputs[0])
+    s, z, bits = (np.asarray(im.const(t, f"the Quant's {what}"), np.float64).reshape(-1)
+                  for t, what in zip(node.inputs[1:4], ("scale", "zero point", "bit width")))
+    mode = str(node.attrs.get("rounding_mode", "ROUND")).upper()
+    if (s.size != 1 or z.size != 1 or bits.size != 1 or z[0] != 0 or bits[0] != 8 or mode != "ROUND"
+            or not node.attrs.get("signed", 1) or node.attrs.get("narrow", 0) or not s[0] > 0):
+        im.fail(f"Quant of an activation with scale {s[:4].tolist()}, zero point {z[:4].tolist()}, bit width "
+                f"{bits[:4].tolist()}, signed={node.attrs.get('signed', 1)}, narrow={node.attrs.get('narrow', 0)}, "
+                f"rounding {mode}: bnnrt reads one positive scale, zero point 0, 8 bits signed, not narrow, ROUND")
+    im.out(node.outputs[0], im.b.quantize(x, scale=float(s[0]), name=im.node_name(node)), "int8",
+           like=node.inputs[0])
+    im.int8_scales[node.outputs[0]] = float(np.float32(s[0]))
 
 
 def _greater_or_equal(im, node):
@@ -885,7 +969,7 @@ def _softmax(im, node):
 
 def _pool(kind):
     def handler(im, node):
-        _, spec = im.inp(node.inputs[0], ("float32", "bits"))
+        _, spec = im.inp(node.inputs[0], _ANY)
         kernel = [int(k) for k in node.attrs.get("kernel_shape", [])]
         if len(kernel) != 2 or not all(1 <= k <= 1 << 16 for k in kernel):
             im.fail(f"kernel_shape {kernel}: bnnrt pools 2-D windows")
@@ -928,7 +1012,9 @@ def _reduce_mean(im, node):
 def _flatten_to(im, node, x_id):
     """A batch-1 activation to [1, K]: an alias when it is (1, 1, C) already,
     else bnnrt's ``flatten``, remembering the order the file flattened in."""
-    name, spec = im.inp(x_id, ("float32", "bits"))
+    name, spec = im.inp(x_id, _ANY)
+    if spec.dtype == "int8":
+        name, spec = im.act(x_id)
     if spec.shape[:2] == (1, 1):
         im.alias(node.outputs[0], x_id, rank=2)
         return
@@ -946,7 +1032,7 @@ def _flatten(im, node):
 def _reshape_handler(im, node):
     x_id = node.inputs[0]
     target = [int(d) for d in im.const(node.inputs[1], "the shape").reshape(-1)]
-    im.inp(x_id, ("float32", "bits"))
+    im.inp(x_id, _ANY)
     shape = list(im.onnx_shape(x_id))
     if not node.attrs.get("allowzero", 0):
         target = [shape[i] if d == 0 and i < len(shape) else d for i, d in enumerate(target)]
@@ -966,7 +1052,7 @@ def _concat(im, node):
         im.fail(f"Concat along axis {node.attrs.get('axis')}: bnnrt concatenates channels only")
     if any(t in im.flattened for t in node.inputs):
         im.fail("Concat of flattened tensors is not supported (bnnrt flattens in H, W, C order)")
-    specs = [im.inp(t, ("float32", "bits"))[1] for t in node.inputs]
+    specs = [im.inp(t, _ANY)[1] for t in node.inputs]
     bits = all(s.dtype == "bits" for s in specs) and all(s.channels % 8 == 0 for s in specs[:-1])
     xs = [im.inp(t, ("bits",))[0] if bits else im.act(t)[0] for t in node.inputs]
     im.out(node.outputs[0], im.b.add("concat", xs, name=im.node_name(node)), "bits" if bits else "float32",
@@ -982,6 +1068,7 @@ HANDLERS = {
     "BatchNormalization": _batchnorm,
     "Sign": _sign,
     BIPOLAR_QUANT: _bipolar_quant,
+    QUANT: _quant_handler,
     "GreaterOrEqual": _greater_or_equal,
     "Where": _where,
     "Add": _elementwise("Add"),
