@@ -224,16 +224,17 @@ def calibrated(net, seed, shape=(3, 16, 16)):
     return net.eval()
 
 
-def inputs_with_margin(net, n, seed):
-    """``n`` random inputs whose every pre-sign value is at least MARGIN from 0."""
+def inputs_with_margin(net, n, seed, binarizer=ApproxSign, shape=(3, 16, 16), draw=torch.randn):
+    """``n`` random inputs whose every value entering a ``binarizer`` module is
+    at least MARGIN from 0."""
     g = torch.Generator().manual_seed(seed)
     smallest = []
-    hooks = [m.register_forward_hook(lambda mod, args, out: smallest.append(args[0].abs().amin((1, 2, 3))))
-             for m in net.modules() if isinstance(m, ApproxSign)]
+    hooks = [m.register_forward_hook(lambda mod, args, out: smallest.append(args[0].abs().flatten(1).amin(1)))
+             for m in net.modules() if isinstance(m, binarizer)]
     kept = []
     with torch.no_grad():
         while sum(len(k) for k in kept) < n:
-            x = torch.randn(32, 3, 16, 16, generator=g)
+            x = draw(32, *shape, generator=g)
             smallest.clear()
             net(x)
             ok = torch.stack(smallest).amin(0) > MARGIN
@@ -437,43 +438,28 @@ def test_corrupt_and_truncated_files_raise_bnnrt_errors(bireal):
             from_onnx(bad)
 
 
-def test_brevitas_qonnx_matches_brevitas(tmp_path):
-    """Brevitas' W1A1 layers (BipolarQuant on weights and activations) through
-    ``export_qonnx``, both exporters: bit outputs with thresholds where a BN
-    feeds a BipolarQuant, bit max pooling, a binary dense layer."""
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+@pytest.mark.parametrize("name,shape", [("tfc_1w1a", (1, 28, 28)), ("cnv_1w1a", (3, 32, 32))])
+def test_brevitas_bnn_pynq_matches_brevitas(name, shape, dynamo, tmp_path):
+    """Brevitas' bnn_pynq W1A1 networks (random weights, BN calibrated) through
+    ``export_qonnx``: BipolarQuant weights and activations, bit outputs with
+    thresholds (BN -> BipolarQuant), bit max pooling, CNV's 8-bit input layer
+    on conv2d_int8, the TensorNorm tail."""
     pytest.importorskip("onnxoptimizer")
     pytest.importorskip("brevitas")
     from brevitas.export import export_qonnx
-    from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
-    from brevitas.quant import SignedBinaryActPerTensorConst as Act
-    from brevitas.quant import SignedBinaryWeightPerTensorConst as Weight
-
-    class CNV(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a0 = QuantIdentity(act_quant=Act)
-            self.c1, self.bn1 = QuantConv2d(3, 16, 3, bias=False, weight_quant=Weight), nn.BatchNorm2d(16)
-            self.a1 = QuantIdentity(act_quant=Act)
-            self.c2, self.bn2 = QuantConv2d(16, 24, 3, bias=False, weight_quant=Weight), nn.BatchNorm2d(24)
-            self.a2 = QuantIdentity(act_quant=Act)
-            self.fc = QuantLinear(24 * 4, 10, bias=False, weight_quant=Weight)
-
-        def forward(self, x):
-            self.presign = [x]
-            y = self.bn1(self.c1(self.a0(x)))
-            self.presign.append(y)
-            y = self.bn2(self.c2(F.max_pool2d(self.a1(y), 2)))
-            self.presign.append(y)
-            return self.fc(torch.flatten(self.a2(y), 1)) * 0.5 + 0.25
-
-    for dynamo in (False, True):
-        torch.manual_seed(15)
-        net = calibrated(CNV(), seed=16, shape=(3, 10, 10))
-        x = inputs_with_presign_margin(net, (3, 10, 10), seed=17)
-        path = tmp_path / f"cnv_{dynamo}.onnx"
-        export_qonnx(net, torch.randn(1, 3, 10, 10), str(path), dynamo=dynamo)
-        model = from_onnx(path, threads=1)
-        assert_matches_torch(model, net, x)
-        binary = binary_layers(model)
-        assert [r["op"] for r in binary] == ["bconv2d", "bconv2d", "bconv2d_float"]
-        assert all(r["precision"] == "binary" for r in binary)
+    from brevitas.nn import QuantIdentity
+    from brevitas_examples.bnn_pynq.models import model_with_cfg
+    torch.manual_seed(18)
+    net = calibrated(model_with_cfg(name, pretrained=False)[0], seed=19, shape=shape)
+    x = inputs_with_margin(net, 8, seed=20, binarizer=QuantIdentity, shape=shape, draw=torch.rand)
+    path = tmp_path / f"{name}.onnx"
+    export_qonnx(net, torch.rand(1, *shape), str(path), dynamo=dynamo)
+    model = from_onnx(path, threads=1)
+    assert_matches_torch(model, net, x)
+    binary = binary_layers(model)
+    assert len(binary) == {"tfc_1w1a": 4, "cnv_1w1a": 8}[name]      # CNV: the first conv is int8
+    assert all(r["precision"] == "binary" for r in binary)
+    assert [r["op"] for r in binary][:-1] == ["bconv2d"] * (len(binary) - 1)      # bit outputs
+    if name == "cnv_1w1a":
+        assert [r["precision"] for r in model.layers() if r["op"] == "conv2d_int8"] == ["int8"]
