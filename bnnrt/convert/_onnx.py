@@ -1,11 +1,12 @@
-"""ONNX -> bnnrt graph, for binary networks trained in PyTorch and exported
-with ``torch.onnx.export`` (both exporters).
+"""ONNX -> bnnrt graph, for binary networks trained in PyTorch: exported with
+``torch.onnx.export`` (both exporters), or as QONNX with Brevitas'
+``export_qonnx``.
 
 Such files spell a binary layer in float: the activation is ``Sign(x)``
 (Bi-Real/ReActNet's straight-through estimator adds ``Sub(Sign(x), P) + P``
-around it, P a polynomial of x), and the weight is a float tensor, folded or
-still the subgraph that computes ``mean|W| * Sign(W)`` from the latent weight.
-The importer
+around it, P a polynomial of x) or QONNX's ``BipolarQuant``, and the weight
+is a float tensor, folded or still the subgraph that computes ``mean|W| *
+Sign(W)`` (or ``BipolarQuant(W)``) from the latent weight. The importer
 
 * folds every subgraph whose inputs are all constant (initializers,
   ``Constant`` nodes, and ``Shape`` of a tensor whose shape bnnrt knows),
@@ -13,18 +14,19 @@ The importer
 * reads ``Add(Sub(S, T), T)`` with S a binarized tensor as S (both STE
   spellings, then drops the polynomial nobody else reads) and Identity as an
   alias;
-* writes a ``Sign`` (or ``Where(GreaterOrEqual(x, 0), 1, -1)``) as
-  ``sign_bits``, and a Conv/Gemm/MatMul reading bits whose weight has one
-  magnitude per output channel as ``bconv2d_float`` (the magnitudes are the
-  multiplier, a following BatchNormalization and the Conv's bias its
-  epilogue, a following residual Add its skip);
-* writes everything else with bnnrt's float ops, NCHW -> NHWC.
+* writes a binarizer (``Sign``, ``Where(GreaterOrEqual(x, 0), 1, -1)``,
+  ``BipolarQuant``) as ``sign_bits``, and a Conv/Gemm/MatMul reading bits
+  whose weight has one magnitude per output channel as a binary conv: the
+  magnitudes are the multiplier, a following BatchNormalization and the
+  Conv's bias its epilogue, a following residual Add its skip, and a
+  following binarizer makes it a bit output with thresholds;
+* writes everything else with bnnrt's float ops, NCHW -> NHWC (an 8-bit
+  QONNX ``Quant`` and the binary-weight conv reading it with int8 ops).
 
 docs/onnx.md has the table of what maps to what. Every op of the file is
 checked before anything is built: one :class:`UnsupportedOpError` lists each
 op bnnrt lacks with its count.
 """
-
 from __future__ import annotations
 
 import collections
