@@ -431,6 +431,19 @@ def test_asymmetric_pads_and_layout_match_the_onnx_reference():
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
 
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID"])
+def test_auto_pad_matches_the_onnx_reference(auto_pad):
+    from onnx.reference import ReferenceEvaluator
+    rng = np.random.default_rng(6)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], auto_pad=auto_pad, strides=[2, 2]),
+             helper.make_node("MaxPool", ["c"], ["y"], kernel_shape=[2, 2], auto_pad=auto_pad)]
+    proto = _tiny_model(nodes, [("w", rng.standard_normal((3, 4, 3, 2)))], in_shape=(1, 4, 6, 5))
+    x = rng.standard_normal((1, 4, 6, 5)).astype(np.float32)
+    expected = ReferenceEvaluator(proto).run(None, {"x": x})[0]
+    got = from_onnx(proto).run(np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+    np.testing.assert_allclose(got.transpose(0, 3, 1, 2), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_corrupt_and_truncated_files_raise_bnnrt_errors(bireal):
     data = export(bireal[0], dynamo=False)
     for bad in (data[: len(data) // 2], data[:1000], b"\x08\x07garbage" * 40, b""):

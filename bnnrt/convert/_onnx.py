@@ -36,6 +36,7 @@ import warnings
 import numpy as np
 
 from .._io import read_bounded
+from .._shapes import same_pads
 from ..errors import BnnrtError, GraphError, ModelFormatError
 from ..graph import GraphBuilder, TensorSpec
 from ..model import Model
@@ -610,21 +611,29 @@ def _ints(node, key, n, default):
     return v
 
 
-def _window(im, node, spatial=2):
-    """(kernel, strides, dilations, bnnrt pads) of a Conv or pool node; ONNX
-    orders pads [top, left, bottom, right], bnnrt [top, bottom, left, right]."""
-    if node.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
-        im.fail(f"auto_pad={node.attrs['auto_pad']} is not supported (explicit pads only)")
+def _window(im, node, in_hw, kernel):
+    """(strides, dilations, bnnrt pads) of a Conv or pool node over an input of
+    ``in_hw`` with a ``kernel`` (h, w) window; ONNX orders pads [top, left,
+    bottom, right], bnnrt [top, bottom, left, right]. ``auto_pad`` SAME_UPPER
+    puts an odd pad after, SAME_LOWER before."""
+    auto_pad = node.attrs.get("auto_pad", "NOTSET")
+    if auto_pad not in ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"):
+        im.fail(f"auto_pad={auto_pad} is not an ONNX padding")
     if node.attrs.get("ceil_mode", 0):
         im.fail("ceil_mode=1 is not supported")
-    strides = _ints(node, "strides", spatial, 1)
-    dilations = _ints(node, "dilations", spatial, 1)
-    p = _ints(node, "pads", 2 * spatial, 0)
-    if len(strides) != 2 or len(dilations) != 2 or len(p) != 4:
-        im.fail(f"strides {strides}, dilations {dilations}, pads {p}: bnnrt runs 2-D windows")
-    for what, values in (("strides", strides), ("dilations", dilations)):
+    strides = _ints(node, "strides", 2, 1)
+    dilations = _ints(node, "dilations", 2, 1)
+    p = _ints(node, "pads", 4, 0)
+    if len(strides) != 2 or len(dilations) != 2 or len(p) != 4 or len(kernel) != 2:
+        im.fail(f"kernel {list(kernel)}, strides {strides}, dilations {dilations}, pads {p}: bnnrt runs 2-D windows")
+    for what, values in (("strides", strides), ("dilations", dilations), ("kernel", kernel)):
         if not all(1 <= v <= 1 << 16 for v in values):
-            im.fail(f"{what} {values} must be integers from 1 to 65536")
+            im.fail(f"{what} {list(values)} must be integers from 1 to 65536")
+    if auto_pad == "VALID":
+        p = [0, 0, 0, 0]
+    elif auto_pad != "NOTSET":
+        (t, b), (l, r) = (same_pads(n, k, s, d) for n, k, s, d in zip(in_hw, kernel, strides, dilations))
+        p = [t, l, b, r] if auto_pad == "SAME_UPPER" else [b, r, t, l]
     if not all(0 <= v <= 1 << 16 for v in p):
         im.fail(f"pads {p} must be integers from 0 to 65536")
     return strides, dilations, [p[0], p[2], p[1], p[3]]
@@ -795,9 +804,9 @@ def _conv(im, node):
     w = im.const(node.inputs[1], "the weight")
     if w.ndim != 4:
         im.fail(f"weight of shape {list(w.shape)}: bnnrt runs 2-D convolutions")
-    strides, dilations, pads = _window(im, node)
-    groups = int(node.attrs.get("group", 1))
     _, spec = im.inp(node.inputs[0], _ANY)
+    strides, dilations, pads = _window(im, node, spec.shape[:2], w.shape[2:])
+    groups = int(node.attrs.get("group", 1))
     if groups < 1 or spec.channels != groups * w.shape[1] or w.shape[0] % groups:
         im.fail(f"weight of shape {list(w.shape)} with group={groups} does not fit the input "
                 f"{im.describe(node.inputs[0])} of {spec.channels} channels")
@@ -973,9 +982,7 @@ def _pool(kind):
     def handler(im, node):
         _, spec = im.inp(node.inputs[0], _ANY)
         kernel = [int(k) for k in node.attrs.get("kernel_shape", [])]
-        if len(kernel) != 2 or not all(1 <= k <= 1 << 16 for k in kernel):
-            im.fail(f"kernel_shape {kernel}: bnnrt pools 2-D windows")
-        strides, dilations, pads = _window(im, node)
+        strides, dilations, pads = _window(im, node, spec.shape[:2], kernel)
         if dilations != [1, 1]:
             im.fail(f"dilations {dilations} in a pool are not supported")
         attrs = {"kernel": kernel, "strides": strides, "pads": pads}
