@@ -331,7 +331,7 @@ _BINARIZERS = ("Sign", "Where", BIPOLAR_QUANT)
 _ANY = ("float32", "bits", "int8")
 
 
-def _simplify(nodes, outputs, consts):
+def _simplify(nodes, outputs):
     """Identity nodes become aliases, the STE ``Add(Sub(S, T), T)`` (S a
     binarizer's output, T the polynomial or x itself, either Add operand
     order) becomes S; then every node no graph output depends on is dropped.
@@ -377,7 +377,7 @@ class _Importer:
 
     def __init__(self, name, nodes, consts, inputs, outputs, shapes, opset):
         self.name, self.consts, self.shapes, self.opset = name, consts, shapes, opset
-        self.nodes, self.outputs = _simplify(nodes, outputs, consts)
+        self.nodes, self.outputs = _simplify(nodes, outputs)
         self.graph_inputs = inputs
         self.uses = collections.Counter(t for n in self.nodes for t in n.inputs if t)
         self.uses.update(self.outputs)
