@@ -78,6 +78,7 @@ CASES = [
     ("softmax", {"beta": 0.5}, {}, 1),
     ("prelu", {}, {"slope": np.float32([-0.5, 0.0, 0.25, 1.0, 2.0])}, 1),
     ("prelu", {}, {"slope": np.float32([0.1])}, 1),
+    ("prelu", {}, {"slope": np.float32([0.0, 0.25, 0.5, 1.0, 0.75])}, 1),    # the max(x, slope x) path
 ]
 
 

@@ -204,7 +204,7 @@ class BinaryMLP(nn.Module):
         return (F.linear(ApproxSign()(y1), xnor(self.w2)) - 0.5) * 0.25
 
 
-def calibrated(net, seed, shape=(3, 16, 16)):
+def calibrated(net, seed, shape=(3, 16, 16), batches=4, batch=16):
     """``net`` in eval mode with BatchNorm statistics of random inputs and
     random affine parameters, a third of the gammas negative."""
     g = torch.Generator().manual_seed(seed)
@@ -213,8 +213,8 @@ def calibrated(net, seed, shape=(3, 16, 16)):
             m.momentum = None          # the plain average over the calibration batches
     net.train()
     with torch.no_grad():
-        for _ in range(4):
-            net(torch.randn(16, *shape, generator=g))
+        for _ in range(batches):
+            net(torch.randn(batch, *shape, generator=g))
         for m in net.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 gamma = torch.rand(m.num_features, generator=g) + 0.5
