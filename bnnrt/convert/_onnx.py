@@ -777,7 +777,9 @@ def _binary_weights(im, w, groups):
     if groups == 1 and len(zero):
         c, k = (int(v) for v in zero[0])
         im.fail(f"binarized conv with {len(zero)} zero weight(s) (output channel {c}, tap {k}, ...): "
-                "Sign of a zero latent weight is 0, a ternary weight bnnrt's binary kernels cannot hold")
+                "Sign of a zero latent weight is 0, a ternary weight bnnrt's binary kernels cannot hold "
+                "(torch's random inits hold an exact 0 about once in 2^24 values; give such weights a sign "
+                "in PyTorch, e.g. w[w == 0] = 1e-6, and export again)")
     found, why = _one_magnitude(w) if groups == 1 else (None, f"groups={groups}")
     if found is None:
         warnings.warn(f"{im._where}: reads a binarized tensor but its weights are not binary ({why}); "
