@@ -26,6 +26,16 @@ from bnnrt.errors import BnnrtError, GraphError, UnsupportedOpError   # noqa: E4
 MARGIN = 1e-5
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """These nets are tiny: torch's thread pool only costs (seconds on a
+    loaded machine), so the module runs torch on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class ApproxSign(nn.Module):
     """Bi-Real's activation, as its code writes it: sign forward, a
     piecewise polynomial's gradient backward."""
@@ -145,16 +155,6 @@ class ReActNet(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """These nets are tiny: torch's thread pool only costs (seconds on a
-    loaded machine), so the module runs torch on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def xnor(w):
     """XNOR-Net's binary weight: mean |W| per output channel times sign(W)."""
     return w.abs().mean(dim=tuple(range(1, w.dim())), keepdim=True) * torch.sign(w)
@@ -224,12 +224,13 @@ def calibrated(net, seed, shape=(3, 16, 16), batches=4, batch=16):
     return net.eval()
 
 
-def inputs_with_margin(net, n, seed, binarizer=ApproxSign, shape=(3, 16, 16), draw=torch.randn):
-    """``n`` random inputs whose every value entering a ``binarizer`` module is
-    at least MARGIN from 0."""
+def inputs_with_margin(net, n, seed, shape=(3, 16, 16), binarizer=ApproxSign, draw=torch.randn):
+    """``n`` random inputs whose every pre-sign value (the input of a
+    ``binarizer`` module, and what the net records in ``presign``) is at least
+    MARGIN from 0."""
     g = torch.Generator().manual_seed(seed)
     smallest = []
-    hooks = [m.register_forward_hook(lambda mod, args, out: smallest.append(args[0].abs().flatten(1).amin(1)))
+    hooks = [m.register_forward_hook(lambda mod, args, out: smallest.append(args[0]))
              for m in net.modules() if isinstance(m, binarizer)]
     kept = []
     with torch.no_grad():
@@ -237,7 +238,8 @@ def inputs_with_margin(net, n, seed, binarizer=ApproxSign, shape=(3, 16, 16), dr
             x = draw(32, *shape, generator=g)
             smallest.clear()
             net(x)
-            ok = torch.stack(smallest).amin(0) > MARGIN
+            presign = smallest + list(getattr(net, "presign", []))
+            ok = torch.stack([t.abs().flatten(1).amin(1) for t in presign]).amin(0) > MARGIN
             kept.append(x[ok])
     for h in hooks:
         h.remove()
@@ -306,7 +308,7 @@ def test_reactnet_matches_pytorch(dynamo):
 def test_other_spellings_match_pytorch(dynamo):
     torch.manual_seed(9)
     net = calibrated(Spellings(), seed=10)
-    x = inputs_with_presign_margin(net, (3, 16, 16), seed=11)
+    x = inputs_with_margin(net, 8, seed=11)
     model = from_onnx(export(net, dynamo), threads=1)
     assert_matches_torch(model, net, x)
     ops = {n.name: n for n in model.plan.graph.nodes}
@@ -320,24 +322,13 @@ def test_other_spellings_match_pytorch(dynamo):
     assert any(n.op == "maxpool" for n in ops.values())   # on bits
 
 
-def inputs_with_presign_margin(net, shape, seed):
-    """8 random inputs whose pre-sign values (``net.presign``) keep MARGIN from 0."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        x = torch.randn(64, *shape, generator=g)
-        net(x)
-        keep = torch.stack([t.abs().flatten(1).amin(1) for t in net.presign]).amin(0) > MARGIN
-    assert keep.sum() >= 8
-    return x[keep][:8]
-
-
 @pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
 def test_binary_mlp_matches_pytorch(dynamo):
     """Flattened C, H, W elements through BN, sign and binary dense layers:
     the per-element constants and the dense columns follow bnnrt's order."""
     torch.manual_seed(12)
     net = calibrated(BinaryMLP(), seed=13, shape=(3, 6, 6))
-    x = inputs_with_presign_margin(net, (3, 6, 6), seed=14)
+    x = inputs_with_margin(net, 8, seed=14, shape=(3, 6, 6))
     example = torch.randn(1, 3, 6, 6)
     target = io.BytesIO()
     torch.onnx.export(net, (example,), target, dynamo=dynamo, opset_version=18 if dynamo else 17)
@@ -405,6 +396,20 @@ def _tiny_model(nodes, initializers=(), in_shape=(1, 4, 5, 5), out_shape=None, o
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
+def test_a_conv_of_bits_with_float_weights_runs_in_float_with_a_warning():
+    from onnx.reference import ReferenceEvaluator
+    rng = np.random.default_rng(7)
+    nodes = [helper.make_node("Sign", ["x"], ["s"]), helper.make_node("Conv", ["s", "w"], ["y"], pads=[1, 1, 1, 1])]
+    proto = _tiny_model(nodes, [("w", rng.standard_normal((3, 4, 3, 3)))])
+    with pytest.warns(UserWarning, match="not binary.*runs as a float conv"):
+        model = from_onnx(proto)
+    assert not binary_layers(model)
+    x = rng.standard_normal((1, 4, 5, 5)).astype(np.float32)
+    expected = ReferenceEvaluator(proto).run(None, {"x": x})[0]
+    got = model.run(np.ascontiguousarray(x.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_unsupported_ops_are_listed_with_counts():
     nodes = [helper.make_node("Sin", ["x"], ["a"]), helper.make_node("Erf", ["a"], ["b"]),
              helper.make_node("Sin", ["b"], ["y"])]
@@ -465,7 +470,7 @@ def test_brevitas_bnn_pynq_matches_brevitas(name, shape, dynamo, tmp_path):
     from brevitas_examples.bnn_pynq.models import model_with_cfg
     torch.manual_seed(18)
     net = calibrated(model_with_cfg(name, pretrained=False)[0], seed=19, shape=shape)
-    x = inputs_with_margin(net, 8, seed=20, binarizer=QuantIdentity, shape=shape, draw=torch.rand)
+    x = inputs_with_margin(net, 8, seed=20, shape=shape, binarizer=QuantIdentity, draw=torch.rand)
     path = tmp_path / f"{name}.onnx"
     export_qonnx(net, torch.rand(1, *shape), str(path), dynamo=dynamo)
     model = from_onnx(path, threads=1)
