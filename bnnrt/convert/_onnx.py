@@ -880,7 +880,8 @@ def _sign(im, node):
 def _unit_scale(im, node):
     """Whether a BipolarQuant's scale is the constant 1 (Brevitas' bnn_pynq:
     ``scaling_const=1.0``)."""
-    return im.is_const(node.inputs[1]) and node.inputs[1] and np.all(im.consts[node.inputs[1]] == 1)
+    scale = node.inputs[1] if len(node.inputs) > 1 else ""
+    return bool(scale) and scale in im.consts and bool(np.all(im.consts[scale] == 1))
 
 
 def _bipolar_quant(im, node):
