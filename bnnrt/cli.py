@@ -4,10 +4,11 @@
     bnnrt predict MODEL PATH... [--batch N] [--top-k K] [--out FILE.csv|FILE.jsonl]
     bnnrt eval MODEL --dataset fashion-mnist [--data DIR] [--batch N] [--json]
     bnnrt bench MODEL [--batch N] [--threads N] [--runs N] [--profile] [--json]
-    bnnrt convert MODEL.tflite OUT.bnn [--labels FILE] [--scale S --mean M,.. --std S,..]
+    bnnrt convert MODEL.tflite|MODEL.onnx OUT.bnn [--labels FILE] [--scale S --mean M,.. --std S,..]
 
-MODEL is a .bnn file, an LCE .tflite file (imported on the fly; ``convert``
-writes it as .bnn once), or a zoo model (random weights): ``zoo:blendnet20[:width]``
+MODEL is a .bnn file, an LCE .tflite or a PyTorch-exported .onnx file (imported
+on the fly; ``convert`` writes it as .bnn once), or a zoo model (random weights):
+``zoo:blendnet20[:width]``
 (BlendNet-20, width 1 by default) or ``zoo:resnet20_binary[:width]`` (the
 binary ResNet-20 of the benchmarks, width 4 by default).
 """
@@ -326,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def model_cmd(name, help_):
         p = sub.add_parser(name, help=help_)
-        p.add_argument("model", help="a .bnn file, an LCE .tflite file, zoo:blendnet20[:width] or "
+        p.add_argument("model", help="a .bnn file, an LCE .tflite or an .onnx file, zoo:blendnet20[:width] or "
                        "zoo:resnet20_binary[:width]")
         p.add_argument("--threads", type=_positive, default=None, help="threads (default: all cores)")
         return p
@@ -359,8 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "profile; with --json, a \"layers\" list)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_bench)
-    p = sub.add_parser("convert", help="import a Larq Compute Engine .tflite file as a .bnn model")
-    p.add_argument("source", help="the .tflite file (needs pip install 'bnnrt[tflite]')")
+    p = sub.add_parser("convert", help="import an LCE .tflite or an .onnx file as a .bnn model")
+    p.add_argument("source", help="the .tflite or .onnx file (needs pip install 'bnnrt[tflite]' or "
+                   "'bnnrt[onnx]')")
     p.add_argument("out", help="the .bnn file to write")
     p.add_argument("--labels", default=None, help="a text file with one class label per line")
     p.add_argument("--scale", type=float, default=None, help="pixel scale for predict() (default 1/255)")

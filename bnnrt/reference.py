@@ -297,6 +297,12 @@ def mul_float(a, b, *, activation="none"):
     return _elementwise(np.multiply, a, b, activation)
 
 
+def prelu(x, *, slope):
+    """float32 x where x >= 0, else slope * x (``slope`` one value or one per channel)."""
+    x = np.asarray(x, dtype=np.float32)
+    return np.where(x >= 0, x, x * np.asarray(slope, dtype=np.float32)).astype(np.float32, copy=False)
+
+
 def pad_float(x, *, pads, value=0.0):
     """Pad H and W with a constant; ``pads`` (top, bottom, left, right)."""
     return _pad(np.asarray(x, dtype=np.float32), pads, np.float32(value))

@@ -76,7 +76,16 @@ CASES = [
     ("reshape", {"shape": [5, 9, 7]}, {}, 1),
     ("concat", {}, {}, 3),
     ("softmax", {"beta": 0.5}, {}, 1),
+    ("prelu", {}, {"slope": np.float32([-0.5, 0.0, 0.25, 1.0, 2.0])}, 1),
+    ("prelu", {}, {"slope": np.float32([0.1])}, 1),
+    ("prelu", {}, {"slope": np.float32([0.0, 0.25, 0.5, 1.0, 0.75])}, 1),    # the max(x, slope x) path
 ]
+
+
+def test_prelu_scales_the_negative_values_per_channel():
+    g = _graph("prelu", (1, 2, 2), consts={"slope": np.float32([0.25, -1.0])})
+    x = np.float32([[[[-2.0, -3.0], [4.0, 0.0]]]])
+    np.testing.assert_array_equal(bnnrt.Model(g).run(x), [[[[-0.5, 3.0], [4.0, 0.0]]]])
 
 
 @pytest.mark.parametrize("op,attrs,consts,n_inputs", CASES, ids=[c[0] for c in CASES])
@@ -117,6 +126,8 @@ def test_conv2d_float_kernel_choice(cin, weights_shape, groups, activation, dire
     ("pad_float", {"pads": [1, 1, 1, 1], "value": float("nan")}, {}, "finite"),
     ("softmax", {"beta": -1.0}, {}, "beta"),
     ("bconv2d_float", {"cin": 5}, {}, "expected dtype bits"),
+    ("prelu", {}, {"slope": np.zeros(3, np.float32)}, "does not broadcast"),
+    ("prelu", {}, {"slope": np.float32([np.inf])}, "NaN or infinite"),
 ])
 def test_bad_float_layers_name_the_problem(op, attrs, consts, match):
     with pytest.raises(GraphError, match=match):

@@ -185,9 +185,9 @@ def test_cli_opens_and_converts_any_registered_suffix(monkeypatch, tmp_path, cap
 
 
 @pytest.mark.parametrize("source,message", [
-    ("x.unknown", "x.unknown: bnnrt imports .tflite files, not '.unknown' ones"),
-    ("model.bnn", "model.bnn: bnnrt imports .tflite files, not '.bnn' ones"),
-    ("noext", "noext: bnnrt imports .tflite files, not files without a suffix"),
+    ("x.unknown", "x.unknown: bnnrt imports .onnx, .tflite files, not '.unknown' ones"),
+    ("model.bnn", "model.bnn: bnnrt imports .onnx, .tflite files, not '.bnn' ones"),
+    ("noext", "noext: bnnrt imports .onnx, .tflite files, not files without a suffix"),
 ])
 def test_cli_convert_refuses_a_suffix_no_importer_reads(source, message, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "bnnrt", "convert", source, str(tmp_path / "out.bnn")],

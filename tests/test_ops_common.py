@@ -325,6 +325,12 @@ def _mean_float(rng):
     return _one_node("mean_float", _shape(rng))
 
 
+def _prelu(rng):
+    shape = _shape(rng)
+    slope = rng.normal(0, 1, _pick(rng, [(1,), shape[-1:]])).astype(np.float32)
+    return _one_node("prelu", shape, consts={"slope": slope})
+
+
 def _reshape(rng):
     h, w, c = _shape(rng)
     shape = _pick(rng, [(1, 1, h * w * c), (w, h, c), (h * w, c, 1), (1, h, w * c)])
@@ -448,7 +454,7 @@ EXAMPLES = {
     "activation": _activation, "conv2d_float": _conv2d_float, "bconv2d_float": _bconv2d_float,
     "add_float": _elementwise("add_float"), "mul_float": _elementwise("mul_float"), "pad_float": _pad_float,
     "maxpool_float": _pool_float("maxpool_float"), "avgpool_float": _pool_float("avgpool_float"),
-    "mean_float": _mean_float, "reshape": _reshape, "concat": _concat, "slice_channels": _slice_channels,
+    "mean_float": _mean_float, "prelu": _prelu, "reshape": _reshape, "concat": _concat, "slice_channels": _slice_channels,
     "tfl_quantize": _tfl_scale("tfl_quantize", "float32"), "tfl_dequantize": _tfl_scale("tfl_dequantize", "int8"),
     "tfl_requantize": _tfl_requantize, "tfl_conv2d": _tfl_conv2d, "tfl_add": _tfl_binary("tfl_add"),
     "tfl_mul": _tfl_binary("tfl_mul"), "tfl_avgpool": _tfl_avgpool, "tfl_mean": _tfl_mean, "tfl_pad": _tfl_pad,

@@ -25,11 +25,20 @@ def from_tflite(source, *, threads=None, metadata=None):
     return convert(source, threads=threads, metadata=metadata)
 
 
+def from_onnx(source, *, threads=None, metadata=None):
+    """Import an ONNX file (a path, bytes, a binary file object or an
+    ``onnx.ModelProto``) of a binary network exported from PyTorch as a
+    :class:`bnnrt.Model` (docs/onnx.md). Needs ``pip install 'bnnrt[onnx]'``."""
+    from ._onnx import from_onnx as convert
+    return convert(source, threads=threads, metadata=metadata)
+
+
 #: File suffix (lower case) -> importer: ``importer(source, *, threads=None,
 #: metadata=None)`` reads a path, bytes or a binary file object and returns a
 #: :class:`bnnrt.Model`. Adding a file format is its module and one line here.
 IMPORTERS = {
     ".tflite": from_tflite,
+    ".onnx": from_onnx,
 }
 
 
@@ -39,4 +48,4 @@ def importer_for(path):
     return IMPORTERS.get(os.path.splitext(os.fspath(path))[1].lower())
 
 
-__all__ = ["IMPORTERS", "from_tflite", "from_torch", "importer_for"]
+__all__ = ["IMPORTERS", "from_onnx", "from_tflite", "from_torch", "importer_for"]

@@ -57,12 +57,13 @@ class TensorBindings:
 
     The format-specific parts are handed in: ``describe(id)`` names a tensor in
     messages, ``spec_of(id, dtype, channels)`` is the spec of the file's tensor
-    (its layout and batch rules), ``fail(message)`` raises with the importer's
+    (its layout and batch rules; None where the file records no shape for it,
+    as ONNX files may not), ``fail(message)`` raises with the importer's
     current location, and ``constants`` (id -> array) holds the file's constant
     tensors, which ops read as weights, never as activations."""
 
     def __init__(self, *, describe: Callable[[Hashable], str],
-                 spec_of: Callable[[Hashable, str, int | None], TensorSpec],
+                 spec_of: Callable[[Hashable, str, int | None], TensorSpec | None],
                  constants: Mapping, fail: Callable[[str], NoReturn],
                  infer: Callable[[str], TensorSpec]):
         self.names: dict = {}
@@ -100,7 +101,7 @@ class TensorBindings:
         except GraphError as e:
             self._fail(str(e))
         recorded = self._spec_of(tensor_id, dtype, channels)
-        if (recorded.shape, recorded.dtype) != (spec.shape, spec.dtype):
+        if recorded is not None and (recorded.shape, recorded.dtype) != (spec.shape, spec.dtype):
             self._fail(f"the file records {self._describe(tensor_id)} as {recorded}, but bnnrt computes {spec}")
         self.bind(tensor_id, name, spec)
         return spec

@@ -5,11 +5,13 @@ run C kernels, the element-wise ops numpy."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from .. import reference as ref
 from .._kernels import _core
 from ..graph import TensorSpec
-from .base import (MAX_DIM, Elementwise, ReferenceOp, activation_attr, choice, fail, finite_const, float_attr,
-                   input_spec, int_attr, padded, pool_window, window)
+from .base import (MAX_DIM, Elementwise, NumpyKernel, ReferenceOp, activation_attr, choice, fail, finite_const,
+                   float_attr, input_spec, int_attr, padded, pool_window, window)
 from .conv import BinaryWeights, ConvOp, EpilogueConv
 
 
@@ -86,6 +88,7 @@ class BConv2DFloat(BinaryWeights, EpilogueConv):
 class AddFloat(Elementwise):
     name = "add_float"
     precision = "float"
+    ufunc = np.add
 
     def check_attrs(self, node):
         activation_attr(node)
@@ -93,9 +96,21 @@ class AddFloat(Elementwise):
     def _kwargs(self, node, ins):
         return {"activation": activation_attr(node)}
 
+    def kernel(self, node, ins):
+        if activation_attr(node) != "none":
+            return super().kernel(node, ins)
+        # written into the output: a ReActNet runs ~80 of these, and the
+        # reference's temporaries cost as much as its binary convs
+        ufunc, operand = self.ufunc, node.consts.get("operand")
+
+        def run(*arrays):
+            ufunc(arrays[0], arrays[1] if operand is None else operand, out=arrays[-1])
+        return NumpyKernel(run)
+
 
 class MulFloat(AddFloat):
     name = "mul_float"
+    ufunc = np.multiply
 
 
 class PadFloat(FloatOp):
@@ -143,5 +158,38 @@ class MeanFloat(FloatOp):
         return [TensorSpec((1, 1, spec.channels), "float32")]
 
 
+class PReLU(FloatOp):
+    """x where x >= 0, else slope * x, the slope per channel (ReActNet's
+    RPReLU, Larq's PReLU): numpy, an element-wise pass like add_float's."""
+
+    name = "prelu"
+
+    def infer(self, node, ins):
+        spec = input_spec(node, ins, 0, ["float32"])
+        slope = finite_const(node, "slope")
+        if slope.shape not in ((1,), (spec.channels,)):
+            fail(node, f"slope of shape {slope.shape} does not broadcast over {spec} (one value or one per channel)")
+        return [spec]
+
+    def _kwargs(self, node, ins):
+        return {"slope": node.consts["slope"]}
+
+    def kernel(self, node, ins):
+        slope = node.consts["slope"]
+        if np.all((slope >= 0) & (slope <= 1)):
+            # max(x, slope x) is the same value for such slopes (the rounded
+            # product stays on x's side of 0 and below |x|), in two passes
+            # without temporaries: the reference's np.where costs three
+            def run(x, out):
+                np.multiply(x, slope, out=out)
+                np.maximum(out, x, out=out)
+        else:
+            def run(x, out):
+                np.minimum(x, 0, out=out)
+                out *= slope
+                out += np.maximum(x, 0)
+        return NumpyKernel(run)
+
+
 OPS = (Activation(), Conv2DFloat(), BConv2DFloat(), AddFloat(), MulFloat(), PadFloat(), MaxPoolFloat(),
-       AvgPoolFloat(), MeanFloat())
+       AvgPoolFloat(), MeanFloat(), PReLU())
