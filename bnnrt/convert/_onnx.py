@@ -40,7 +40,7 @@ from .._shapes import same_pads
 from ..errors import BnnrtError, GraphError, ModelFormatError
 from ..graph import GraphBuilder, TensorSpec
 from ..model import Model
-from ..passes import fuse_residual_adds
+from ..passes import fuse_residual_adds, fuse_sign_affines
 from ..reference import pack_bits
 from ._common import ShapeInference, TensorBindings, check_supported, source_metadata
 
@@ -532,7 +532,7 @@ class _Importer:
             name, spec = self.act(t)
             outputs.append(name)
         meta = source_metadata(self.name, "onnx")
-        graph = fuse_residual_adds(self.b.build(outputs, metadata=meta))
+        graph = fuse_sign_affines(fuse_residual_adds(self.b.build(outputs, metadata=meta)))
         last = {out: node.op for node in graph.nodes for out in node.outputs}
         if last.get(outputs[0]) == "softmax":     # predict() must not apply a second softmax
             graph.metadata["output"] = "probabilities"
