@@ -292,6 +292,25 @@ def test_bireal_matches_pytorch(bireal, dynamo, tmp_path):
     assert not any(n.op == "add_float" and len(n.inputs) == 2 for n in model.plan.graph.nodes)
 
 
+def test_from_torch_exports_any_module_through_onnx(bireal):
+    """bnnrt.convert.from_torch on a module that is not bnnrt's own: exported in
+    memory (eval mode, then the module's mode is given back) and imported."""
+    from bnnrt.convert import from_torch
+    net, x = bireal
+    net.train()
+    model = from_torch(net, x[:1], threads=1)
+    assert net.training
+    assert_matches_torch(model, net.eval(), x)
+    assert len(binary_layers(model)) == 4
+    by_shape = from_torch(net, (1,) + tuple(x.shape[1:]), threads=1)
+    np.testing.assert_array_equal(by_shape.run(x.numpy().transpose(0, 2, 3, 1).copy()),
+                                  model.run(x.numpy().transpose(0, 2, 3, 1).copy()))
+    with pytest.raises(GraphError, match="needs an example input"):
+        from_torch(net)
+    with pytest.raises(GraphError, match=r"not \(1, C, H, W\)"):
+        from_torch(net, (3, 16, 16))
+
+
 @pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
 def test_reactnet_matches_pytorch(dynamo):
     torch.manual_seed(6)

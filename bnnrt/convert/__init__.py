@@ -12,10 +12,13 @@ from __future__ import annotations
 import os
 
 
-def from_torch(model, input_shape=None, *, metadata=None, threads=None):
-    """Export a trained ``bnnrt.train`` network to a :class:`bnnrt.Model`."""
+def from_torch(model, example=None, *, metadata=None, threads=None):
+    """A PyTorch network as a :class:`bnnrt.Model`: a trained ``bnnrt.train``
+    network folded exactly (``example``: its (H, W, C) input shape, optional),
+    any other module exported to ONNX in memory with ``example`` (a tensor
+    (1, C, H, W) or that shape) and imported as :func:`from_onnx` does."""
     from ._torch import from_torch as convert
-    return convert(model, input_shape, metadata=metadata, threads=threads)
+    return convert(model, example, metadata=metadata, threads=threads)
 
 
 def from_tflite(source, *, threads=None, metadata=None):

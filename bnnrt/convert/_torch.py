@@ -1,4 +1,6 @@
-"""PyTorch -> bnnrt: fold a trained ``bnnrt.train`` network into a .bnn graph.
+"""PyTorch -> bnnrt. A trained ``bnnrt.train`` network is folded into a .bnn
+graph directly; any other module (a PyTorch BNN of the kinds docs/onnx.md
+lists) goes through ONNX, exported in memory and read by ``from_onnx``.
 
 The folding itself (BatchNorm -> thresholds and requantization constants) is
 ``BlendNet20.folded``, built on ``bnnrt.fold``: the eval mode of the training
@@ -20,10 +22,14 @@ from ..train.layers import BinaryConv2d, Int8Conv2d, Int8Linear
 SUPPORTED = (BlendNet20, BlendBlock, BinaryConv2d, Int8Conv2d, Int8Linear, nn.BatchNorm2d, nn.ModuleList)
 
 
-def from_torch(model, input_shape=None, *, metadata=None, threads=None) -> Model:
+def from_torch(model, example=None, *, metadata=None, threads=None) -> Model:
+    """``model`` a ``bnnrt.train.BlendNet20``: ``example`` is its (H, W, C)
+    input shape, checked if given. Any other module: ``example`` is an input
+    it takes, a tensor (1, C, H, W) or that shape; the module is exported in
+    eval mode with torch.onnx.export (TorchScript) and imported."""
     if not isinstance(model, BlendNet20):
-        raise UnsupportedOpError(
-            f"from_torch exports bnnrt.train.BlendNet20 networks, not {type(model).__name__}")
+        return _via_onnx(model, example, metadata=metadata, threads=threads)
+    input_shape = example
     unsupported = [f"{name or '<root>'} ({type(m).__name__})" for name, m in model.named_modules()
                    if not isinstance(m, SUPPORTED)]
     if unsupported:
@@ -44,3 +50,38 @@ def from_torch(model, input_shape=None, *, metadata=None, threads=None) -> Model
     graph = wiring.build(model.folded(), width=model.width, input_shape=shape,
                          num_classes=model.num_classes, metadata=meta)
     return Model(graph, threads=threads, name=meta["name"])
+
+
+def _via_onnx(model, example, *, metadata=None, threads=None) -> Model:
+    import io
+
+    import torch
+
+    from ._onnx import from_onnx
+    if not isinstance(model, nn.Module):
+        raise UnsupportedOpError(f"from_torch exports torch.nn.Module networks, not {type(model).__name__}")
+    if example is None:
+        raise GraphError(f"from_torch needs an example input for a {type(model).__name__} (a tensor "
+                         "(1, C, H, W) or that shape): only bnnrt.train.BlendNet20 knows its own")
+    if not isinstance(example, torch.Tensor):
+        try:
+            shape = tuple(int(d) for d in example)
+        except (TypeError, ValueError):
+            raise GraphError(f"example must be a tensor or a shape (1, C, H, W), not {example!r}") from None
+        if len(shape) != 4 or shape[0] != 1 or min(shape) < 1:
+            raise GraphError(f"example shape {shape} is not (1, C, H, W)")
+        example = torch.zeros(shape)
+    training = model.training
+    buffer = io.BytesIO()
+    try:
+        model.eval()
+        with torch.no_grad():
+            torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=17)
+    except Exception as e:      # noqa: BLE001 (torch's exporter raises many types)
+        raise UnsupportedOpError(f"torch.onnx.export could not export the {type(model).__name__}: "
+                                 f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+    finally:
+        model.train(training)
+    meta = {"name": type(model).__name__.lower(), "provenance": {"source": "bnnrt.convert.from_torch (ONNX)"}}
+    meta.update(metadata or {})
+    return from_onnx(buffer.getvalue(), threads=threads, metadata=meta)
