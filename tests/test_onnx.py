@@ -4,6 +4,7 @@ outputs against PyTorch's eval outputs, every binary layer on a binary kernel.""
 
 import io
 import os
+import re
 import subprocess
 import sys
 
@@ -434,6 +435,29 @@ def test_unsupported_ops_are_listed_with_counts():
              helper.make_node("Sin", ["b"], ["y"])]
     with pytest.raises(UnsupportedOpError, match=r"2 op\(s\).*Erf x1, Sin x2"):
         from_onnx(_tiny_model(nodes).SerializeToString())
+
+
+def test_malformed_nodes_are_refused_by_name():
+    """Nodes short of inputs (checked against ONNX's own schema of the op),
+    operands of the wrong kind: refused with the node named, never a Python
+    exception wrapped in the message."""
+    w = np.ones((4, 4, 3, 3), np.float32)
+    cases = [
+        ([helper.make_node("Add", ["x"], ["y"], name="lonely")], [], r"node 0 \(Add 'lonely'\): has 1 inputs.*takes 2"),
+        ([helper.make_node("Conv", [], ["y"])], [], r"Conv\): has 0 inputs.*takes 2 to 3"),
+        ([helper.make_node("Where", ["x", "x"], ["y"])], [], r"Where\): has 2 inputs"),
+        ([helper.make_node("Relu", ["x"], [])], [], r"has 0 outputs"),
+        ([helper.make_node("ReduceMean", ["w", "axes"], ["m"]), helper.make_node("Mul", ["x", "m"], ["y"])],
+         [("w", w), ("axes", np.ones((2, 2)))], r"axes must be a list of integers"),      # opset 18: an input
+        ([helper.make_node("Gemm", ["f", "b", "c"], ["y"], transB=1), ],
+         [("b", np.ones((3, 100))), ("c", np.ones(4))], r"bias C of shape \[4\] does not fit the 3 outputs"),
+    ]
+    for nodes, inits, message in cases:
+        if nodes[0].op_type == "Gemm":
+            nodes = [helper.make_node("Flatten", ["x"], ["f"])] + nodes
+        with pytest.raises(BnnrtError, match=message) as e:
+            from_onnx(_tiny_model(nodes, inits, opset=18).SerializeToString())
+        assert not re.search(r"\b(IndexError|TypeError|KeyError|ValueError)\b", str(e.value)), e.value
 
 
 def test_asymmetric_pads_and_layout_match_the_onnx_reference():

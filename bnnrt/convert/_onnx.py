@@ -97,6 +97,27 @@ def _parse(data: bytes, name: str, base_dir=None):
     return _read_model(model, name, onnx, numpy_helper, base_dir)
 
 
+def _check_arity(onnx, n, i, opset, name):
+    """The node's input and output counts against ONNX's own schema of its op
+    at the file's opset (an op ONNX does not know is left to the precheck,
+    which names it): a node short of a required input never reaches a
+    handler or the constant folder."""
+    try:
+        schema = onnx.defs.get_schema(n.op_type, max(int(opset), 1), "")
+    except Exception:       # noqa: BLE001 (onnx.defs.SchemaError: not an ONNX op at this opset)
+        return
+    where = f"{name}: node {i} ({n.op_type} {n.name!r})" if n.name else f"{name}: node {i} ({n.op_type})"
+    required = [t for t in list(n.input)[:schema.min_input]]
+    if not schema.min_input <= len(n.input) <= schema.max_input or not all(required):
+        takes = (f"{schema.min_input}" if schema.min_input == schema.max_input else
+                 f"{schema.min_input} to {schema.max_input} (the first {schema.min_input} named)")
+        raise ModelFormatError(f"{where}: has {len(n.input)} inputs ({', '.join(map(repr, n.input))}); "
+                               f"{n.op_type} takes {takes}")
+    if not max(schema.min_output, 1) <= len(n.output) <= schema.max_output:
+        raise ModelFormatError(f"{where}: has {len(n.output)} outputs; {n.op_type} makes "
+                               f"{schema.min_output} to {schema.max_output}")
+
+
 def _read_model(model, name, onnx, numpy_helper, base_dir=None):
     g = model.graph
     if not g.node or not g.output:
@@ -160,6 +181,7 @@ def _read_model(model, name, onnx, numpy_helper, base_dir=None):
         # never takes it for ONNX's op of the same name
         if n.domain in ("", "ai.onnx"):
             op = n.op_type
+            _check_arity(onnx, n, i, opset, name)
         elif n.domain in QONNX_DOMAINS:
             op = f"qonnx::{n.op_type}"
         else:
@@ -186,8 +208,20 @@ def _attr_or_input(node, ins, key, position):
     return node.attrs.get(key)
 
 
+def _int_list(node, value, what, rank=None):
+    """A 1-D integer operand (axes, a shape) as a list, each axis within
+    [-rank, rank) when ``rank`` is given; GraphError naming the node if not."""
+    a = np.asarray(value)
+    if a.ndim > 1 or a.dtype.kind not in "iu":
+        raise GraphError(f"{node}: {what} must be a list of integers, got {a.dtype}{list(a.shape)}")
+    values = [int(v) for v in a.reshape(-1)]
+    if rank is not None and any(not -rank <= v < rank for v in values):
+        raise GraphError(f"{node}: {what} {values} out of range for a rank-{rank} tensor")
+    return values
+
+
 def _reshape(node, ins):
-    data, shape = ins[0], [int(d) for d in ins[1].reshape(-1)]
+    data, shape = ins[0], _int_list(node, ins[1], "the shape")
     if not node.attrs.get("allowzero", 0):
         shape = [data.shape[i] if d == 0 else d for i, d in enumerate(shape)]
     return data.reshape(shape)
@@ -200,7 +234,9 @@ def _reduce_mean(node, ins):
         if node.attrs.get("noop_with_empty_axes", 0):
             return ins[0]
         axes = range(ins[0].ndim)
-    axes = tuple(int(a) % ins[0].ndim for a in np.atleast_1d(axes))
+    axes = tuple(a % ins[0].ndim for a in _int_list(node, axes, "axes", ins[0].ndim))
+    if len(set(axes)) != len(axes):
+        raise GraphError(f"{node}: axes {list(axes)} name an axis twice")
     return np.mean(ins[0], axis=axes, keepdims=keep, dtype=ins[0].dtype)
 
 
@@ -220,9 +256,13 @@ def _cast(node, ins):
 
 
 def _unsqueeze(node, ins):
-    axes = sorted(int(a) for a in np.atleast_1d(_attr_or_input(node, ins, "axes", 1)))
+    axes = _attr_or_input(node, ins, "axes", 1)
+    if axes is None:
+        raise GraphError(f"{node}: Unsqueeze without axes")
+    axes = _int_list(node, axes, "axes")
     out = ins[0]
     rank = out.ndim + len(axes)
+    axes = _int_list(node, axes, "axes", rank)
     for a in sorted(a % rank for a in axes):
         out = np.expand_dims(out, a)
     return out
@@ -232,7 +272,10 @@ def _squeeze(node, ins):
     axes = _attr_or_input(node, ins, "axes", 1)
     if axes is None:
         return np.squeeze(ins[0])
-    return np.squeeze(ins[0], axis=tuple(int(a) % ins[0].ndim for a in np.atleast_1d(axes)))
+    axes = tuple(a % ins[0].ndim for a in _int_list(node, axes, "axes", ins[0].ndim))
+    if any(ins[0].shape[a] != 1 for a in axes):
+        raise GraphError(f"{node}: cannot squeeze axes {list(axes)} of a {list(ins[0].shape)} tensor")
+    return np.squeeze(ins[0], axis=axes)
 
 
 def _binary(fn):
@@ -846,7 +889,9 @@ def _gemm(im, node):
     bias = None
     if len(node.inputs) > 2 and node.inputs[2]:
         c = im.const(node.inputs[2], "the bias C").astype(np.float64)
-        bias = np.broadcast_to(c.reshape(-1) if c.size == w.shape[0] else c, (w.shape[0],))
+        if c.size not in (1, w.shape[0]):
+            im.fail(f"bias C of shape {list(c.shape)} does not fit the {w.shape[0]} outputs")
+        bias = np.broadcast_to(c.reshape(-1), (w.shape[0],))
         bias = bias * float(node.attrs.get("beta", 1.0))
     _conv_like(im, node, a, _dense_weights(im, a, w), bias, [1, 1], [1, 1], [0, 0, 0, 0], 1, 2)
 
