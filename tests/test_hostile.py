@@ -167,6 +167,21 @@ def test_duplicate_graph_input_names_are_refused(sandbox):
 # --------------------------------------------------------------------------
 # a short run of the structure-aware mutator
 
+def test_onnx_mutations_find_nothing():
+    """Exported PyTorch BNNs, edited node by node (tests/fuzz/onnx_mutate.py):
+    every case loads and runs, or is refused with a bnnrt error that says
+    what is wrong."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from onnx_mutate import fuzz, seeds
+    # TorchScript's files only (the dynamo exporter takes seconds per net);
+    # `python tests/fuzz/onnx_mutate.py` mutates both
+    counts, findings = fuzz(cases=80, seed=20261202, sources=seeds(("torchscript",)), timeout=10)
+    assert counts.get("refused", 0) and counts.get("ok", 0), counts
+    assert not findings, "\n".join(f"{cls}: case {i}: {detail}; mutations {done}"
+                                    for cls, (i, done, detail) in findings.items())
+
+
 def test_mutator_finds_nothing_new():
     from mutate import fuzz, known_reason
     counts, findings, ran = fuzz(cases=300, seconds=45, seed=20261201, timeout=5, log=lambda *a: None)

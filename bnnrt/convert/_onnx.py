@@ -996,6 +996,8 @@ def _elementwise(onnx_op):
             im.fail(f"{onnx_op} of a constant by an activation is not supported")
         x, spec = im.act(x_id)
         c = im.per_channel(im.consts[c_id], x_id, "the constant operand").astype(np.float64)
+        if onnx_op == "Div" and not np.all(c):
+            im.fail("divides by a constant that holds 0")
         op, c = {"Add": ("add_float", c), "Sub": ("add_float", -c), "Mul": ("mul_float", c),
                  "Div": ("mul_float", 1 / c)}[onnx_op]
         im.out(node.outputs[0], im.b.add(op, [x], {}, {"operand": _frozen(c)}, name=name),

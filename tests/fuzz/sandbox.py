@@ -134,8 +134,10 @@ def work_seconds(model, batch: int) -> float:
 
 def _load(target, data):
     import bnnrt
-    from bnnrt.convert import from_tflite
-    return bnnrt.load(data, threads=1) if target == "bnn" else from_tflite(data, threads=1)
+    from bnnrt.convert import from_onnx, from_tflite
+    if target == "bnn":
+        return bnnrt.load(data, threads=1)
+    return (from_onnx if target == "onnx" else from_tflite)(data, threads=1)
 
 
 def _compare_equivalent(seed_model, inputs, outs, tolerance) -> tuple[str, str] | None:
@@ -160,7 +162,8 @@ def _compare_equivalent(seed_model, inputs, outs, tolerance) -> tuple[str, str] 
 
 
 def run_case(target: str, data: bytes, equivalence=None, extend=None) -> tuple[str, str]:
-    """Load (``target`` "bnn": ``bnnrt.load``; "tflite": ``from_tflite``) and
+    """Load (``target`` "bnn": ``bnnrt.load``; "tflite": ``from_tflite``;
+    "onnx": ``from_onnx``) and
     run once, in this process: (outcome, detail). With ``equivalence`` (the
     seed's bytes, a tolerance), the file must load and give the seed's
     outputs; with ``"must-refuse"`` it must not load. ``extend(seconds)``,
