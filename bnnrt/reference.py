@@ -241,9 +241,17 @@ ACTIVATIONS = {
 }
 
 
+#: The ``activation`` op's kinds: the fused activations and the element-wise
+#: functions TFLite has as separate ops (kept apart from ACTIVATIONS, which
+#: lists what a conv or an add may fuse). TFLite's ROUND rounds half to even
+#: (tensorflow/lite/kernels/internal/reference/round.h, matching tf.round):
+#: np.rint, exact in float32.
+UNARY = dict(ACTIVATIONS, abs=np.abs, floor=np.floor, round=np.rint)
+
+
 def activation(x, *, kind):
-    """float32 -> float32: one of :data:`ACTIVATIONS`."""
-    return ACTIVATIONS[kind](np.asarray(x, dtype=np.float32)).astype(np.float32, copy=False)
+    """float32 -> float32: one of :data:`UNARY`."""
+    return UNARY[kind](np.asarray(x, dtype=np.float32)).astype(np.float32, copy=False)
 
 
 def conv2d_float(x, weights, *, bias=None, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0),
@@ -283,13 +291,24 @@ def _elementwise(op, a, b, activation):
 
 
 def add_float(a, b, *, activation="none"):
-    """float32 a + b (b broadcast per channel when it is a constant), then the activation."""
+    """float32 a + b (b a constant broadcast per channel, or a second input of
+    a's shape or of one value per channel, (1, 1, C)), then the activation."""
     return _elementwise(np.add, a, b, activation)
 
 
 def mul_float(a, b, *, activation="none"):
-    """float32 a * b (b broadcast per channel when it is a constant), then the activation."""
+    """float32 a * b (b broadcast as add_float's), then the activation."""
     return _elementwise(np.multiply, a, b, activation)
+
+
+def minimum_float(a, b, *, activation="none"):
+    """float32 min(a, b) element-wise (b broadcast as add_float's)."""
+    return _elementwise(np.minimum, a, b, activation)
+
+
+def maximum_float(a, b, *, activation="none"):
+    """float32 max(a, b) element-wise (b broadcast as add_float's)."""
+    return _elementwise(np.maximum, a, b, activation)
 
 
 def prelu(x, *, slope):
@@ -298,9 +317,12 @@ def prelu(x, *, slope):
     return np.where(x >= 0, x, x * np.asarray(slope, dtype=np.float32)).astype(np.float32, copy=False)
 
 
-def pad_float(x, *, pads, value=0.0):
-    """Pad H and W with a constant; ``pads`` (top, bottom, left, right)."""
-    return _pad(np.asarray(x, dtype=np.float32), pads, np.float32(value))
+def pad_float(x, *, pads, value=0.0, channel_pads=(0, 0)):
+    """Pad H and W with a constant, ``pads`` (top, bottom, left, right), and
+    the channels, ``channel_pads`` (before, after): MeliusNet's ``x + pad(w)``."""
+    top, bottom, left, right = pads
+    return np.pad(np.asarray(x, dtype=np.float32), ((0, 0), (top, bottom), (left, right), tuple(channel_pads)),
+                  constant_values=np.float32(value))
 
 
 def maxpool_float(x, *, kernel, strides, pads=(0, 0, 0, 0)):
