@@ -253,10 +253,23 @@ def test_xnor_filter_computed_from_constants_is_folded():
     np.testing.assert_allclose(out.reshape(2, 2), y.reshape(2, -1) @ fc_w.T, rtol=1e-4, atol=1e-4)
 
 
-def test_fold_errors_name_the_operator():
+@pytest.mark.parametrize("case", ["no broadcast", "huge broadcast", "bad perm", "wrong recorded shape"])
+def test_fold_errors_name_the_operator(case):
     n = Net([1, 2, 2, 3])
-    bad = n.op(OP.ADD, [n.const(np.ones((2, 3))), n.const(np.ones((4,)))], [[2, 3]], OPTS.AddOptions,
-               {"FusedActivationFunction": 0})
+    if case == "no broadcast":
+        bad = n.op(OP.ADD, [n.const(np.ones((2, 3))), n.const(np.ones((4,)))], [[2, 3]], OPTS.AddOptions,
+                   {"FusedActivationFunction": 0})
+        op, match = "ADD", "cannot fold constants"
+    elif case == "huge broadcast":      # a few bytes of file asking for 2^28 values
+        bad = n.op(OP.MUL, [n.const(np.ones((1 << 14, 1))), n.const(np.ones((1 << 14,)))], [[1 << 14] * 2],
+                   OPTS.MulOptions, {"FusedActivationFunction": 0})
+        op, match = "MUL", "larger than"
+    elif case == "bad perm":
+        bad = n.op(OP.TRANSPOSE, [n.const(np.ones((2, 3))), n.const([0, 5], INT32)], [[3, 2]])
+        op, match = "TRANSPOSE", "cannot fold constants"
+    else:
+        bad = n.op(OP.ABS, [n.const(np.ones((2, 3)))], [[3]])
+        op, match = "ABS", "the file records"
     y = n.op(OP.MUL, [n.input, bad], [[1, 2, 2, 3]], OPTS.MulOptions, {"FusedActivationFunction": 0})
-    with pytest.raises(GraphError, match=r"operator 0 \(ADD\): cannot fold constants"):
+    with pytest.raises(GraphError, match=rf"operator 0 \({op}\): .*{match}"):
         from_tflite(n.model(y))

@@ -810,9 +810,9 @@ _FOLD_ARITY = {"ADD": 2, "SUB": 2, "MUL": 2, "DIV": 2, "MINIMUM": 2, "MAXIMUM": 
 
 def fold_constants(f: _File) -> None:
     """Compute, at import, every op of FOLDERS whose inputs are all constants
-    (in file order, so chains fold): XNORNet's dense filter is ABS, MEAN, SIGN,
-    MUL, TRANSPOSE of a float constant in LCE's file, and the CONV_2D or
-    FULLY_CONNECTED it feeds then reads it as weights. Only float32 values
+    (in file order, so chains fold): LCE leaves XNORNet's binarization of its
+    float dense filter (ABS, TRANSPOSE among it) in the graph, and the
+    CONV_2D or FULLY_CONNECTED it feeds then reads the result as weights. Only float32 values
     fold (int32 for shapes, perms and axes; float16 through DEQUANTIZE):
     quantized int8 constants stay for the handlers that read them. Results go
     to ``f.folded``; the ops to ``f.folded_ops``, which nothing else runs."""
@@ -844,9 +844,11 @@ def fold_constants(f: _File) -> None:
                 else:
                     out = FOLDERS[name](f, f.ops[index], args)
             out = np.asarray(out, dtype=np.float32)
-        except (ValueError, TypeError, IndexError) as e:    # numpy AxisError is a ValueError
+        except (ValueError, TypeError, IndexError, OverflowError) as e:    # numpy's AxisError is a ValueError
             raise GraphError(f"{where}: cannot fold constants {', '.join(str(f.tensors[i]) for i in ins)} "
                              f"({e})") from None
+        except Exception as e:     # the reader's accessors on a malformed options table
+            raise ModelFormatError(f"{where}: malformed operator ({type(e).__name__}: {e})") from None
         if tuple(out.shape) != tuple(out_t.shape):
             raise GraphError(f"{where}: the file records {out_t}, but the folded constant is "
                              f"{list(out.shape)}")
@@ -1210,7 +1212,7 @@ def _unsupported_use(f: _File, name: str, ins) -> str | None:
         return f.tensors[ins[k]].data if len(ins) > k and ins[k] >= 0 else None
     if name in ("SPLIT", "SPLIT_V"):
         axis, x = (const(0), ins[1] if len(ins) > 1 else -1) if name == "SPLIT" else (const(2), ins[0])
-        if axis is not None and axis.size == 1 and x >= 0:
+        if axis is not None and axis.size == 1 and axis.dtype.kind in "iu" and x >= 0:
             rank = len(f.tensors[x].shape)
             if int(axis.reshape(-1)[0]) not in (rank - 1, -1):
                 return f"axis {int(axis.reshape(-1)[0])} of rank {rank}"
