@@ -230,6 +230,14 @@ def softmax(x, *, beta=1.0):
 # agree with these within float rounding (numerics.md); the element-wise and
 # layout ops run these functions themselves.
 
+
+def _logistic(x):
+    # exp(-x) overflows to inf for x < -88, and 1 / (1 + inf) is the right 0:
+    # no warning for it (RealToBinaryNet's attention gates saturate so)
+    with np.errstate(over="ignore"):
+        return np.float32(1) / (np.float32(1) + np.exp(-x))
+
+
 #: Fused activations of float ops, TFLite's set: name -> function.
 ACTIVATIONS = {
     "none": lambda x: x,
@@ -237,7 +245,7 @@ ACTIVATIONS = {
     "relu6": lambda x: np.clip(x, np.float32(0), np.float32(6)),
     "relu_n1_to_1": lambda x: np.clip(x, np.float32(-1), np.float32(1)),
     "tanh": np.tanh,
-    "logistic": lambda x: np.float32(1) / (np.float32(1) + np.exp(-x)),
+    "logistic": _logistic,
 }
 
 
