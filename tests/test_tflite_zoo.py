@@ -60,6 +60,16 @@ class Net:
                                        "options_type": options_type, "options": options, "custom": None})
         return outs if len(outs) > 1 else outs[0]
 
+    def custom(self, name, inputs, out_shape, out_type=FLOAT32):
+        """An LCE op without options (LceQuantize, LceDequantize)."""
+        entry = {"builtin": OP.CUSTOM, "deprecated": OP.CUSTOM, "custom": name, "version": 1}
+        if entry not in self.desc["codes"]:
+            self.desc["codes"].append(entry)
+        out = self.tensor(out_shape, dtype=out_type)
+        self.desc["operators"].append({"opcode": self.desc["codes"].index(entry), "inputs": list(inputs),
+                                       "outputs": [out], "options_type": 0, "options": None, "custom": None})
+        return out
+
     def model(self, *outputs):
         self.desc["outputs"] = list(outputs)
         return write_model(self.desc)
@@ -273,3 +283,44 @@ def test_fold_errors_name_the_operator(case):
     y = n.op(OP.MUL, [n.input, bad], [[1, 2, 2, 3]], OPTS.MulOptions, {"FusedActivationFunction": 0})
     with pytest.raises(GraphError, match=rf"operator 0 \({op}\): .*{match}"):
         from_tflite(n.model(y))
+
+
+@pytest.mark.parametrize("padding", [1, 0])     # VALID, SAME
+def test_xnor_lce_pattern_becomes_a_binary_conv(padding):
+    """XNORNet as LCE 0.16 writes it: the float kernel clipped (RELU_N1_TO_1),
+    its scale MEAN(ABS), its sign LceQuantize -> LceDequantize, MUL, TRANSPOSE
+    to OHWI, then a float CONV_2D of LceDequantize'd activations. Folded, the
+    filter is +-scale per output: the conv runs on bits (bconv2d_float)."""
+    rng = np.random.default_rng(6)
+    c, k, cout = 40, 3, 9
+    n = Net([1, 5, 5, c])
+    kernel = rng.normal(0, 0.8, (k, k, c, cout)).astype(np.float32)
+    kern = n.const(kernel)
+    clipped = n.op(OP.RELU_N1_TO_1, [kern], [[k, k, c, cout]])
+    scale = n.op(OP.MEAN, [n.op(OP.ABS, [clipped], [[k, k, c, cout]]), n.const([0, 1, 2], INT32)],
+                 [[1, 1, 1, cout]], OPTS.ReducerOptions, {"KeepDims": 1})
+    signs = n.custom("LceDequantize", [n.custom("LceQuantize", [clipped], [k, k, c, 1], INT32)], [k, k, c, cout])
+    w = n.op(OP.TRANSPOSE, [n.op(OP.MUL, [scale, signs], [[k, k, c, cout]], OPTS.MulOptions,
+                                 {"FusedActivationFunction": 0}), n.const([3, 0, 1, 2], INT32)], [[cout, k, k, c]])
+    xb = n.custom("LceDequantize", [n.custom("LceQuantize", [n.input], [1, 5, 5, 2], INT32)], [1, 5, 5, c])
+    bias = rng.normal(0, 1, cout).astype(np.float32)
+    o = 5 if padding == 0 else 3
+    y = n.op(OP.CONV_2D, [xb, w, n.const(bias)], [[1, o, o, cout]], OPTS.Conv2DOptions,
+             {"Padding": padding, "StrideH": 1, "StrideW": 1, "DilationHFactor": 1, "DilationWFactor": 1,
+              "FusedActivationFunction": 1})
+    data = n.model(y)
+    ops = [node.op for node in _tflite.to_graph(data).nodes]
+    assert "bconv2d_float" in ops and "conv2d_float" not in ops, ops
+
+    x = rng.standard_normal((2, 5, 5, c)).astype(np.float32)
+    out = from_tflite(data).run(x)
+    cl = np.clip(kernel, -1, 1)
+    wq = np.where(cl < 0, -1.0, 1.0) * np.abs(cl).mean(axis=(0, 1, 2))        # HWIO
+    xs = np.where(x < 0, -1.0, 1.0)
+    if padding == 0:
+        xs = np.pad(xs, [(0, 0), (1, 1), (1, 1), (0, 0)])                        # SAME: zero taps
+    want = np.zeros((2, o, o, cout))
+    for i in range(o):
+        for j in range(o):
+            want[:, i, j] = np.einsum("nhwc,hwco->no", xs[:, i:i + k, j:j + k], wq)
+    np.testing.assert_allclose(out, np.maximum(want + bias, 0), rtol=1e-5, atol=1e-5)

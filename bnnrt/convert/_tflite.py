@@ -206,6 +206,8 @@ class _Importer:
         self.b = GraphBuilder()
         self.consts: dict[int, np.ndarray] = {t.index: t.data for t in f.tensors if t.data is not None}
         self.consts.update(f.folded)
+        #: float tensor -> the bit tensor it is the LceDequantize (+1/-1) of
+        self.dequantized: dict[int, int] = {}
         #: tflite tensor index -> (bnnrt tensor name, spec)
         self.bound = TensorBindings(describe=lambda i: str(f.tensors[i]),
                                     spec_of=lambda i, dtype, channels: self.spec_of(f.tensors[i], dtype, channels),
@@ -442,10 +444,49 @@ def _conv_2d(im, op, ins, outs):
     if groups < 1 or groups * w.shape[3] != spec.channels:
         im.fail(f"filter {w.shape} does not fit the input {spec}")
     pads = im._pads(o.Padding(), spec.shape[:2], w.shape[1:3], strides, dilations)
+    act = im._activation(o.FusedActivationFunction())
+    if groups == 1 and ins[0] in im.dequantized and act in _BCONV_ACTIVATIONS:
+        scale = _binary_filter_scale(w)
+        if scale is not None:
+            return _conv_of_signs(im, ins, outs, w, scale, bias, strides, dilations, pads, act)
     name = im.b.add("conv2d_float", [x], {"strides": list(strides), "dilations": list(dilations),
-                                          "pads": list(pads), "groups": groups,
-                                          "activation": im._activation(o.FusedActivationFunction())},
+                                          "pads": list(pads), "groups": groups, "activation": act},
                     _float_consts(weights=w, bias=bias), name=im._node_name(outs[0]))
+    im.out(outs[0], name)
+
+
+#: The fused activations bconv2d_float applies to its float output.
+_BCONV_ACTIVATIONS = ("none", "relu", "relu6", "relu_n1_to_1")
+
+
+def _binary_filter_scale(w):
+    """s (Cout,) where the filter ``w`` (Cout, kh, kw, Cin) is +-s per output
+    channel, s > 0 (XNORNet's sign(w) * mean|w| folded at import), else None."""
+    s = np.abs(w).reshape(w.shape[0], -1).max(axis=1)
+    if not (np.all(np.isfinite(s)) and np.all(s > 0)):
+        return None
+    return s if np.array_equal(np.abs(w), np.broadcast_to(s[:, None, None, None], w.shape)) else None
+
+
+def _conv_of_signs(im, ins, outs, w, scale, bias, strides, dilations, pads, act):
+    """A float CONV_2D of LceDequantize'd bits with a +-scale filter is a binary
+    conv: sum(x * s * sign(w)) = s * y with y the +-1 dot product, so
+    ``bconv2d_float`` on the bits with multiplier s and the conv's bias, its
+    padded taps 0 as the float conv's (pad_value 0). The float conv rounds
+    each product-sum in float32, the binary conv once: equal within float
+    rounding, and the 6x6x256x4096 float filter of XNORNet becomes bits."""
+    bits, spec = im.inp(im.dequantized[ins[0]], ("bits",))
+    cout = int(w.shape[0])
+    attrs = {"cin": spec.channels, "strides": list(strides), "dilations": list(dilations), "pads": list(pads),
+             "pad_value": 0 if any(pads) else 1}
+    if act != "none":
+        attrs["activation"] = act
+    bias = np.zeros(cout, np.float32) if bias is None else bias.reshape(-1)
+    if bias.shape != (cout,):
+        im.fail(f"bias of shape {bias.shape} for {cout} output channels")
+    name = im.b.add("bconv2d_float", [bits], attrs,
+                    {"weights": ref.pack_bits(w < 0), **_float_consts(multiplier=scale, bias=bias)},
+                    name=im._node_name(outs[0]))
     im.out(outs[0], name)
 
 
@@ -801,7 +842,33 @@ FOLDERS = {
     "SUM": _fold_reduce(np.sum),
     "RESHAPE": None,           # the output tensor's recorded shape (its inputs may not say it)
     "DEQUANTIZE": lambda f, op, a: a[0].astype(np.float32),
+    **{op: (lambda kind: lambda f, op, a: ref.ACTIVATIONS[kind](a[0]))(kind)
+       for op, kind in (("RELU", "relu"), ("RELU6", "relu6"), ("RELU_N1_TO_1", "relu_n1_to_1"),
+                        ("TANH", "tanh"), ("LOGISTIC", "logistic"))},
+    # LCE's sign of a float filter, as its kernels compute it: int32 words of 32
+    # channels, LSB first, bit 1 where x < 0; and back to +1/-1
+    "LceQuantize": lambda f, op, a: _lce_pack(a[0]),
+    "LceDequantize": None,     # the channel count is the output tensor's (the words hold up to 32 more)
 }
+
+#: (input type, output type) of the ops that fold other types than float32 -> float32.
+_FOLD_TYPES = {"DEQUANTIZE": (1, 0), "LceQuantize": (0, 2), "LceDequantize": (2, 0)}
+
+
+def _lce_pack(x):
+    negative = np.asarray(x) < 0
+    pad = -negative.shape[-1] % 32
+    if pad:
+        negative = np.concatenate([negative, np.zeros(negative.shape[:-1] + (pad,), bool)], axis=-1)
+    return ref.pack_bits(negative).view("<i4")
+
+
+def _lce_unpack(words, channels):
+    as_bytes = np.ascontiguousarray(words, dtype="<i4").view(np.uint8)
+    if as_bytes.shape[-1] < packed_bytes(channels):
+        raise ValueError(f"{words.shape[-1]} words do not hold {channels} channels")
+    negative = ref.unpack_bits(as_bytes[..., :packed_bytes(channels)], channels)
+    return np.where(negative, np.float32(-1), np.float32(1))
 
 #: Arity of each folder (TRANSPOSE's perm, RESHAPE's shape, MEAN's axes included; RESHAPE's is optional).
 _FOLD_ARITY = {"ADD": 2, "SUB": 2, "MUL": 2, "DIV": 2, "MINIMUM": 2, "MAXIMUM": 2, "TRANSPOSE": 2,
@@ -823,10 +890,11 @@ def fold_constants(f: _File) -> None:
         if name not in FOLDERS or len(outs) != 1 or not ins or any(i < 0 or i not in values for i in ins):
             continue
         types = [f.tensors[i].type_code for i in ins]
-        if name == "DEQUANTIZE":
-            if types != [1]:
+        out_type = f.tensors[outs[0]].type_code
+        if name in _FOLD_TYPES:
+            if (types[0], out_type) != _FOLD_TYPES[name]:
                 continue
-        elif types[0] != 0 or any(t not in (0, 2) for t in types) or f.tensors[outs[0]].type_code != 0:
+        elif types[0] != 0 or any(t not in (0, 2) for t in types) or out_type != 0:
             continue
         where = f"{f.name}: operator {index} ({name})"
         if len(ins) < _FOLD_ARITY.get(name, 1):
@@ -841,9 +909,11 @@ def fold_constants(f: _File) -> None:
             with np.errstate(all="ignore"):
                 if name == "RESHAPE":
                     out = args[0].reshape(out_t.shape)
+                elif name == "LceDequantize":
+                    out = _lce_unpack(args[0], out_t.shape[-1] if out_t.shape else 0)
                 else:
                     out = FOLDERS[name](f, f.ops[index], args)
-            out = np.asarray(out, dtype=np.float32)
+            out = np.asarray(out, dtype=np.float32 if out_type == 0 else np.int32)
         except (ValueError, TypeError, IndexError, OverflowError) as e:    # numpy's AxisError is a ValueError
             raise GraphError(f"{where}: cannot fold constants {', '.join(str(f.tensors[i]) for i in ins)} "
                              f"({e})") from None
@@ -1041,6 +1111,7 @@ def _lce_dequantize(im, op, ins, outs):
     x, spec = im.inp(ins[0], ("bits",))
     name = im.b.dequantize(x, scale=1.0, name=im._node_name(outs[0]))
     im.out(outs[0], name, "float32")
+    im.dequantized[outs[0]] = ins[0]      # a float conv of these +1/-1 may run on the bits
 
 
 def lce_weights(packed: np.ndarray, cin: int) -> np.ndarray:
