@@ -249,12 +249,23 @@ ACTIVATIONS = {
 }
 
 
+def tfl_round(x):
+    """TFLite's ROUND (tensorflow/lite/kernels/internal/reference/round.h,
+    RoundToNearest, as tf.round): half to even, computed as TFLite does, from
+    the floor, so that the signs of zeros match too (-0.3 and -0.5 round to
+    +0, where np.rint gives -0)."""
+    x = np.asarray(x, dtype=np.float32)
+    fl = np.floor(x)
+    with np.errstate(invalid="ignore"):         # inf - inf: TFLite's comparisons are false too
+        diff = x - fl
+        keep = (diff < 0.5) | ((diff == 0.5) & (np.fmod(fl, 2) == 0))
+    return np.where(keep, fl, fl + np.float32(1)).astype(np.float32, copy=False)
+
+
 #: The ``activation`` op's kinds: the fused activations and the element-wise
 #: functions TFLite has as separate ops (kept apart from ACTIVATIONS, which
-#: lists what a conv or an add may fuse). TFLite's ROUND rounds half to even
-#: (tensorflow/lite/kernels/internal/reference/round.h, matching tf.round):
-#: np.rint, exact in float32.
-UNARY = dict(ACTIVATIONS, abs=np.abs, floor=np.floor, round=np.rint)
+#: lists what a conv or an add may fuse).
+UNARY = dict(ACTIVATIONS, abs=np.abs, floor=np.floor, round=tfl_round)
 
 
 def activation(x, *, kind):

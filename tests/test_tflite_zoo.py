@@ -88,10 +88,13 @@ def run(data, x):
 def tfl_round(x):
     """TFLite's RoundToNearest (reference/round.h): floor, then up when the
     fraction is above one half, or exactly one half with an odd floor."""
-    fl = np.floor(x)
-    diff = x - fl
-    odd = np.mod(fl, 2) != 0
-    return np.where((diff < 0.5) | ((diff == 0.5) & ~odd), fl, fl + 1).astype(np.float32)
+    out = np.empty_like(x)
+    for i, v in enumerate(x.reshape(-1)):       # one value at a time, as the C loop
+        fl = np.floor(v)
+        diff = v - fl
+        even = diff == 0.5 and int(fl) % 2 == 0      # a tie needs |x| < 2^23: int() is exact
+        out.reshape(-1)[i] = fl if diff < 0.5 or even else fl + np.float32(1)
+    return out
 
 
 def test_dorefa_quantizer_round_floor_min_max_abs():
@@ -124,7 +127,22 @@ def test_dorefa_quantizer_round_floor_min_max_abs():
     np.testing.assert_array_equal(rounded_out, r)
     np.testing.assert_array_equal(out, expect)
     # the ties: TFLite rounds half to even (0.5 -> 0, 1.5 -> 2, 2.5 -> 2), not away from zero
+    # (TFLite 2.16's builtin ROUND gives these, and +0 for -0.5)
     assert rounded_out[0, 0, 0, :3].tolist() == [0.0, 2.0, 2.0]
+
+
+def test_round_matches_tflite_bit_for_bit():
+    """Signs of zeros included (-0.3, -0.5 -> +0; -0.0 stays -0.0), the largest
+    tie of float32 (2^23 - 0.5) and values past 2^23 (integers already)."""
+    x = np.array([-0.0, -0.3, -0.5, -1.5, -2.5, -3.5, 0.49999997, 2.5, 8388607.5, -8388607.5, 1e30, -3e38],
+                 np.float32)
+    n = Net([1, 1, 1, x.size])
+    data = n.model(n.op(OP.ROUND, [n.input], [[1, 1, 1, x.size]]))
+    out = run(data, x.reshape(1, 1, 1, -1)).reshape(-1)
+    want = tfl_round(x)
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(np.signbit(out), np.signbit(want))
+    assert out[:3].tolist() == [0.0, 0.0, 0.0] and np.signbit(out[:3]).tolist() == [True, False, False]
 
 
 def test_split_and_split_v_on_channels():

@@ -830,7 +830,7 @@ FOLDERS = {
     "NEG": lambda f, op, a: np.negative(a[0]),
     "SIGN": lambda f, op, a: np.sign(a[0]),
     "FLOOR": lambda f, op, a: np.floor(a[0]),
-    "ROUND": lambda f, op, a: np.rint(a[0]),
+    "ROUND": lambda f, op, a: ref.tfl_round(a[0]),
     "ADD": _fold_binary(np.add, "AddOptions"),
     "SUB": _fold_binary(np.subtract, "SubOptions"),
     "MUL": _fold_binary(np.multiply, "MulOptions"),
