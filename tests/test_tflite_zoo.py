@@ -342,3 +342,21 @@ def test_xnor_lce_pattern_becomes_a_binary_conv(padding):
         for j in range(o):
             want[:, i, j] = np.einsum("nhwc,hwco->no", xs[:, i:i + k, j:j + k], wq)
     np.testing.assert_allclose(out, np.maximum(want + bias, 0), rtol=1e-5, atol=1e-5)
+
+
+def test_new_ops_survive_save_and_load(tmp_path):
+    """minimum_float, maximum_float, the new activation kinds, channel pads and
+    a per-channel second input, written to a .bnn file and read back."""
+    shape = [1, 3, 3, 4]
+    n = Net(shape)
+    gap = n.op(OP.MEAN, [n.input, n.const([1, 2], INT32)], [[1, 1, 1, 4]], OPTS.ReducerOptions, {"KeepDims": 1})
+    y = n.op(OP.MAXIMUM, [n.op(OP.MINIMUM, [n.input, gap], [shape]), n.const([0.1])], [shape])
+    r = n.op(OP.ROUND, [n.op(OP.ABS, [y], [shape])], [shape])
+    p = n.op(OP.PAD, [r, n.const(np.array([[0, 0], [0, 0], [0, 0], [2, 0]]), INT32)], [[1, 3, 3, 6]])
+    model = from_tflite(n.model(p))
+    bnnrt.save(model, tmp_path / "m.bnn")
+    x = np.random.default_rng(7).normal(0, 2, (2, 3, 3, 4)).astype(np.float32)
+    np.testing.assert_array_equal(bnnrt.load(tmp_path / "m.bnn").run(x), model.run(x))
+    want = np.pad(tfl_round(np.abs(np.maximum(np.minimum(x, x.mean(axis=(1, 2), keepdims=True)), np.float32(0.1)))),
+                  [(0, 0), (0, 0), (0, 0), (2, 0)])
+    np.testing.assert_array_equal(model.run(x), want)
