@@ -36,15 +36,18 @@ def fuse_residual_adds(graph: Graph) -> Graph:
     skip and no activation yet, and the add's activation is one the conv
     applies (it moves onto the conv, after the add). The conv keeps its place
     and name; the add's readers and the graph outputs read the conv instead.
-    The first operand is tried as the conv's output first, then the second."""
+    The first operand is tried as the conv's output first, then the second.
+    An add that broadcasts one value per channel over the other operand is
+    left alone: the conv's skip is a whole tensor of its output's shape."""
     uses = count_uses(graph)
+    specs = _specs(graph) if any(n.op == "add_float" and len(n.inputs) == 2 for n in graph.nodes) else {}
     renamed: dict[str, str] = {}              # the output of a fused add -> its conv's output
     nodes: list[Node] = []
     written_by: dict[str, int] = {}           # tensor -> index in ``nodes`` of its (last) writer
     for node in graph.nodes:
         if any(t in renamed for t in node.inputs):
             node = dataclasses.replace(node, inputs=[renamed.get(t, t) for t in node.inputs])
-        fused = _fusable_conv(node, nodes, written_by, uses)
+        fused = _fusable_conv(node, nodes, written_by, uses, specs)
         if fused is not None:
             index, residual = fused
             conv = nodes[index]
@@ -63,10 +66,20 @@ def fuse_residual_adds(graph: Graph) -> Graph:
     return Graph(dict(graph.inputs), outputs, nodes, dict(graph.metadata))
 
 
-def _fusable_conv(add: Node, nodes, written_by, uses):
+def _specs(graph: Graph) -> dict:
+    """The spec of every tensor of ``graph``, as its ops infer them."""
+    from .ops import get_op
+    specs = dict(graph.inputs)
+    for node in graph.nodes:
+        specs.update(zip(node.outputs, get_op(node).infer(node, [specs[t] for t in node.inputs])))
+    return specs
+
+
+def _fusable_conv(add: Node, nodes, written_by, uses, specs):
     """(index in ``nodes`` of the conv ``add`` fuses into, the residual tensor), or None."""
     if (add.op != "add_float" or len(add.inputs) != 2 or len(add.outputs) != 1
-            or add.attrs.get("activation", "none") not in _CONV_ACTIVATIONS):
+            or add.attrs.get("activation", "none") not in _CONV_ACTIVATIONS
+            or specs[add.inputs[0]] != specs[add.inputs[1]]):
         return None
     for mine, other in ((add.inputs[0], add.inputs[1]), (add.inputs[1], add.inputs[0])):
         index = written_by.get(mine)

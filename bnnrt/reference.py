@@ -235,6 +235,14 @@ def softmax(x, *, beta=1.0):
 # agree with these within float rounding (numerics.md); the element-wise and
 # layout ops run these functions themselves.
 
+
+def _logistic(x):
+    # exp(-x) overflows to inf for x < -88, and 1 / (1 + inf) is the right 0:
+    # no warning for it (RealToBinaryNet's attention gates saturate so)
+    with np.errstate(over="ignore"):
+        return np.float32(1) / (np.float32(1) + np.exp(-x))
+
+
 #: Fused activations of float ops, TFLite's set: name -> function.
 ACTIVATIONS = {
     "none": lambda x: x,
@@ -242,13 +250,32 @@ ACTIVATIONS = {
     "relu6": lambda x: np.clip(x, np.float32(0), np.float32(6)),
     "relu_n1_to_1": lambda x: np.clip(x, np.float32(-1), np.float32(1)),
     "tanh": np.tanh,
-    "logistic": lambda x: np.float32(1) / (np.float32(1) + np.exp(-x)),
+    "logistic": _logistic,
 }
 
 
+def tfl_round(x):
+    """TFLite's ROUND (tensorflow/lite/kernels/internal/reference/round.h,
+    RoundToNearest, as tf.round): half to even, computed as TFLite does, from
+    the floor, so that the signs of zeros match too (-0.3 and -0.5 round to
+    +0, where np.rint gives -0)."""
+    x = np.asarray(x, dtype=np.float32)
+    fl = np.floor(x)
+    with np.errstate(invalid="ignore"):         # inf - inf: TFLite's comparisons are false too
+        diff = x - fl
+        keep = (diff < 0.5) | ((diff == 0.5) & (np.fmod(fl, 2) == 0))
+    return np.where(keep, fl, fl + np.float32(1)).astype(np.float32, copy=False)
+
+
+#: The ``activation`` op's kinds: the fused activations and the element-wise
+#: functions TFLite has as separate ops (kept apart from ACTIVATIONS, which
+#: lists what a conv or an add may fuse).
+UNARY = dict(ACTIVATIONS, abs=np.abs, floor=np.floor, round=tfl_round)
+
+
 def activation(x, *, kind):
-    """float32 -> float32: one of :data:`ACTIVATIONS`."""
-    return ACTIVATIONS[kind](np.asarray(x, dtype=np.float32)).astype(np.float32, copy=False)
+    """float32 -> float32: one of :data:`UNARY`."""
+    return UNARY[kind](np.asarray(x, dtype=np.float32)).astype(np.float32, copy=False)
 
 
 def conv2d_float(x, weights, *, bias=None, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0),
@@ -288,13 +315,24 @@ def _elementwise(op, a, b, activation):
 
 
 def add_float(a, b, *, activation="none"):
-    """float32 a + b (b broadcast per channel when it is a constant), then the activation."""
+    """float32 a + b (b a constant broadcast per channel, or a second input of
+    a's shape or of one value per channel, (1, 1, C)), then the activation."""
     return _elementwise(np.add, a, b, activation)
 
 
 def mul_float(a, b, *, activation="none"):
-    """float32 a * b (b broadcast per channel when it is a constant), then the activation."""
+    """float32 a * b (b broadcast as add_float's), then the activation."""
     return _elementwise(np.multiply, a, b, activation)
+
+
+def minimum_float(a, b, *, activation="none"):
+    """float32 min(a, b) element-wise (b broadcast as add_float's)."""
+    return _elementwise(np.minimum, a, b, activation)
+
+
+def maximum_float(a, b, *, activation="none"):
+    """float32 max(a, b) element-wise (b broadcast as add_float's)."""
+    return _elementwise(np.maximum, a, b, activation)
 
 
 def prelu(x, *, slope):
@@ -303,9 +341,12 @@ def prelu(x, *, slope):
     return np.where(x >= 0, x, x * np.asarray(slope, dtype=np.float32)).astype(np.float32, copy=False)
 
 
-def pad_float(x, *, pads, value=0.0):
-    """Pad H and W with a constant; ``pads`` (top, bottom, left, right)."""
-    return _pad(np.asarray(x, dtype=np.float32), pads, np.float32(value))
+def pad_float(x, *, pads, value=0.0, channel_pads=(0, 0)):
+    """Pad H and W with a constant, ``pads`` (top, bottom, left, right), and
+    the channels, ``channel_pads`` (before, after): MeliusNet's ``x + pad(w)``."""
+    top, bottom, left, right = pads
+    return np.pad(np.asarray(x, dtype=np.float32), ((0, 0), (top, bottom), (left, right), tuple(channel_pads)),
+                  constant_values=np.float32(value))
 
 
 def maxpool_float(x, *, kernel, strides, pads=(0, 0, 0, 0)):

@@ -252,7 +252,7 @@ def _global_avgpool(rng):
 
 
 def _activation(rng):
-    return _one_node("activation", _shape(rng), attrs={"kind": _pick(rng, sorted(ref.ACTIVATIONS))})
+    return _one_node("activation", _shape(rng), attrs={"kind": _pick(rng, sorted(ref.UNARY))})
 
 
 def _conv2d_float(rng):
@@ -304,7 +304,8 @@ def _elementwise(op):
         inputs = [b.input("a", shape)]
         consts = {}
         if rng.random() < 0.4:
-            inputs.append(b.input("b", shape))
+            # a whole tensor, or one value per channel (a runtime per-channel scale)
+            inputs.append(b.input("b", _pick(rng, [shape, (1, 1, shape[-1])])))
         else:
             operand_shape = [(1,), shape[-1:], shape][int(rng.integers(0, 3))]
             consts["operand"] = rng.normal(0, 2, operand_shape).astype(np.float32)
@@ -314,6 +315,8 @@ def _elementwise(op):
 
 def _pad_float(rng):
     attrs = {"pads": [int(p) for p in rng.integers(0, 4, 4)], "value": float(rng.normal(0, 2))}
+    if rng.random() < 0.5:
+        attrs["channel_pads"] = [int(p) for p in rng.integers(0, 4, 2)]
     return _one_node("pad_float", _shape(rng), attrs=attrs)
 
 
@@ -452,7 +455,9 @@ EXAMPLES = {
     "sign_bits": _sign_bits, "binarize": _binarize, "add_int8": _add_int8, "bconv2d": _bconv2d,
     "conv2d_int8": _conv2d_int8, "maxpool": _maxpool, "global_avgpool": _global_avgpool,
     "activation": _activation, "conv2d_float": _conv2d_float, "bconv2d_float": _bconv2d_float,
-    "add_float": _elementwise("add_float"), "mul_float": _elementwise("mul_float"), "pad_float": _pad_float,
+    "add_float": _elementwise("add_float"), "mul_float": _elementwise("mul_float"),
+    "minimum_float": _elementwise("minimum_float"), "maximum_float": _elementwise("maximum_float"),
+    "pad_float": _pad_float,
     "maxpool_float": _pool_float("maxpool_float"), "avgpool_float": _pool_float("avgpool_float"),
     "mean_float": _mean_float, "prelu": _prelu, "reshape": _reshape, "concat": _concat, "slice_channels": _slice_channels,
     "tfl_quantize": _tfl_scale("tfl_quantize", "float32"), "tfl_dequantize": _tfl_scale("tfl_dequantize", "int8"),

@@ -124,6 +124,18 @@ def test_count_uses_counts_node_inputs_and_graph_outputs():
     assert count_uses(graph) == {"x": 2, "twice": 2}
 
 
+def test_add_of_one_value_per_channel_is_not_fused():
+    """A conv's skip is a whole tensor of its output's shape: an add that
+    broadcasts a runtime (1, 1, C) scale over the conv's output stays an add."""
+    b = GraphBuilder()
+    x = b.input("x", SHAPE)
+    scale = b.add("mean_float", [x], name="gap")
+    graph = b.build(add(b, binary_conv(b, x, "conv"), scale, "add"))
+    fused = fuse_residual_adds(graph)
+    assert ops(fused) == ops(graph)
+    assert_same_result(graph, fused)
+
+
 # --------------------------------------------------------------------------
 # fuse_sign_affines: the BatchNorm before a sign, computed in the sign kernel
 

@@ -34,6 +34,7 @@ import collections
 
 import numpy as np
 
+from .. import reference as ref
 from .._io import read_bounded
 from .._shapes import packed_bytes, same_pads
 from ..quant import tflite_multiplier
@@ -106,6 +107,9 @@ class _File:
             # names and tensor lists of every operator, read (and checked) now
             self._names = [self._op_name(op) for op in self.ops]
             self._io = [self._op_io(op) for op in self.ops]
+            #: constant-only subgraphs computed at import (fold_constants): tensor -> value, and the ops
+            self.folded: dict[int, np.ndarray] = {}
+            self.folded_ops: set[int] = set()
             self.inputs = [int(i) for i in self.graph.InputsAsNumpy()] if self.graph.InputsLength() else []
             self.outputs = [int(i) for i in self.graph.OutputsAsNumpy()] if self.graph.OutputsLength() else []
             for i in self.inputs + self.outputs:
@@ -201,6 +205,9 @@ class _Importer:
         self.f = f
         self.b = GraphBuilder()
         self.consts: dict[int, np.ndarray] = {t.index: t.data for t in f.tensors if t.data is not None}
+        self.consts.update(f.folded)
+        #: float tensor -> the bit tensor it is the LceDequantize (+1/-1) of
+        self.dequantized: dict[int, int] = {}
         #: tflite tensor index -> (bnnrt tensor name, spec)
         self.bound = TensorBindings(describe=lambda i: str(f.tensors[i]),
                                     spec_of=lambda i, dtype, channels: self.spec_of(f.tensors[i], dtype, channels),
@@ -374,10 +381,15 @@ class _Importer:
             spec = TensorSpec(spec.shape, "int8")
         self.bind(t_in.index, x, spec)
         for index, op in enumerate(f.ops):
+            if index in f.folded_ops:       # computed from constants at import (fold_constants)
+                continue
             name = f.op_name(index)
             self._where = self.where(name, index)
             ins, outs = f.op_io(index)
-            if len(outs) != 1 or outs[0] < 0:
+            if name in MULTI_OUTPUT:
+                if not outs or min(outs) < 0:
+                    self.fail(f"has outputs {outs}; each must be a tensor")
+            elif len(outs) != 1 or outs[0] < 0:
                 self.fail(f"has {len(outs)} outputs; bnnrt's handlers write one")
             if len(ins) < MIN_INPUTS.get(name, 1):
                 self.fail(f"takes at least {MIN_INPUTS.get(name, 1)} inputs, the file gives {len(ins)}")
@@ -432,10 +444,49 @@ def _conv_2d(im, op, ins, outs):
     if groups < 1 or groups * w.shape[3] != spec.channels:
         im.fail(f"filter {w.shape} does not fit the input {spec}")
     pads = im._pads(o.Padding(), spec.shape[:2], w.shape[1:3], strides, dilations)
+    act = im._activation(o.FusedActivationFunction())
+    if groups == 1 and ins[0] in im.dequantized and act in _BCONV_ACTIVATIONS:
+        scale = _binary_filter_scale(w)
+        if scale is not None:
+            return _conv_of_signs(im, ins, outs, w, scale, bias, strides, dilations, pads, act)
     name = im.b.add("conv2d_float", [x], {"strides": list(strides), "dilations": list(dilations),
-                                          "pads": list(pads), "groups": groups,
-                                          "activation": im._activation(o.FusedActivationFunction())},
+                                          "pads": list(pads), "groups": groups, "activation": act},
                     _float_consts(weights=w, bias=bias), name=im._node_name(outs[0]))
+    im.out(outs[0], name)
+
+
+#: The fused activations bconv2d_float applies to its float output.
+_BCONV_ACTIVATIONS = ("none", "relu", "relu6", "relu_n1_to_1")
+
+
+def _binary_filter_scale(w):
+    """s (Cout,) where the filter ``w`` (Cout, kh, kw, Cin) is +-s per output
+    channel, s > 0 (XNORNet's sign(w) * mean|w| folded at import), else None."""
+    s = np.abs(w).reshape(w.shape[0], -1).max(axis=1)
+    if not (np.all(np.isfinite(s)) and np.all(s > 0)):
+        return None
+    return s if np.array_equal(np.abs(w), np.broadcast_to(s[:, None, None, None], w.shape)) else None
+
+
+def _conv_of_signs(im, ins, outs, w, scale, bias, strides, dilations, pads, act):
+    """A float CONV_2D of LceDequantize'd bits with a +-scale filter is a binary
+    conv: sum(x * s * sign(w)) = s * y with y the +-1 dot product, so
+    ``bconv2d_float`` on the bits with multiplier s and the conv's bias, its
+    padded taps 0 as the float conv's (pad_value 0). The float conv rounds
+    each product-sum in float32, the binary conv once: equal within float
+    rounding, and the 6x6x256x4096 float filter of XNORNet becomes bits."""
+    bits, spec = im.inp(im.dequantized[ins[0]], ("bits",))
+    cout = int(w.shape[0])
+    attrs = {"cin": spec.channels, "strides": list(strides), "dilations": list(dilations), "pads": list(pads),
+             "pad_value": 0 if any(pads) else 1}
+    if act != "none":
+        attrs["activation"] = act
+    bias = np.zeros(cout, np.float32) if bias is None else bias.reshape(-1)
+    if bias.shape != (cout,):
+        im.fail(f"bias of shape {bias.shape} for {cout} output channels")
+    name = im.b.add("bconv2d_float", [bits], attrs,
+                    {"weights": ref.pack_bits(w < 0), **_float_consts(multiplier=scale, bias=bias)},
+                    name=im._node_name(outs[0]))
     im.out(outs[0], name)
 
 
@@ -506,10 +557,14 @@ def _broadcast_operand(im, c, spec):
 
 
 def _elementwise(op_name, options):
+    """ADD, MUL (with their fused activation), MINIMUM, MAXIMUM (``options``
+    None: they have none) of float tensors."""
     def handler(im, op, ins, outs):
         if any(im.is_int8(i) for i in ins):
-            return (_add_int8 if op_name == "add_float" else _mul_int8)(im, op, ins, outs)
-        o = im.options(op, options, required=False)
+            if op_name not in _INT8_ELEMENTWISE:
+                im.fail(f"int8 operands are not supported ({op_name} computes in float32)")
+            return _INT8_ELEMENTWISE[op_name](im, op, ins, outs)
+        o = im.options(op, options, required=False) if options else None
         act = im._activation(o.FusedActivationFunction() if o is not None else 0)
         const = [i for i in ins if i in im.consts]
         if len(ins) != 2 or len(const) > 1:
@@ -523,7 +578,14 @@ def _elementwise(op_name, options):
             a, sa = im.inp(ins[0])
             b_, sb = im.inp(ins[1])
             if sa.shape != sb.shape:
-                im.fail(f"operands {sa} and {sb} differ in shape (broadcasting is not supported)")
+                # TFLite broadcasts any size-1 dimension; bnnrt's ops take one value per
+                # channel as the second operand (RealToBinaryNet's data-dependent scales).
+                # The four ops commute, so the per-channel operand may come first.
+                if sa.shape == (1, 1, sb.channels):
+                    (a, sa), (b_, sb) = (b_, sb), (a, sa)
+                if sb.shape != (1, 1, sa.channels):
+                    im.fail(f"operands {im.f.tensors[ins[0]]} and {im.f.tensors[ins[1]]} do not broadcast "
+                            "as bnnrt does: equal shapes, or one of them one value per channel")
             # a residual add after a binary conv is fused into it once the graph is built
             name = im.b.add(op_name, [a, b_], {"activation": act}, name=im._node_name(outs[0]))
         im.out(outs[0], name)
@@ -534,9 +596,13 @@ def _pad(im, op, ins, outs):
     int8 = im.is_int8(ins[0])
     x, spec = im.inp(ins[0], ("int8",) if int8 else ("float32",))
     p = im.const(ins[1], "the paddings").astype(np.int64)
-    if p.shape != (4, 2) or p[0].any() or p[3].any() or (p < 0).any():
-        im.fail(f"paddings {p.tolist()}: bnnrt pads height and width only")
+    if p.shape != (4, 2) or p[0].any() or (p < 0).any():
+        im.fail(f"paddings {p.tolist()}: bnnrt pads height, width and channels (4 x 2 values, "
+                "none negative, the batch unpadded)")
     pads = [int(p[1, 0]), int(p[1, 1]), int(p[2, 0]), int(p[2, 1])]
+    channel_pads = [int(p[3, 0]), int(p[3, 1])]
+    if int8 and any(channel_pads):
+        im.fail(f"paddings {p.tolist()}: int8 tensors are padded in height and width only")
     if int8:     # PAD fills with the zero point (the real 0); PADV2 with its int8 value
         _same_quantization(im, ins[0], outs[0], "PAD")
         value = im.qparams(ins[0])[1]
@@ -548,7 +614,10 @@ def _pad(im, op, ins, outs):
     value = 0.0
     if len(ins) > 2 and ins[2] >= 0:
         value = float(im.const(ins[2], "the pad value").reshape(-1)[0])
-    name = im.b.add("pad_float", [x], {"pads": pads, "value": value}, name=im._node_name(outs[0]))
+    attrs = {"pads": pads, "value": value}
+    if any(channel_pads):     # MeliusNet's x + pad(w): the new channels grow the dense block
+        attrs["channel_pads"] = channel_pads
+    name = im.b.add("pad_float", [x], attrs, name=im._node_name(outs[0]))
     im.out(outs[0], name)
 
 
@@ -657,6 +726,205 @@ def _dequantize(im, op, ins, outs):
     scale, zp = im.qparams(ins[0])
     name = im.b.add("tfl_dequantize", [x], {"scale": scale, "zero_point": zp}, name=im._node_name(outs[0]))
     im.out(outs[0], name)
+
+
+def _channel_axis(im, axis_tensor, t):
+    """The split axis (a constant scalar) of the tensor ``t``, checked to be its channels."""
+    a = im.const(axis_tensor, "the axis").reshape(-1)
+    if a.size != 1 or a.dtype.kind not in "iu":
+        im.fail(f"the axis must be one integer, got {a.tolist()}")
+    rank = len(t.shape)
+    if int(a[0]) not in (rank - 1, -1):
+        im.fail(f"split along axis {int(a[0])} of {t}: bnnrt splits the channel axis (the last) only")
+
+
+def _split_outputs(im, ins_x, outs, sizes):
+    """One ``slice_channels`` per output, ``sizes`` channels each, in order."""
+    dtype = "int8" if im.is_int8(ins_x) else "float32"
+    x, spec = im.inp(ins_x, (dtype,))
+    if len(sizes) != len(outs) or any(n < 1 for n in sizes) or sum(sizes) != spec.channels:
+        im.fail(f"splits {list(sizes)} into {len(outs)} outputs do not divide the {spec.channels} channels of {spec}")
+    start = 0
+    for o, n in zip(outs, sizes):
+        if dtype == "int8":      # TFLite's int8 SPLIT copies: every output quantized as the input
+            _same_quantization(im, ins_x, o, "SPLIT")
+        name = im.b.add("slice_channels", [x], {"start": start, "stop": start + n}, name=im._node_name(o))
+        im.out(o, name, dtype)
+        start += n
+
+
+def _split(im, op, ins, outs):
+    """SPLIT (axis, input): equal parts (MeliusNet's dense blocks)."""
+    t = im.f.tensors[ins[1]]
+    _channel_axis(im, ins[0], t)
+    _, spec = im.inp(ins[1], ("int8",) if im.is_int8(ins[1]) else ("float32",))
+    o = im.options(op, "SplitOptions", required=False)
+    parts = o.NumSplits() if o is not None else len(outs)
+    if parts != len(outs) or spec.channels % parts:
+        im.fail(f"num_splits={parts} with {len(outs)} outputs does not divide the {spec.channels} channels")
+    _split_outputs(im, ins[1], outs, [spec.channels // parts] * parts)
+
+
+def _split_v(im, op, ins, outs):
+    """SPLIT_V (input, size_splits, axis): given sizes, one of them -1 for the rest."""
+    t = im.f.tensors[ins[0]]
+    _channel_axis(im, ins[2], t)
+    _, spec = im.inp(ins[0], ("int8",) if im.is_int8(ins[0]) else ("float32",))
+    sizes = im.const(ins[1], "the size_splits").reshape(-1)
+    if sizes.dtype.kind not in "iu":
+        im.fail(f"size_splits {sizes.dtype} is not integer")
+    sizes = [int(v) for v in sizes]
+    if sizes.count(-1) > 1:
+        im.fail(f"size_splits {sizes} leaves more than one size to infer")
+    if -1 in sizes:
+        sizes[sizes.index(-1)] = spec.channels - (sum(sizes) + 1)
+    _split_outputs(im, ins[0], outs, sizes)
+
+
+def _prelu(im, op, ins, outs):
+    """PRELU (x, alpha): TFLite broadcasts alpha over x; bnnrt's prelu takes one
+    slope or one per channel, so alpha's leading dimensions must be 1
+    (Keras' PReLU with shared_axes=[1, 2]: (1, 1, C))."""
+    x, spec = im.inp(ins[0])
+    alpha = im.float_const(ins[1], "alpha")
+    if alpha.ndim > 4 or (alpha.ndim and (any(d != 1 for d in alpha.shape[:-1])
+                                          or alpha.shape[-1] not in (1, spec.channels))):
+        im.fail(f"alpha {im.f.tensors[ins[1]]} is not one value or one per channel of {spec} "
+                "(per-pixel slopes are not supported)")
+    name = im.b.add("prelu", [x], {}, _float_consts(slope=alpha.reshape(-1)), name=im._node_name(outs[0]))
+    im.out(outs[0], name)
+
+
+# -- constants computed from constants
+
+#: Largest tensor the folder computes (values): XNORNet's 6x6x256x4096 dense
+#: filter is 38M; a file asking for more is refused rather than allocated.
+MAX_FOLD_VALUES = 1 << 27
+
+
+def _fold_binary(fn, options):
+    """ADD, SUB, MUL, DIV on constants, then their fused activation."""
+    def fold(f, op, args):
+        out = fn(args[0], args[1])
+        o = f.builtin_options(op, options)
+        code = o.FusedActivationFunction() if o is not None else 0
+        if code not in _ACTIVATIONS:
+            raise ValueError(f"fused activation {code} is not supported")
+        return ref.ACTIVATIONS[_ACTIVATIONS[code]](out)
+    return fold
+
+
+def _fold_reduce(fn):
+    def fold(f, op, args):
+        axes = tuple(int(a) for a in np.asarray(args[1]).reshape(-1))
+        o = f.builtin_options(op, "ReducerOptions")
+        return fn(args[0], axis=axes, keepdims=bool(o.KeepDims()) if o is not None else False)
+    return fold
+
+
+#: TFLite op -> fn(file, op, constant inputs) -> constant output: what the
+#: folder computes on constants, in float32 as TFLite's float kernels do
+#: (numpy broadcasts as TFLite's broadcasting ops do, right-aligned).
+FOLDERS = {
+    "ABS": lambda f, op, a: np.abs(a[0]),
+    "NEG": lambda f, op, a: np.negative(a[0]),
+    "SIGN": lambda f, op, a: np.sign(a[0]),
+    "FLOOR": lambda f, op, a: np.floor(a[0]),
+    "ROUND": lambda f, op, a: ref.tfl_round(a[0]),
+    "ADD": _fold_binary(np.add, "AddOptions"),
+    "SUB": _fold_binary(np.subtract, "SubOptions"),
+    "MUL": _fold_binary(np.multiply, "MulOptions"),
+    "DIV": _fold_binary(np.divide, "DivOptions"),
+    "MINIMUM": lambda f, op, a: np.minimum(a[0], a[1]),
+    "MAXIMUM": lambda f, op, a: np.maximum(a[0], a[1]),
+    "TRANSPOSE": lambda f, op, a: np.transpose(a[0], [int(p) for p in np.asarray(a[1]).reshape(-1)]),
+    "MEAN": _fold_reduce(np.mean),
+    "SUM": _fold_reduce(np.sum),
+    "RESHAPE": None,           # the output tensor's recorded shape (its inputs may not say it)
+    "DEQUANTIZE": lambda f, op, a: a[0].astype(np.float32),
+    **{op: (lambda kind: lambda f, op, a: ref.ACTIVATIONS[kind](a[0]))(kind)
+       for op, kind in (("RELU", "relu"), ("RELU6", "relu6"), ("RELU_N1_TO_1", "relu_n1_to_1"),
+                        ("TANH", "tanh"), ("LOGISTIC", "logistic"))},
+    # LCE's sign of a float filter, as its kernels compute it: int32 words of 32
+    # channels, LSB first, bit 1 where x < 0; and back to +1/-1
+    "LceQuantize": lambda f, op, a: _lce_pack(a[0]),
+    "LceDequantize": None,     # the channel count is the output tensor's (the words hold up to 32 more)
+}
+
+#: (input type, output type) of the ops that fold other types than float32 -> float32.
+_FOLD_TYPES = {"DEQUANTIZE": (1, 0), "LceQuantize": (0, 2), "LceDequantize": (2, 0)}
+
+
+def _lce_pack(x):
+    negative = np.asarray(x) < 0
+    pad = -negative.shape[-1] % 32
+    if pad:
+        negative = np.concatenate([negative, np.zeros(negative.shape[:-1] + (pad,), bool)], axis=-1)
+    return ref.pack_bits(negative).view("<i4")
+
+
+def _lce_unpack(words, channels):
+    as_bytes = np.ascontiguousarray(words, dtype="<i4").view(np.uint8)
+    if as_bytes.shape[-1] < packed_bytes(channels):
+        raise ValueError(f"{words.shape[-1]} words do not hold {channels} channels")
+    negative = ref.unpack_bits(as_bytes[..., :packed_bytes(channels)], channels)
+    return np.where(negative, np.float32(-1), np.float32(1))
+
+#: Arity of each folder (TRANSPOSE's perm, RESHAPE's shape, MEAN's axes included; RESHAPE's is optional).
+_FOLD_ARITY = {"ADD": 2, "SUB": 2, "MUL": 2, "DIV": 2, "MINIMUM": 2, "MAXIMUM": 2, "TRANSPOSE": 2,
+               "MEAN": 2, "SUM": 2}
+
+
+def fold_constants(f: _File) -> None:
+    """Compute, at import, every op of FOLDERS whose inputs are all constants
+    (in file order, so chains fold): LCE leaves XNORNet's binarization of its
+    float dense filter (ABS, TRANSPOSE among it) in the graph, and the
+    CONV_2D or FULLY_CONNECTED it feeds then reads the result as weights. Only float32 values
+    fold (int32 for shapes, perms and axes; float16 through DEQUANTIZE):
+    quantized int8 constants stay for the handlers that read them. Results go
+    to ``f.folded``; the ops to ``f.folded_ops``, which nothing else runs."""
+    values = {t.index: t.data for t in f.tensors if t.data is not None}
+    for index in range(len(f.ops)):
+        name = f.op_name(index)
+        ins, outs = f.op_io(index)
+        if name not in FOLDERS or len(outs) != 1 or not ins or any(i < 0 or i not in values for i in ins):
+            continue
+        types = [f.tensors[i].type_code for i in ins]
+        out_type = f.tensors[outs[0]].type_code
+        if name in _FOLD_TYPES:
+            if (types[0], out_type) != _FOLD_TYPES[name]:
+                continue
+        elif types[0] != 0 or any(t not in (0, 2) for t in types) or out_type != 0:
+            continue
+        where = f"{f.name}: operator {index} ({name})"
+        if len(ins) < _FOLD_ARITY.get(name, 1):
+            raise GraphError(f"{where}: takes {_FOLD_ARITY[name]} inputs, the file gives {len(ins)}")
+        args = [values[i] for i in ins]
+        out_t = f.tensors[outs[0]]
+        try:
+            if name in ("ADD", "SUB", "MUL", "DIV", "MINIMUM", "MAXIMUM"):
+                shape = np.broadcast_shapes(args[0].shape, args[1].shape)
+                if int(np.prod(shape, dtype=np.int64)) > MAX_FOLD_VALUES:
+                    raise ValueError(f"the result {list(shape)} is larger than {MAX_FOLD_VALUES} values")
+            with np.errstate(all="ignore"):
+                if name == "RESHAPE":
+                    out = args[0].reshape(out_t.shape)
+                elif name == "LceDequantize":
+                    out = _lce_unpack(args[0], out_t.shape[-1] if out_t.shape else 0)
+                else:
+                    out = FOLDERS[name](f, f.ops[index], args)
+            out = np.asarray(out, dtype=np.float32 if out_type == 0 else np.int32)
+        except (ValueError, TypeError, IndexError, OverflowError) as e:    # numpy's AxisError is a ValueError
+            raise GraphError(f"{where}: cannot fold constants {', '.join(str(f.tensors[i]) for i in ins)} "
+                             f"({e})") from None
+        except Exception as e:     # the reader's accessors on a malformed options table
+            raise ModelFormatError(f"{where}: malformed operator ({type(e).__name__}: {e})") from None
+        if tuple(out.shape) != tuple(out_t.shape):
+            raise GraphError(f"{where}: the file records {out_t}, but the folded constant is "
+                             f"{list(out.shape)}")
+        out.setflags(write=False)
+        values[outs[0]] = f.folded[outs[0]] = out
+        f.folded_ops.add(index)
 
 
 # -- int8 (TFLite integer kernels, the tfl_* ops)
@@ -843,6 +1111,7 @@ def _lce_dequantize(im, op, ins, outs):
     x, spec = im.inp(ins[0], ("bits",))
     name = im.b.dequantize(x, scale=1.0, name=im._node_name(outs[0]))
     im.out(outs[0], name, "float32")
+    im.dequantized[outs[0]] = ins[0]      # a float conv of these +1/-1 may run on the bits
 
 
 def lce_weights(packed: np.ndarray, cin: int) -> np.ndarray:
@@ -954,6 +1223,11 @@ HANDLERS = {
     "FULLY_CONNECTED": _fully_connected,
     "ADD": _elementwise("add_float", "AddOptions"),
     "MUL": _elementwise("mul_float", "MulOptions"),
+    "MINIMUM": _elementwise("minimum_float", None),
+    "MAXIMUM": _elementwise("maximum_float", None),
+    "PRELU": _prelu,
+    "SPLIT": _split,
+    "SPLIT_V": _split_v,
     "PAD": _pad,
     "PADV2": _pad,
     "MAX_POOL_2D": _pool("maxpool_float"),
@@ -966,6 +1240,9 @@ HANDLERS = {
     "RELU_N1_TO_1": _activation_op("relu_n1_to_1"),
     "TANH": _activation_op("tanh"),
     "LOGISTIC": _activation_op("logistic"),
+    "ABS": _activation_op("abs"),
+    "FLOOR": _activation_op("floor"),
+    "ROUND": _activation_op("round"),
     "CONCATENATION": _concatenation,
     "DEQUANTIZE": _dequantize,
     "QUANTIZE": _quantize,
@@ -978,7 +1255,14 @@ HANDLERS = {
 
 #: Inputs each handler reads unconditionally (others: one).
 MIN_INPUTS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "ADD": 2, "MUL": 2, "PAD": 2,
-              "PADV2": 2, "MEAN": 2, "LceBconv2d": 2}
+              "PADV2": 2, "MEAN": 2, "LceBconv2d": 2, "MINIMUM": 2, "MAXIMUM": 2, "PRELU": 2, "SPLIT": 2,
+              "SPLIT_V": 3}
+
+#: The handlers that write several outputs (every other op writes one).
+MULTI_OUTPUT = {"SPLIT", "SPLIT_V"}
+
+#: float op -> its int8 handler, for the element-wise ops TFLite also runs on int8.
+_INT8_ELEMENTWISE = {"add_float": _add_int8, "mul_float": _mul_int8}
 
 
 #: Integer activation types: TensorType code -> name. int8 ones run through
@@ -988,15 +1272,37 @@ _INTEGER_ACTIVATIONS = {3: "uint8", 7: "int16", 9: "int8"}
 #: The handlers that read int8 activations (TFLite's integer kernels).
 INT8_HANDLERS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "PAD", "PADV2",
                  "MAX_POOL_2D", "AVERAGE_POOL_2D", "MEAN", "RESHAPE", "CONCATENATION", "QUANTIZE",
-                 "DEQUANTIZE", "SOFTMAX", "LceQuantize"}
+                 "DEQUANTIZE", "SOFTMAX", "LceQuantize", "SPLIT", "SPLIT_V"}
+
+
+def _unsupported_use(f: _File, name: str, ins) -> str | None:
+    """What makes this use of a known op one bnnrt lacks, read from its constant
+    inputs before anything is built (so the up-front check names it with the
+    missing ops), or None."""
+    def const(k):
+        return f.tensors[ins[k]].data if len(ins) > k and ins[k] >= 0 else None
+    if name in ("SPLIT", "SPLIT_V"):
+        axis, x = (const(0), ins[1] if len(ins) > 1 else -1) if name == "SPLIT" else (const(2), ins[0])
+        if axis is not None and axis.size == 1 and axis.dtype.kind in "iu" and x >= 0:
+            rank = len(f.tensors[x].shape)
+            if int(axis.reshape(-1)[0]) not in (rank - 1, -1):
+                return f"axis {int(axis.reshape(-1)[0])} of rank {rank}"
+    if name in ("PAD", "PADV2"):
+        p = const(1)
+        if p is not None and p.shape == (4, 2) and p[0].any():
+            return "batch axis"
+    return None
 
 
 def _op_label(f: _File, i: int) -> str:
     """The op's name, marked " (int8)" (or uint8, int16) when it computes on
-    integer activations. Constants (weights) do not count, nor LCE's bit
-    tensors (int32 words)."""
+    integer activations, or with the use bnnrt lacks (``_unsupported_use``).
+    Constants (weights) do not count, nor LCE's bit tensors (int32 words)."""
     name = f.op_name(i)
     ins, outs = f.op_io(i)
+    use = _unsupported_use(f, name, ins)
+    if use is not None:
+        return f"{name} ({use})"
     acts = [f.tensors[t] for t in ins + outs if t >= 0 and f.tensors[t].data is None]
     kinds = sorted({_INTEGER_ACTIVATIONS[t.type_code] for t in acts if t.type_code in _INTEGER_ACTIVATIONS})
     return f"{name} ({', '.join(kinds)})" if kinds else name
@@ -1012,7 +1318,9 @@ def _import(source, metadata) -> tuple:
     """(graph, the name the reader gave the source)."""
     data, name = read_bounded(source, MAX_FILE_BYTES)
     f = _File(data, name)
-    check_supported(name, collections.Counter(_op_label(f, i) for i in range(len(f.ops))), _supported_labels())
+    fold_constants(f)
+    check_supported(name, collections.Counter(_op_label(f, i) for i in range(len(f.ops)) if i not in f.folded_ops),
+                    _supported_labels())
     return _Importer(f).run(metadata), name
 
 

@@ -283,6 +283,9 @@ class Elementwise(ReferenceOp):
 
     n_inputs = (1, 2)
     dtype = "float32"
+    #: whether a second input may hold one value per channel, (1, 1, C),
+    #: broadcast over the first (numpy broadcasts it in the reference and the kernel)
+    broadcast_inputs = False
 
     def check_attrs(self, node):
         """Validate the op's own attributes (activation, zero points, ...)."""
@@ -291,8 +294,10 @@ class Elementwise(ReferenceOp):
         a = input_spec(node, ins, 0, [self.dtype])
         if len(node.inputs) == 2:
             b = input_spec(node, ins, 1, [self.dtype])
-            if a.shape != b.shape:
-                fail(node, f"operands {a} and {b} differ in shape")
+            per_channel = self.broadcast_inputs and b.shape == (1, 1, a.channels)
+            if a.shape != b.shape and not per_channel:
+                fail(node, f"operands {a} and {b} differ in shape"
+                     + (" (the second may be (1, 1, C), one value per channel)" if self.broadcast_inputs else ""))
             if "operand" in node.consts:
                 fail(node, "takes a second input or a constant operand, not both")
         else:

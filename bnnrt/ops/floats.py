@@ -11,7 +11,7 @@ from .. import reference as ref
 from .._kernels import _core
 from ..graph import TensorSpec
 from .base import (MAX_DIM, Elementwise, NumpyKernel, ReferenceOp, activation_attr, choice, fail, finite_const,
-                   float_attr, input_spec, int_attr, padded, pool_window, window)
+                   float_attr, input_spec, int_attr, int_list, padded, pool_window, window)
 from .conv import BinaryWeights, ConvOp, EpilogueConv
 
 
@@ -25,7 +25,7 @@ class Activation(FloatOp):
 
     def infer(self, node, ins):
         spec = input_spec(node, ins, 0, ["float32"])
-        choice(node, "kind", tuple(ref.ACTIVATIONS))
+        choice(node, "kind", tuple(ref.UNARY))
         return [spec]
 
 
@@ -89,6 +89,9 @@ class AddFloat(Elementwise):
     name = "add_float"
     precision = "float"
     ufunc = np.add
+    #: a second input may be one value per channel, (1, 1, C): RealToBinaryNet
+    #: scales each channel by a factor computed from the data
+    broadcast_inputs = True
 
     def check_attrs(self, node):
         activation_attr(node)
@@ -113,15 +116,29 @@ class MulFloat(AddFloat):
     ufunc = np.multiply
 
 
+class MinimumFloat(AddFloat):
+    """TFLite's MINIMUM (DoReFaNet's clip of activations to [0, 1])."""
+
+    name = "minimum_float"
+    ufunc = np.minimum
+
+
+class MaximumFloat(AddFloat):
+    name = "maximum_float"
+    ufunc = np.maximum
+
+
 class PadFloat(FloatOp):
     name = "pad_float"
     precision = "none"
-    attr_keys = ("pads", "value")
+    attr_keys = ("pads", "value", "channel_pads")
 
     def infer(self, node, ins):
         spec = input_spec(node, ins, 0, ["float32"])
         float_attr(node, "value", 0.0)
-        return [padded(node, spec)]
+        before, after = int_list(node, "channel_pads", 2, default=[0, 0], minimum=0)
+        h, w, c = padded(node, spec).shape
+        return [TensorSpec((h, w, c + before + after), "float32")]
 
     def scratch_bytes(self, node, ins, outs):
         return outs[0].nbytes           # np.pad's result
@@ -191,5 +208,5 @@ class PReLU(FloatOp):
         return NumpyKernel(run)
 
 
-OPS = (Activation(), Conv2DFloat(), BConv2DFloat(), AddFloat(), MulFloat(), PadFloat(), MaxPoolFloat(),
-       AvgPoolFloat(), MeanFloat(), PReLU())
+OPS = (Activation(), Conv2DFloat(), BConv2DFloat(), AddFloat(), MulFloat(), MinimumFloat(), MaximumFloat(),
+       PadFloat(), MaxPoolFloat(), AvgPoolFloat(), MeanFloat(), PReLU())
