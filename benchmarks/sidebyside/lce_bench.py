@@ -66,7 +66,9 @@ def zoo_model(name):
     import larq_zoo as lqz
     cls = {"quicknet": lqz.sota.QuickNet, "quicknet_small": lqz.sota.QuickNetSmall,
            "quicknet_large": lqz.sota.QuickNetLarge, "birealnet": lqz.literature.BiRealNet,
-           "binary_resnet_e18": lqz.literature.BinaryResNetE18}[name]
+           "binary_resnet_e18": lqz.literature.BinaryResNetE18,
+           "binary_densenet28": lqz.literature.BinaryDenseNet28, "binary_densenet37": lqz.literature.BinaryDenseNet37,
+           "binary_densenet45": lqz.literature.BinaryDenseNet45}[name]
     return cls(weights=None)
 
 
@@ -74,7 +76,8 @@ MODELS = {
     "resnet20b": (binary_resnet20, 642_252_800),
     "conv56": (one_conv56, 115_605_504),
     **{name: ((lambda name=name: zoo_model(name)), None)
-       for name in ("quicknet_small", "quicknet", "quicknet_large", "birealnet", "binary_resnet_e18")},
+       for name in ("quicknet_small", "quicknet", "quicknet_large", "birealnet", "binary_resnet_e18",
+                    "binary_densenet28", "binary_densenet37", "binary_densenet45")},
 }
 
 
