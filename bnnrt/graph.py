@@ -201,16 +201,17 @@ class GraphBuilder:
         return self.add("bconv2d", inputs, attrs, consts, name=name)
 
     def conv2d_int8(self, x, weights, *, bias=None, strides=(1, 1), dilations=(1, 1),
-                    pads=(0, 0, 0, 0), output="int8", multiplier=None, shift=None,
+                    pads=(0, 0, 0, 0), output="int8", multiplier=None, shift=None, thresholds=None,
                     clamp=(-128, 127), skip=None, skip_multiplier=1, skip_shift=0, name=None):
-        """int8 conv; ``weights`` int8 (Cout, kh, kw, Cin)."""
+        """int8 conv; ``weights`` int8 (Cout, kh, kw, Cin); ``output`` "bits"
+        takes ``thresholds`` (+1 iff y >= threshold) and no bias."""
         attrs = self._conv_attrs(strides, dilations, pads)
         attrs["output"] = output
         weights = _as_const(weights, np.int8)
-        if bias is None:
+        if bias is None and output != "bits":
             bias = np.zeros(weights.shape[0], np.int32)
         consts = {"weights": weights}
-        consts.update(self._epilogue_consts(output, None, bias, multiplier, shift))
+        consts.update(self._epilogue_consts(output, thresholds, bias, multiplier, shift))
         if output == "int8":
             attrs["clamp"] = [int(c) for c in clamp]
         inputs = [x]

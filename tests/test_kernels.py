@@ -310,7 +310,7 @@ def test_bconv2d_lane_layout_follows_the_shape(cin, cout, k, s, d, expected, mon
     (17, 64, 3, 2, "torch", 5), (64, 65, 1, 1, "valid", 1), (65, 3, 3, 1, "same-one", 2),
     (200, 10, 1, 1, "valid", 5), (3, 33, 3, 2, "same-one", 1),
 ])
-@pytest.mark.parametrize("output", ["int32", "int8"])
+@pytest.mark.parametrize("output", ["int32", "int8", "bits"])
 def test_conv2d_int8_matches_reference(cin, cout, k, s, mode, n, output):
     rng = np.random.default_rng(cin * 1000 + cout)
     h, w = 7, 5
@@ -318,9 +318,13 @@ def test_conv2d_int8_matches_reference(cin, cout, k, s, mode, n, output):
     x = tight(rng.integers(-128, 128, (n, h, w, cin), dtype=np.int8))
     x.flat[::7] = -128                                    # the extremes
     weights = tight(rng.integers(-128, 128, (cout, k, k, cin), dtype=np.int8))
+    if output == "bits":       # Brevitas CNV's first layer: 8-bit activations, +-1 weights
+        weights = tight(np.where(weights < 0, -1, 1).astype(np.int8))
     oh, ow = conv_geometry((h, w), (k, k), (s, s), (1, 1), pads)
-    kw = _epilogue(rng, output, cout, 0)
-    kw["bias"] = rng.integers(-2 ** 20, 2 ** 20, cout).astype(np.int32)
+    # thresholds over the reach of the sums (|y| <= 128 K for +-1 weights)
+    kw = _epilogue(rng, output, cout, k * k * cin * 128 // 4 if output == "bits" else 0)
+    if output != "bits":
+        kw["bias"] = rng.integers(-2 ** 20, 2 ** 20, cout).astype(np.int32)
     skip = tight(rng.integers(-128, 128, (n, oh, ow, cout), dtype=np.int8)) if output == "int8" else None
     if output == "float32" and cout % 2:        # the fused residual add of imported models
         skip = tight(rng.standard_normal((n, oh, ow, cout)).astype(np.float32))

@@ -500,7 +500,8 @@ def test_corrupt_and_truncated_files_raise_bnnrt_errors(bireal):
 
 
 @pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
-@pytest.mark.parametrize("name,shape", [("tfc_1w1a", (1, 28, 28)), ("cnv_1w1a", (3, 32, 32))])
+@pytest.mark.parametrize("name,shape", [("tfc_1w1a", (1, 28, 28)), ("lfc_1w1a", (1, 28, 28)),
+                                        ("cnv_1w1a", (3, 32, 32))])
 def test_brevitas_bnn_pynq_matches_brevitas(name, shape, dynamo, tmp_path):
     """Brevitas' bnn_pynq W1A1 networks (random weights, BN calibrated) through
     ``export_qonnx``: BipolarQuant weights and activations, bit outputs with
@@ -519,8 +520,12 @@ def test_brevitas_bnn_pynq_matches_brevitas(name, shape, dynamo, tmp_path):
     model = from_onnx(path, threads=1)
     assert_matches_torch(model, net, x)
     binary = binary_layers(model)
-    assert len(binary) == {"tfc_1w1a": 4, "cnv_1w1a": 8}[name]      # CNV: the first conv is int8
+    assert len(binary) == {"tfc_1w1a": 4, "lfc_1w1a": 4, "cnv_1w1a": 8}[name]      # CNV: the first conv is int8
     assert all(r["precision"] == "binary" for r in binary)
     assert [r["op"] for r in binary][:-1] == ["bconv2d"] * (len(binary) - 1)      # bit outputs
     if name == "cnv_1w1a":
         assert [r["precision"] for r in model.layers() if r["op"] == "conv2d_int8"] == ["int8"]
+        # its BN -> BipolarQuant are integer thresholds: the 8-bit layer writes bits
+        first = next(n for n in model.plan.graph.nodes if n.op == "conv2d_int8")
+        assert first.attrs["output"] == "bits"
+        assert not any(n.op in ("dequantize", "sign_bits") for n in model.plan.graph.nodes)

@@ -473,8 +473,8 @@ cdef class Conv2DInt8(_Conv):
             raise GraphError(f"{self.name}: receptive field of {w.shape[1]}x{w.shape[2]}x{cin} is too large")
         _geom(&self.g, self.name, tuple(in_hw), cin, cout, w.shape[1:3], tuple(strides),
               tuple(dilations), tuple(pads), 0)
-        if epilogue.kind not in ("int32", "int8"):
-            raise GraphError(f"{self.name}: output {epilogue.kind!r} (int32 or int8)")
+        if epilogue.kind not in ("int32", "bits", "int8"):
+            raise GraphError(f"{self.name}: output {epilogue.kind!r} (int32, bits or int8)")
         self._set_epilogue(epilogue, cout)
         self.in_dtype, self.in_c = np.int8, cin
         self.family = FAMILIES[BNN_FAMILY_CONV2D_INT8]

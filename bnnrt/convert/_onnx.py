@@ -832,11 +832,23 @@ def _binary_weights(im, w, groups):
 
 def _int8_binary_conv(im, node, last, x_id, signs, multiplier, bias, strides, dilations, pads, rank):
     """An int8 activation (a QONNX Quant, Brevitas' input layer) times binary
-    weights: ``conv2d_int8`` with +1/-1 weights to int32, then ``dequantize``
+    weights: ``conv2d_int8`` with +1/-1 weights. Read only by a binarizer (CNV's
+    BN -> BipolarQuant), it writes bits with integer thresholds on its int32
+    sums, exactly the float epilogue's signs; else int32, then ``dequantize``
     with the input scale times the multiplier per channel and the bias as
     offset, at ``last``'s output."""
     x, _ = im.inp(x_id, ("int8",))
     name = im.node_name(node)
+    scale = np.asarray(multiplier, np.float32) * np.float32(im.int8_scales[x_id])
+    sign = im.sole_binarizer(last.outputs[0])
+    if sign is not None:
+        thresholds, flip = _thresholds(scale, bias, signs[0].size * 128)
+        signs = np.where(flip[:, None, None, None], -signs, signs)
+        im.absorbed[sign.index] = None
+        bits = im.b.conv2d_int8(x, signs.astype(np.int8), output="bits", thresholds=thresholds.astype(np.int32),
+                                strides=strides, dilations=dilations, pads=pads, name=name)
+        im.out(sign.outputs[0], bits, "bits", rank=rank)
+        return
     acc = im.b.conv2d_int8(x, signs.astype(np.int8), output="int32", strides=strides, dilations=dilations,
                            pads=pads, name=name)
     y = im.b.dequantize(acc, scale=multiplier * im.int8_scales[x_id], offset=bias, name=f"{name}/dequantize")

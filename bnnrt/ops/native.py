@@ -170,7 +170,7 @@ class BConv2D(BinaryWeights, EpilogueConv):
 
 class Conv2DInt8(EpilogueConv):
     name = "conv2d_int8"
-    kinds = ("int32", "int8")
+    kinds = ("int32", "bits", "int8")
     int32_bias = True
     kernel_class = _core.Conv2DInt8
 
