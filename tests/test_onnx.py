@@ -437,6 +437,32 @@ def test_unsupported_ops_are_listed_with_counts():
         from_onnx(_tiny_model(nodes).SerializeToString())
 
 
+def test_bipolar_multithreshold_is_a_sign_at_its_threshold():
+    """QONNX's MultiThreshold as FINN writes a binarizer: +1 iff x >= t per
+    channel (ties included), feeding a binary conv."""
+    rng = np.random.default_rng(11)
+    c = 5
+    t = rng.standard_normal((c, 1)).astype(np.float32)
+    w = np.where(rng.random((3, c, 3, 3)) < 0.5, -1.0, 1.0).astype(np.float32)
+
+    def model(**attrs):
+        nodes = [helper.make_node("MultiThreshold", ["x", "t"], ["b"], domain="qonnx.custom_op.general", **attrs),
+                 helper.make_node("Conv", ["b", "w"], ["y"], pads=[1, 1, 1, 1])]
+        m = _tiny_model(nodes, [("t", t), ("w", w)], in_shape=(1, c, 6, 6))
+        m.opset_import.append(helper.make_opsetid("qonnx.custom_op.general", 1))
+        return m.SerializeToString()
+    bnn = from_onnx(model(out_scale=2.0, out_bias=-1.0, data_layout="NCHW"), threads=1)
+    assert [r["precision"] for r in bnn.layers()] == ["float", "binary"]
+    x = rng.standard_normal((2, c, 6, 6)).astype(np.float32)
+    x[0, :, 0, 0] = t[:, 0]                                     # at the threshold: +1
+    signs = np.where(x >= t.reshape(1, c, 1, 1), 1.0, -1.0).astype(np.float32)
+    want = F.conv2d(torch.from_numpy(signs), torch.from_numpy(w), padding=1).numpy()
+    got = bnn.run(np.ascontiguousarray(x.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2)
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(GraphError, match="bipolar form"):
+        from_onnx(model(out_scale=1.0, out_bias=0.0))        # {0, 1} outputs: not a sign
+
+
 def test_malformed_nodes_are_refused_by_name():
     """Nodes short of inputs (checked against ONNX's own schema of the op),
     operands of the wrong kind: refused with the node named, never a Python

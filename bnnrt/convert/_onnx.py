@@ -60,6 +60,7 @@ QONNX_DOMAINS = ("qonnx.custom_op.general", "onnx.brevitas", "finn.custom_op.gen
 
 #: QONNX's integer quantizer (Brevitas' 8-bit input layer).
 QUANT = "qonnx::Quant"
+MULTI_THRESHOLD = "qonnx::MultiThreshold"
 
 #: QONNX's binarizer: ``s * (x >= 0 ? +1 : -1)``, +1 at 0 as bnnrt's bits.
 BIPOLAR_QUANT = "qonnx::BipolarQuant"
@@ -948,6 +949,33 @@ def _bipolar_quant(im, node):
     im.out(node.outputs[0], im.b.sign_bits(x, name=im.node_name(node)), "bits", like=node.inputs[0])
 
 
+def _multi_threshold(im, node):
+    """QONNX's bipolar ``MultiThreshold(x, T)`` with one threshold per channel
+    (or one for all), ``out_scale`` 2 and ``out_bias`` -1: +1 iff x >= t, i.e.
+    the sign of x - t, which for finite floats is negative exactly when x < t
+    (a difference of two floats is 0 only when they are equal): ``sign_bits``
+    with bias -t. Other forms (several thresholds: multi-bit activations, or
+    {0, 1} outputs) are not binary and refused."""
+    x, spec = im.act(node.inputs[0])
+    t = np.asarray(im.const(node.inputs[1], "the thresholds"), np.float32)
+    scale, offset = float(node.attrs.get("out_scale", 1.0)), float(node.attrs.get("out_bias", 0.0))
+    layout = str(node.attrs.get("data_layout", "NCHW")).upper()
+    if t.ndim != 2 or t.shape[1] != 1 or t.shape[0] not in (1, spec.channels) or (scale, offset) != (2.0, -1.0):
+        im.fail(f"MultiThreshold with thresholds {t.dtype}{list(t.shape)}, out_scale {scale:g}, out_bias "
+                f"{offset:g}: bnnrt reads the bipolar form (one threshold per channel, out_scale 2, out_bias -1)")
+    if layout not in ("NCHW", "NHWC", "NC"):
+        im.fail(f"MultiThreshold with data_layout {layout!r}")
+    if not np.all(np.isfinite(t)):
+        im.fail("MultiThreshold thresholds hold NaN or infinite values")
+    c = spec.channels
+    bias = np.broadcast_to(-t[:, 0], (c,)).astype(np.float32)
+    if im.flattened.get(node.inputs[0]) and t.shape[0] > 1:
+        im.fail("a per-channel MultiThreshold of a flattened tensor is not supported")
+    name = im.b.add("sign_bits", [x], {}, {"multiplier": np.ones(c, np.float32), "bias": bias},
+                    name=im.node_name(node))
+    im.out(node.outputs[0], name, "bits", like=node.inputs[0])
+
+
 def _quant_handler(im, node):
     """A QONNX Quant of an activation to signed 8 bits with one scale, zero
     point 0 and half-even rounding is bnnrt's ``quantize`` (an int8 tensor
@@ -1140,6 +1168,7 @@ HANDLERS = {
     "Sign": _sign,
     BIPOLAR_QUANT: _bipolar_quant,
     QUANT: _quant_handler,
+    MULTI_THRESHOLD: _multi_threshold,
     "GreaterOrEqual": _greater_or_equal,
     "Where": _where,
     "Add": _elementwise("Add"),
