@@ -293,6 +293,34 @@ def test_bireal_matches_pytorch(bireal, dynamo, tmp_path):
     assert not any(n.op == "add_float" and len(n.inputs) == 2 for n in model.plan.graph.nodes)
 
 
+def test_exact_zeros_reaching_a_sign_are_counted(bireal):
+    """Sign(0) is 0 in PyTorch and +1 in bnnrt (docs/onnx.md): count how often
+    an exact 0 reaches a sign of the Bi-Real-style net on random inputs, and
+    check that bnnrt's outputs equal PyTorch's wherever none does and the
+    pre-sign values keep the margin, so that the zeros are the only deviation."""
+    net, _ = bireal
+    model = from_onnx(export(net, False), threads=1)
+    seen = []
+    hooks = [m.register_forward_hook(lambda mod, args, out: seen.append(args[0]))
+             for m in net.modules() if isinstance(m, ApproxSign)]
+    g = torch.Generator().manual_seed(30)
+    x = torch.randn(256, 3, 16, 16, generator=g)
+    with torch.no_grad():
+        expected = net(x).numpy()
+    for h in hooks:
+        h.remove()
+    zeros = torch.stack([(t == 0).flatten(1).sum(1) for t in seen]).sum(0)        # per image
+    margin = torch.stack([t.abs().flatten(1).amin(1) for t in seen]).amin(0)
+    print(f"\nexact zeros reaching a sign: {int(zeros.sum())} values in {int((zeros > 0).sum())} of "
+          f"{len(x)} images; {int((margin > MARGIN).sum())} images keep the margin")
+    got = model.run(np.ascontiguousarray(x.numpy().transpose(0, 2, 3, 1))).reshape(expected.shape)
+    clean = (margin > MARGIN).numpy()
+    assert clean.any()
+    scale = np.abs(expected).max()
+    assert np.abs(got[clean] - expected[clean]).max() <= 1e-4 * scale
+    assert (zeros > 0).sum() <= len(x) // 2      # exact zeros are the exception, not the rule
+
+
 def test_from_torch_exports_any_module_through_onnx(bireal):
     """bnnrt.convert.from_torch on a module that is not bnnrt's own: exported in
     memory (eval mode, then the module's mode is given back) and imported."""
