@@ -23,7 +23,10 @@ from .errors import ModelFormatError, ModelIOError
 from .graph import DTYPES, Graph, Node, TensorSpec
 
 MAGIC = b"BNNRT\x00\r\n"
-VERSION = (1, 0)
+VERSION = (1, 1)
+#: Ops later than 1.0, by the minor version that added them. A file records the
+#: oldest version whose readers run its graph, so files without them stay 1.0.
+OP_VERSIONS = {"transpose": (1, 1)}
 HEADER = struct.Struct("<8sHHIQQQQII8x")  # see docs/format.md
 assert HEADER.size == 64
 CRC_OFFSET = 48
@@ -112,7 +115,7 @@ def dumps(graph: Graph) -> bytes:
     data = bytearray(offset)
     for entry, arr in zip(table, arrays):
         data[entry["offset"]:entry["offset"] + arr.nbytes] = arr.tobytes()
-    return pack(meta, data)
+    return pack(meta, data, max([(1, 0)] + [OP_VERSIONS.get(n.op, (1, 0)) for n in graph.nodes]))
 
 
 def pack(meta: bytes, data: bytes, version=VERSION) -> bytes:

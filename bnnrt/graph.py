@@ -236,6 +236,10 @@ class GraphBuilder:
         return self.add("global_avgpool", [x], {"multiplier": int(multiplier), "shift": int(shift),
                                                 "clamp": [int(c) for c in clamp]}, name=name)
 
+    def transpose(self, x, name=None):
+        """(H, W, C) -> (1, C, H*W), int8 or bits."""
+        return self.add("transpose", [x], name=name)
+
     def flatten(self, x, name=None):
         return self.add("flatten", [x], name=name)
 

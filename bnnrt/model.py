@@ -174,7 +174,9 @@ class Model:
         if batch < 1 or runs < 1:
             raise InputError(f"batch and runs must be >= 1, got batch {batch}, runs {runs}")
         rng = np.random.default_rng(0)
-        x = [rng.standard_normal((batch,) + s.shape).astype(s.np_dtype)
+        # random values of each input (a bit tensor's packed bytes, padding bits 0)
+        x = [(np.packbits(rng.random((batch,) + s.shape) < 0.5, axis=-1, bitorder="little") if s.dtype == "bits"
+              else rng.standard_normal((batch,) + s.shape).astype(s.np_dtype))
              for s in self.plan.input_specs.values()]
         for _ in range(warmup):
             self.run(x)

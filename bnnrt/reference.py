@@ -387,6 +387,18 @@ def reshape(x, *, shape):
     return x.reshape((x.shape[0],) + tuple(shape))
 
 
+def transpose(x, *, channels=None):
+    """(N, H, W, C) -> (N, 1, C, H*W): pixel p = h*W + w of channel c becomes
+    channel p of pixel c (the Mixers' token mixing). A bit tensor (``channels``
+    given) is unpacked, transposed and packed again along the new channels."""
+    x = np.asarray(x)
+    n, h, w = x.shape[:3]
+    if channels is None:
+        return np.ascontiguousarray(x.reshape(n, h * w, -1).transpose(0, 2, 1)).reshape(n, 1, -1, h * w)
+    negative = unpack_bits(x, channels).reshape(n, h * w, channels).transpose(0, 2, 1)
+    return pack_bits(negative).reshape(n, 1, channels, -1)
+
+
 def concat(*xs):
     """Concatenate along channels. Bit tensors concatenate their bytes: every
     input but the last has a multiple of 8 channels (the op checks)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import blendnet
+from . import mixer as mixer_wiring
 from ._shapes import packed_bytes
 from .graph import GraphBuilder
 from .model import Model
@@ -143,3 +144,64 @@ def resnet20_binary(width: int = 4, input_shape=(32, 32, 3), num_classes: int = 
             "labels": [f"class_{i}" for i in range(num_classes)], "output": "logits",
             "provenance": {"source": "bnnrt.zoo.resnet20_binary", "seed": seed, "trained": False}}
     return Model(b.build(x, meta), threads=threads, name=f"zoo:resnet20_binary:{width}")
+
+
+def mixer_params(cfg: "mixer_wiring.Config", seed: int = 0) -> dict:
+    """Random parameters for every layer :func:`bnnrt.mixer.build` names."""
+    rng = np.random.default_rng(seed)
+    w_std = 73.0
+    cin0, p = cfg.input_shape[2], cfg.patch
+    params = {"input": {"scale": 1.0 / 32.0}}
+    m, s = _requant(ACT_STD / (np.sqrt(p * p * cin0) * w_std * 32.0), cfg.dim, rng)
+    params["embed"] = {"weights": _int8_weights(rng, cfg.dim, p, cin0), "multiplier": m, "shift": s,
+                       "bias": rng.integers(-2000, 2000, cfg.dim, dtype=np.int32)}
+    if cfg.kind == "binary":
+        params["embed.binarize"] = {"thresholds": rng.integers(-6, 7, cfg.dim).astype(np.int16),
+                                    "directions": np.where(rng.random(cfg.dim) < 0.9, 1, -1).astype(np.int8)}
+    layers = mixer_wiring.mlps(cfg)
+    for n, (name, _, width, hidden) in enumerate(layers):
+        fc1 = {"weights": _binary_weights(rng, hidden, 1, width),
+               "thresholds": np.round(0.3 * np.sqrt(width) * rng.standard_normal(hidden)).astype(np.int32)}
+        m2, s2 = _requant(ACT_STD / np.sqrt(hidden), width, rng)
+        int8_fc2 = {"weights": _binary_weights(rng, width, 1, hidden), "multiplier": m2, "shift": s2,
+                    "bias": np.round(0.2 * np.sqrt(hidden) * rng.standard_normal(width)).astype(np.int32)}
+        params[f"{name}.fc1"] = fc1
+        if cfg.kind == "blend":
+            sm, ss = quantize_multiplier(0.7)
+            params[f"{name}.binarize"] = {
+                "thresholds": rng.integers(-6, 7, width).astype(np.int16),
+                "directions": np.where(rng.random(width) < 0.9, 1, -1).astype(np.int8)}
+            params[f"{name}.fc2"] = dict(int8_fc2, skip_multiplier=sm, skip_shift=ss)
+        elif n == len(layers) - 1:
+            params[f"{name}.fc2"] = int8_fc2
+        else:
+            params[f"{name}.fc2"] = {
+                "weights": _binary_weights(rng, width, 1, hidden),
+                "thresholds": np.round(0.3 * np.sqrt(hidden) * rng.standard_normal(width)).astype(np.int32)}
+    pm, ps = quantize_multiplier(1.0 / cfg.tokens)
+    params["pool"] = {"multiplier": pm, "shift": ps}
+    params["head"] = {"weights": _int8_weights(rng, cfg.num_classes, 1, cfg.dim),
+                      "bias": rng.integers(-500, 500, cfg.num_classes, dtype=np.int32)}
+    params["logits"] = {"scale": np.full(cfg.num_classes, 2.0 / (np.sqrt(cfg.dim) * w_std * ACT_STD),
+                                         np.float32)}
+    return params
+
+
+def mixer(kind: str = "blend", seed: int = 0, threads: int | None = None, **config) -> Model:
+    """BlendMixer (``kind="blend"``) or the naive binary Mixer (``"binary"``)
+    with random weights; ``config`` as :class:`bnnrt.mixer.Config` (default:
+    the shipped models' shapes, 28x28x1 input)."""
+    cfg = mixer_wiring.Config(kind=kind, **config)
+    if cfg.kind not in mixer_wiring.KINDS:
+        raise ValueError(f"Mixer kind must be one of {mixer_wiring.KINDS}, not {kind!r}")
+    c = cfg.input_shape[2]
+    metadata = {
+        "name": f"{'blendmixer' if kind == 'blend' else 'mixer-binary'}-random",
+        "description": f"{cfg.describe()} with random weights (untrained)",
+        "input": {"shape": list(cfg.input_shape), "color": "L" if c == 1 else "RGB",
+                  "scale": 1.0 / 255.0, "mean": [0.5] * c, "std": [0.25] * c},
+        "labels": [f"class_{i}" for i in range(cfg.num_classes)],
+        "provenance": {"source": "bnnrt.zoo.mixer", "seed": seed, "trained": False},
+    }
+    graph = mixer_wiring.build(mixer_params(cfg, seed), cfg, metadata)
+    return Model(graph, threads=threads, name=f"zoo:mixer:{kind}")

@@ -27,6 +27,7 @@ EXPECTED = {
     "maxpool": [],
     "add_int8": [],
     "global_avgpool": [],
+    "transpose": [("avx512", "avx512", {"avx512"}), ("avx2", "avx2", {"avx2"}), ("neon", "neon", {"neon"})],
 }
 
 #: The AVX-512 binary conv's switches: BNNRT_DISABLE_SIMD names that leave every variant as it is.
@@ -50,6 +51,7 @@ MAKE = {
     "maxpool": lambda v: _core.Pool(kernel=(2, 2), strides=(2, 2), pads=(0, 0, 0, 0), in_hw=(4, 4), variant=v),
     "add_int8": lambda v: _core.AddInt8(a_multiplier=1, a_shift=0, b_multiplier=1, b_shift=0, variant=v),
     "global_avgpool": lambda v: _core.GlobalAvgPool(multiplier=1, shift=0, variant=v),
+    "transpose": lambda v: _core.Transpose((7, 7, 49), "int8", variant=v),
 }
 
 
@@ -143,16 +145,14 @@ def test_every_layer_of_a_model_runs_a_variant_of_its_family():
 
 
 def test_a_shape_only_scalar_takes(monkeypatch):
-    """The SIMD binarizers need channels % 8 == 0 and the SIMD int8 convs
-    kh * kw * cin <= 65535: for other shapes the choice is scalar, and a
-    forced SIMD variant is a GraphError."""
+    """The SIMD int8 convs take kh * kw * cin <= 65535: for other shapes the
+    choice is scalar, and a forced SIMD variant is a GraphError. The
+    binarizers take every channel count (a bit stream when it is a multiple
+    of 8, pixel by pixel otherwise)."""
     monkeypatch.delenv("BNNRT_DISABLE_SIMD", raising=False)
     features = set(_core.cpu_info()["features"])
     t, d = np.zeros(12, np.int16), np.ones(12, np.int8)
-    assert _core.Binarize(t, d).variant == "scalar"
-    for name in runnable("binarize", features, "")[:-1]:
-        with pytest.raises(GraphError, match="multiple of 8"):
-            _core.Binarize(t, d, variant=name)
+    assert _core.Binarize(t, d).variant == runnable("binarize", features, "")[0]
     w = np.zeros((16, 1, 1, 65536), np.int8)
     make = lambda v: _core.Conv2DInt8(w, Epilogue("int32", 16, bias=np.zeros(16, np.int32)),  # noqa: E731
                                       in_hw=(1, 1), strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0), variant=v)

@@ -363,6 +363,14 @@ def _slice_channels(rng):
     return b.build(b.add("slice_channels", [x], {"start": start, "stop": stop}))
 
 
+def _transpose(rng):
+    # up to 140 channels and 121 pixels: the 64-, 32- and 16-wide byte tiles
+    # and the zero-padded edge tiles all run; (1, W, C) is a Mixer's token tensor
+    h, w = _pick(rng, [_hw(rng), (1, int(rng.integers(1, 70)))])
+    c = _pick(rng, [_channels(rng, 1, 40), int(rng.integers(40, 141))])
+    return _one_node("transpose", (h, w, c), _pick(rng, ["int8", "bits"]))
+
+
 def _tfl_scale(op, dtype):
     def build(rng):
         attrs = {"scale": float(rng.uniform(0.01, 0.1)), "zero_point": _zero_point(rng)}
@@ -460,6 +468,7 @@ EXAMPLES = {
     "pad_float": _pad_float,
     "maxpool_float": _pool_float("maxpool_float"), "avgpool_float": _pool_float("avgpool_float"),
     "mean_float": _mean_float, "prelu": _prelu, "reshape": _reshape, "concat": _concat, "slice_channels": _slice_channels,
+    "transpose": _transpose,
     "tfl_quantize": _tfl_scale("tfl_quantize", "float32"), "tfl_dequantize": _tfl_scale("tfl_dequantize", "int8"),
     "tfl_requantize": _tfl_requantize, "tfl_conv2d": _tfl_conv2d, "tfl_add": _tfl_binary("tfl_add"),
     "tfl_mul": _tfl_binary("tfl_mul"), "tfl_avgpool": _tfl_avgpool, "tfl_mean": _tfl_mean, "tfl_pad": _tfl_pad,
@@ -469,7 +478,7 @@ EXAMPLES = {
 #: Ops whose kernels split work between threads (compiled kernels): run again
 #: with two threads, on one image (rows split) and on five (images split).
 THREADED = ["quantize", "sign_bits", "binarize", "add_int8", "bconv2d", "conv2d_int8", "maxpool",
-            "global_avgpool", "conv2d_float", "bconv2d_float", "maxpool_float", "avgpool_float"]
+            "global_avgpool", "conv2d_float", "bconv2d_float", "maxpool_float", "avgpool_float", "transpose"]
 
 
 # --------------------------------------------------------------------------

@@ -251,3 +251,17 @@ def test_training_command_exports_checkpoints_and_resumes(tiny_fmnist, tmp_path)
 def test_training_command_says_how_to_get_the_data(tmp_path):
     proc = _train("--data", tmp_path, "--epochs", 1, "--out", tmp_path / "x.bnn")
     assert proc.returncode == 2 and "apt-get install dataset-fashion-mnist" in proc.stderr
+
+
+@pytest.mark.parametrize("arch", ["blendmixer", "mixer-binary"])
+def test_training_command_trains_and_exports_a_mixer(tiny_fmnist, tmp_path, arch):
+    out = tmp_path / "mixer.bnn"
+    proc = _train("--arch", arch, "--dim", 19, "--token-hidden", 9, "--channel-hidden", 23, "--depth", 1,
+                  "--epochs", 1, "--data", tiny_fmnist, "--batch", 32, "--threads", 1, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "mixer.bnn.json").read_text())
+    assert report["agreement"] == 40 and report["accuracy_torch"] == report["accuracy_bnnrt"]
+    assert report["config"]["dim"] == 19 and "depth=1" in report["architecture"]
+    model = bnnrt.load(out)
+    assert model.metadata["name"] == f"{arch}-fmnist"
+    assert [n.op for n in model.graph.nodes].count("transpose") == 2

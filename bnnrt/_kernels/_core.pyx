@@ -24,7 +24,7 @@ cdef extern from "bnn_variants.h":
     int BNN_VARIANT_AUTO, BNN_VARIANT_SCALAR, BNN_VARIANT_COUNT
     int BNN_FAMILY_BCONV2D, BNN_FAMILY_CONV2D_INT8, BNN_FAMILY_CONV2D_FLOAT, BNN_FAMILY_BINARIZE
     int BNN_FAMILY_SIGN_BITS, BNN_FAMILY_QUANTIZE, BNN_FAMILY_POOL_FLOAT, BNN_FAMILY_MAXPOOL
-    int BNN_FAMILY_ADD_INT8, BNN_FAMILY_GLOBAL_AVGPOOL, BNN_FAMILY_COUNT
+    int BNN_FAMILY_ADD_INT8, BNN_FAMILY_GLOBAL_AVGPOOL, BNN_FAMILY_TRANSPOSE, BNN_FAMILY_COUNT
     const char *bnn_variant_names[]
     const char *bnn_family_names[]
     ctypedef struct bnn_variant_row:
@@ -118,6 +118,12 @@ cdef extern from "bnn_misc.h":
                         int threads, int variant) nogil
     void bnn_global_avgpool(const int8_t *inp, int8_t *out, int n, int32_t hw, int32_t c, int32_t m,
                             int32_t shift, int32_t lo, int32_t hi) nogil
+
+cdef extern from "bnn_transpose.h":
+    void bnn_transpose_int8(const int8_t *inp, int8_t *out, int n, int32_t p, int32_t c, int threads,
+                            int variant) nogil
+    void bnn_transpose_bits(const uint8_t *inp, uint8_t *out, int n, int32_t p, int32_t c, int threads,
+                            int variant) nogil
 
 
 # ----------------------------------------------------------------------------
@@ -591,8 +597,7 @@ cdef class Binarize(_Pixelwise):
                                       <const int8_t *><size_t>_ptr(d), code)
         if self.b == NULL:
             if code != BNN_VARIANT_AUTO and code != BNN_VARIANT_SCALAR:
-                raise GraphError(f"{self.name}: variant {variant!r} needs channels a multiple of 8, "
-                                 f"got {self.c}")
+                raise GraphError(f"{self.name}: variant {variant!r} does not run here")
             raise MemoryError("binarize: out of memory")
         self.variant = bnn_binarizer_variant(self.b).decode()
 
@@ -771,6 +776,45 @@ cdef class GlobalAvgPool(Kernel):
     cdef int _launch(self, size_t a, size_t b, size_t c, size_t d, int n, int threads) noexcept nogil:
         bnn_global_avgpool(<const int8_t *>a, <int8_t *>b, n, <int32_t>c, <int32_t>d, self.m,
                            self.shift, self.lo, self.hi)
+        return 0
+
+
+cdef class Transpose(Kernel):
+    """int8 or bits (N, H, W, C) -> (N, 1, C, H*W): pixels and channels swap
+    (bnnrt.reference.transpose)."""
+    cdef int32_t p, c
+    cdef int code
+    cdef bint bits
+    cdef object in_shape, out_shape
+
+    def __init__(self, in_shape, dtype, variant=None):
+        self.name = "transpose"
+        if dtype not in ("int8", "bits"):
+            raise GraphError(f"{self.name}: dtype {dtype!r} is not int8 or bits")
+        h, w, c = (_int(d, 1, 1 << 24, self.name, "shape") for d in in_shape)
+        if h * w > 1 << 24:
+            raise GraphError(f"{self.name}: {h}x{w} pixels are too many")
+        self.p, self.c, self.bits = h * w, c, dtype == "bits"
+        store = packed_bytes if self.bits else (lambda n: n)
+        self.in_shape, self.out_shape = (h, w, store(c)), (1, c, store(self.p))
+        self.code = self._choose(BNN_FAMILY_TRANSPOSE, variant)
+
+    def _check(self, arrays):
+        if len(arrays) != 2:
+            raise InputError(f"{self.name}: takes 2 arrays (input, output), got {len(arrays)}")
+        x = arrays[0]
+        if not isinstance(x, np.ndarray) or x.ndim != 4 or x.shape[0] < 1:
+            raise InputError(f"{self.name}: input must be a 4-D (N, H, W, C) array")
+        dtype = np.uint8 if self.bits else np.int8
+        _array(x, dtype, (x.shape[0],) + self.in_shape, self.name, "input")
+        _array(arrays[1], dtype, (x.shape[0],) + self.out_shape, self.name, "output", writable=True)
+        return _ptr(x), _ptr(arrays[1]), 0, 0, x.shape[0]
+
+    cdef int _launch(self, size_t a, size_t b, size_t c, size_t d, int n, int threads) noexcept nogil:
+        if self.bits:
+            bnn_transpose_bits(<const uint8_t *>a, <uint8_t *>b, n, self.p, self.c, threads, self.code)
+        else:
+            bnn_transpose_int8(<const int8_t *>a, <int8_t *>b, n, self.p, self.c, threads, self.code)
         return 0
 
 

@@ -13,21 +13,24 @@ from __future__ import annotations
 import torch.nn as nn
 
 from .. import blendnet as wiring
+from .. import mixer as mixer_wiring
 from ..errors import GraphError, UnsupportedOpError
 from ..model import Model
 from ..train.blendnet import BlendBlock, BlendNet20
-from ..train.layers import BinaryConv2d, Int8Conv2d, Int8Linear
+from ..train.layers import BinaryConv2d, BinaryLinear, Int8Conv2d, Int8Linear
+from ..train.mixer import BinaryMLP, BlendMLP, Mixer
 
-#: Module types a BlendNet-20 is made of; anything else cannot be exported.
-SUPPORTED = (BlendNet20, BlendBlock, BinaryConv2d, Int8Conv2d, Int8Linear, nn.BatchNorm2d, nn.ModuleList)
+#: Module types the bnnrt.train networks are made of; anything else cannot be exported.
+SUPPORTED = (BlendNet20, BlendBlock, Mixer, BlendMLP, BinaryMLP, BinaryConv2d, BinaryLinear, Int8Conv2d,
+             Int8Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.ModuleList)
 
 
 def from_torch(model, example=None, *, metadata=None, threads=None) -> Model:
-    """``model`` a ``bnnrt.train.BlendNet20``: ``example`` is its (H, W, C)
-    input shape, checked if given. Any other module: ``example`` is an input
+    """``model`` a ``bnnrt.train.BlendNet20`` or ``Mixer``: ``example`` is its
+    (H, W, C) input shape, checked if given. Any other module: ``example`` is an input
     it takes, a tensor (1, C, H, W) or that shape; the module is exported in
     eval mode with torch.onnx.export (TorchScript) and imported."""
-    if not isinstance(model, BlendNet20):
+    if not isinstance(model, (BlendNet20, Mixer)):
         return _via_onnx(model, example, metadata=metadata, threads=threads)
     input_shape = example
     unsupported = [f"{name or '<root>'} ({type(m).__name__})" for name, m in model.named_modules()
@@ -40,15 +43,19 @@ def from_torch(model, example=None, *, metadata=None, threads=None) -> Model:
     shape = model.input_shape
     c = shape[2]
     meta = {
-        "name": f"blendnet20-w{model.width}",
+        "name": (f"blendnet20-w{model.width}" if isinstance(model, BlendNet20)
+                 else model.cfg.describe().split("(")[0]),
         "input": {"shape": list(shape), "color": "L" if c == 1 else "RGB", "scale": 1.0 / 255.0,
                   "mean": [0.5] * c, "std": [0.5] * c},
         "labels": [f"class_{i}" for i in range(model.num_classes)],
         "provenance": {"source": "bnnrt.convert.from_torch", "trained": True},
     }
     meta.update(metadata or {})
-    graph = wiring.build(model.folded(), width=model.width, input_shape=shape,
-                         num_classes=model.num_classes, metadata=meta)
+    if isinstance(model, Mixer):
+        graph = mixer_wiring.build(model.folded(), model.cfg, metadata=meta)
+    else:
+        graph = wiring.build(model.folded(), width=model.width, input_shape=shape,
+                             num_classes=model.num_classes, metadata=meta)
     return Model(graph, threads=threads, name=meta["name"])
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import reference as ref
+from .._kernels import _core
 from ..graph import TensorSpec
 from .base import NumpyKernel, ReferenceOp, fail, input_spec, int_attr, int_list
 
@@ -70,4 +72,30 @@ class SliceChannels(LayoutOp):
         return [TensorSpec(spec.shape[:2] + (stop - start,), spec.dtype)]
 
 
-OPS = (Flatten(), Reshape(), Concat(), SliceChannels())
+class Transpose(LayoutOp):
+    """(H, W, C) -> (1, C, H*W), int8 or bits: the pixels become the channels.
+    Token mixing in a Mixer runs on the transposed tensor, so its dense layers
+    are 1x1 convolutions over the packed channel axis like every other."""
+    name = "transpose"
+
+    def infer(self, node, ins):
+        spec = input_spec(node, ins, 0, ["int8", "bits"])
+        h, w, c = spec.shape
+        if h * w > 1 << 24:
+            fail(node, f"cannot transpose {spec}: {h * w} pixels would be too many channels")
+        return [TensorSpec((1, c, h * w), spec.dtype)]
+
+    def scratch_bytes(self, node, ins, outs):
+        return 0
+
+    def _channels(self, ins):
+        return ins[0].channels if ins[0].dtype == "bits" else None
+
+    def reference(self, node, ins, arrays):
+        return [ref.transpose(arrays[0], channels=self._channels(ins))]
+
+    def kernel(self, node, ins):
+        return _core.Transpose(ins[0].shape, ins[0].dtype)
+
+
+OPS = (Flatten(), Reshape(), Concat(), SliceChannels(), Transpose())

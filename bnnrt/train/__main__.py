@@ -1,4 +1,4 @@
-"""python -m bnnrt.train fashion-mnist --arch blendnet20 --epochs N --out models/x.bnn"""
+"""python -m bnnrt.train fashion-mnist --arch blendnet20|blendmixer|mixer-binary --epochs N --out models/x.bnn"""
 
 from __future__ import annotations
 
@@ -6,14 +6,23 @@ import argparse
 import sys
 
 from .. import datasets
+from ..mixer import Config
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bnnrt.train",
-                                description="Train a BlendNet with bnnrt.train and export it to .bnn")
+                                description="Train a BlendNet or a Mixer with bnnrt.train and export it to .bnn")
     p.add_argument("dataset", choices=["fashion-mnist"])
-    p.add_argument("--arch", default="blendnet20", choices=["blendnet20"])
-    p.add_argument("--width", type=int, default=1, help="channel multiplier (1: 16/32/64)")
+    p.add_argument("--arch", default="blendnet20", choices=["blendnet20", "blendmixer", "mixer-binary"],
+                   help="blendnet20, or an MLP-Mixer: blendmixer (Blend modules) or mixer-binary "
+                        "(every mixing layer binary, the naive baseline); docs/blendnet.md")
+    p.add_argument("--width", type=int, default=1, help="blendnet20: channel multiplier (1: 16/32/64)")
+    m = Config()
+    p.add_argument("--patch", type=int, default=m.patch, help="Mixer: patch size in pixels")
+    p.add_argument("--dim", type=int, default=m.dim, help="Mixer: channels per token")
+    p.add_argument("--token-hidden", type=int, default=m.token_hidden, help="Mixer: token-MLP hidden width")
+    p.add_argument("--channel-hidden", type=int, default=m.channel_hidden, help="Mixer: channel-MLP hidden width")
+    p.add_argument("--depth", type=int, default=m.depth, help="Mixer: number of blocks")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (cosine decay to 0)")

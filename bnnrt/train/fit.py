@@ -22,10 +22,32 @@ import torch.nn.functional as F
 from .. import datasets
 from .._progress import Progress, clock as _clock
 from ..images import Preprocessor
+from .. import mixer as mixer_wiring
 from .blendnet import BlendNet20
-from .layers import BinaryConv2d
+from .layers import BinaryConv2d, BinaryLinear
+from .mixer import Mixer
 
-ARCHS = {"blendnet20": BlendNet20}
+#: --arch -> (model name in the file, what it is, constructor from the parsed arguments)
+ARCHS = {
+    "blendnet20": ("blendnet20-fmnist", "BlendNet-20",
+                   lambda a: BlendNet20(width=a.width, input_shape=(28, 28, 1), num_classes=10)),
+    "blendmixer": ("blendmixer-fmnist", "BlendMixer",
+                   lambda a: Mixer(mixer_config(a, "blend"))),
+    "mixer-binary": ("mixer-binary-fmnist", "the naive binary MLP-Mixer",
+                     lambda a: Mixer(mixer_config(a, "binary"))),
+}
+
+
+def mixer_config(args, kind) -> mixer_wiring.Config:
+    return mixer_wiring.Config(kind=kind, input_shape=(28, 28, 1), patch=args.patch, dim=args.dim,
+                               token_hidden=args.token_hidden, channel_hidden=args.channel_hidden,
+                               depth=args.depth, num_classes=10)
+
+
+def arch_description(args) -> str:
+    if args.arch == "blendnet20":
+        return f"blendnet20(width={args.width})"
+    return mixer_config(args, "blend" if args.arch == "blendmixer" else "binary").describe()
 INPUT_META = {"scale": 1.0 / 255.0, "mean": [0.5], "std": [0.5]}
 
 
@@ -67,7 +89,7 @@ def clip_latent_weights(model):
     """Keep binary latent weights in [-1, 1], where the STE passes gradients."""
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, BinaryConv2d):
+            if isinstance(m, (BinaryConv2d, BinaryLinear)):
                 m.weight.clamp_(-1.0, 1.0)
 
 
@@ -77,11 +99,12 @@ def torch_predictions(model, x, batch=1000):
     return torch.cat([model(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)])
 
 
-def export(model, meta_extra=None):
+def export(model, arch, meta_extra=None):
     from ..convert import from_torch
+    name, what, _ = ARCHS[arch]
     metadata = {
-        "name": "blendnet20-fmnist",
-        "description": "BlendNet-20 trained on Fashion-MNIST with bnnrt.train",
+        "name": name,
+        "description": f"{what} trained on Fashion-MNIST with bnnrt.train",
         "input": dict(INPUT_META, shape=list(model.input_shape), color="L"),
         "labels": list(datasets.FASHION_MNIST_LABELS),
         "provenance": {"source": "python -m bnnrt.train", "trained": True, **(meta_extra or {})},
@@ -102,7 +125,7 @@ def train(args) -> dict:
     data = load_fashion_mnist(args.data)
     x_train, y_train = data["train"]
     x_test, y_test = data["test"]
-    model = ARCHS[args.arch](width=args.width, input_shape=(28, 28, 1), num_classes=10)
+    model = ARCHS[args.arch][2](args)
     model.set_lean(args.lean)
     steps_per_epoch = math.ceil(len(x_train) / args.batch)
     total_steps = steps_per_epoch * args.epochs
@@ -144,13 +167,13 @@ def train(args) -> dict:
             correct += int((logits.argmax(1) == yb).sum())
             loss_sum += float(loss.detach()) * len(idx)
             progress.update(step + 1, loss=f"{loss_sum / seen:.4f}", acc=f"{100 * correct / seen:.2f}%")
-        bmodel = export(model)
-        test_acc = float((logits_of(bmodel, x_test).argmax(1) == y_test.numpy()).mean())
+        # eval mode runs the folded integer network, the exported file's arithmetic
+        test_acc = float((torch_predictions(model, x_test) == y_test).float().mean())
         wall += time.monotonic() - t0
         history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "train_acc": correct / seen,
-                        "test_acc_bnnrt": test_acc, "wall_s": round(wall, 1)})
+                        "test_acc": test_acc, "wall_s": round(wall, 1)})
         print(f"epoch {epoch + 1}: loss {loss_sum / seen:.4f}, train {100 * correct / seen:.2f}%, "
-              f"test (bnnrt) {100 * test_acc:.2f}%, {_clock(wall)} so far", file=sys.stderr)
+              f"test {100 * test_acc:.2f}%, {_clock(wall)} so far", file=sys.stderr)
         torch.save({"config": _config(args), "model": model.state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(), "epoch": epoch + 1, "wall": wall,
                     "history": json.dumps(history)}, ckpt_path + ".tmp")
@@ -164,14 +187,15 @@ def finish(model, args, history, wall, threads, x_test, y_test) -> dict:
     import bnnrt
     labels = y_test.numpy()
     torch_pred = torch_predictions(model, x_test).numpy()
-    bmodel = export(model, {"arch": f"{args.arch}(width={args.width})", "epochs": args.epochs,
+    bmodel = export(model, args.arch, {"arch": arch_description(args), "epochs": args.epochs,
                             "seed": args.seed, "lean": bool(args.lean), "torch": torch.__version__,
                             "train_wall_s": round(wall, 1), "threads": threads})
     bnnrt.save(bmodel, args.out)
     reloaded = bnnrt.load(args.out)
     bnnrt_pred = logits_of(reloaded, x_test).argmax(1)
     report = {
-        "model": args.out, "arch": args.arch, "width": args.width, "epochs": args.epochs,
+        "model": args.out, "arch": args.arch, "architecture": arch_description(args),
+        "config": _config(args), "epochs": args.epochs, "width": args.width,
         "batch": args.batch, "lr": args.lr, "shift": args.shift, "seed": args.seed,
         "lean": bool(args.lean), "threads": threads, "train_wall_s": round(wall, 1),
         "test_images": int(len(labels)),
@@ -187,4 +211,6 @@ def finish(model, args, history, wall, threads, x_test, y_test) -> dict:
 
 
 def _config(args) -> dict:
-    return {k: getattr(args, k) for k in ("arch", "width", "epochs", "batch", "lr", "shift", "seed", "lean")}
+    keys = ["arch", "epochs", "batch", "lr", "shift", "seed", "lean"]
+    keys += ["width"] if args.arch == "blendnet20" else ["patch", "dim", "token_hidden", "channel_hidden", "depth"]
+    return {k: getattr(args, k) for k in keys}

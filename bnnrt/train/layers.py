@@ -185,6 +185,27 @@ class BinaryConv2d(nn.Module):
         return f"{self.cin}, {self.cout}, kernel={self.kernel}, stride={self.stride}"
 
 
+class BinaryLinear(nn.Module):
+    """Binary dense layer over the last axis: the signs of its input times the
+    signs of latent real weights. ``forward(z)`` takes the pre-sign
+    activations (..., cin) and returns the integer dot products (..., cout) as
+    float. The Mixers' layers: one GEMM over every token at once."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.cin, self.cout = cin, cout
+        self.weight = nn.Parameter(torch.empty(cout, cin).uniform_(-0.05, 0.05))
+
+    def binary_weight(self):
+        return SignSTE.apply(self.weight)
+
+    def forward(self, z):
+        return F.linear(SignSTE.apply(z), self.binary_weight())
+
+    def extra_repr(self):
+        return f"{self.cin}, {self.cout}"
+
+
 class Int8Conv2d(nn.Module):
     """Convolution with fake-quantized int8 weights (per output channel), no bias:
     the BatchNorm that follows supplies it. Zero padding."""

@@ -7,7 +7,8 @@
  * beyond the int8 range turns the channel constant. When c is a multiple of 8
  * the output is one flat bit stream over the input bytes, so the AVX-512 path
  * compares 64 bytes at a time and stores the two compare masks as 8 output
- * bytes; the per-channel constants repeat with period lcm(c, 64) bytes. */
+ * bytes; the per-channel constants repeat with period lcm(c, 64) bytes.
+ * Other channel counts go pixel by pixel (BINARIZE_PIXELS). */
 struct bnn_binarizer {
     int32_t c, period;      /* period: lcm(c, 64) bytes, when c % 8 == 0 */
     int8_t *lo, *hi;        /* [period] */
@@ -25,8 +26,7 @@ const char *bnn_binarizer_variant(const bnn_binarizer *b) { return bnn_variant_n
 static int32_t gcd32(int32_t a, int32_t b) { while (b) { int32_t t = a % b; a = b; b = t; } return a; }
 
 bnn_binarizer *bnn_binarizer_create(int32_t c, const int16_t *t, const int8_t *d, int variant) {
-    /* the SIMD paths write one flat bit stream over the input bytes: whole bytes per pixel */
-    variant = bnn_select(BNN_FAMILY_BINARIZE, variant, c % 8 == 0);
+    variant = bnn_select(BNN_FAMILY_BINARIZE, variant, 1);
     if (variant < 0) return NULL;
     bnn_binarizer *b = (bnn_binarizer *)calloc(1, sizeof(*b));
     if (!b) return NULL;
@@ -145,9 +145,57 @@ static void binarize_neon(const bnn_binarizer *b, const int8_t *x, uint8_t *out,
 }
 #endif
 
+/* c % 8 != 0 (a Mixer's 49 tokens): pixel by pixel, 64 channels per
+ * compare. Entries [0, c) of the period arrays are channels 0..c-1, and the
+ * period (a multiple of 64, >= c) covers every block read. */
+#define BINARIZE_PIXELS(NAME, ATTR, BITS64)                                                       \
+    ATTR static void NAME(const bnn_binarizer *b, const int8_t *x, uint8_t *out, size_t p0,      \
+                          size_t p1) {                                                           \
+        int32_t c = b->c;                                                                       \
+        size_t cb = ((size_t)c + 7) / 8;                                                        \
+        for (size_t p = p0; p < p1; p++) {                                                      \
+            const int8_t *q = x + p * (size_t)c;                                                \
+            for (int32_t j = 0; j < c; j += 64) {                                               \
+                int32_t n = c - j < 64 ? c - j : 64;                                            \
+                int8_t blk[64] = {0};                                                           \
+                const int8_t *src = q + j;                                                      \
+                if (n < 64) { memcpy(blk, src, (size_t)n); src = blk; }                         \
+                uint64_t m = BITS64(src, b->lo + j, b->hi + j) | b->always[j / 64];             \
+                if (n < 64) m &= ((uint64_t)1 << n) - 1;                                        \
+                memcpy(out + p * cb + (size_t)j / 8, &m, (size_t)(n + 7) / 8);                  \
+            }                                                                                   \
+        }                                                                                       \
+    }
+
+#ifdef BNN_X86
+BNN_AVX512_BASE static inline uint64_t bits64_avx512(const int8_t *q, const int8_t *lo, const int8_t *hi) {
+    __m512i v = _mm512_loadu_si512(q);
+    return _mm512_cmplt_epi8_mask(v, _mm512_loadu_si512(lo)) | _mm512_cmpgt_epi8_mask(v, _mm512_loadu_si512(hi));
+}
+BINARIZE_PIXELS(binarize_pixels_avx512, BNN_AVX512_BASE, bits64_avx512)
+BINARIZE_PIXELS(binarize_pixels_avx2, BNN_AVX2, bits64_avx2)
+#endif
+#ifdef BNN_ARM
+BINARIZE_PIXELS(binarize_pixels_neon, , bits64_neon)
+#endif
+
 void bnn_binarize(const bnn_binarizer *b, const int8_t *x, uint8_t *out, size_t pixels, int threads) {
     int32_t c = b->c;
     size_t cb = ((size_t)c + 7) / 8;
+    if (c % 8 && b->variant != BNN_VARIANT_SCALAR) {
+        void (*run)(const bnn_binarizer *, const int8_t *, uint8_t *, size_t, size_t) = NULL;
+#ifdef BNN_X86
+        run = b->variant == BNN_VARIANT_AVX512 ? binarize_pixels_avx512 : binarize_pixels_avx2;
+#endif
+#ifdef BNN_ARM
+        run = binarize_pixels_neon;
+#endif
+        size_t block = 256, nblocks = (pixels + block - 1) / block;
+        BNN_PARALLEL_FOR(threads > 1 && nblocks > 8,
+            for (size_t k = 0; k < nblocks; k++)
+                run(b, x, out, k * block, (k + 1) * block < pixels ? (k + 1) * block : pixels););
+        return;
+    }
 #ifdef BNN_X86
     if (b->variant == BNN_VARIANT_AVX512 || b->variant == BNN_VARIANT_AVX2) {
         /* chunks start at multiples of the period, so the patterns line up */

@@ -21,6 +21,7 @@ const char *const bnn_family_names[BNN_FAMILY_COUNT] = {
     [BNN_FAMILY_SIGN_BITS] = "sign_bits", [BNN_FAMILY_QUANTIZE] = "quantize",
     [BNN_FAMILY_POOL_FLOAT] = "pool_float", [BNN_FAMILY_MAXPOOL] = "maxpool",
     [BNN_FAMILY_ADD_INT8] = "add_int8", [BNN_FAMILY_GLOBAL_AVGPOOL] = "global_avgpool",
+    [BNN_FAMILY_TRANSPOSE] = "transpose",
 };
 
 #define ROW(fam, var, isa, ...) {BNN_FAMILY_##fam, BNN_VARIANT_##var, isa, {__VA_ARGS__, NULL}}
@@ -40,7 +41,7 @@ const bnn_variant_row bnn_variant_table[] = {
     ROW(CONV2D_FLOAT, AVX2, "avx2", "avx2", "fma"),
     ROW(CONV2D_FLOAT, NEON, "neon", "neon"),
     SCALAR_ROW(CONV2D_FLOAT),
-    ROW(BINARIZE, AVX512, "avx512", "avx512"),              /* both: channels % 8 == 0 (bnn_misc.c) */
+    ROW(BINARIZE, AVX512, "avx512", "avx512"),              /* a bit stream, or pixel by pixel (bnn_misc.c) */
     ROW(BINARIZE, AVX2, "avx2", "avx2"),
     ROW(BINARIZE, NEON, "neon", "neon"),
     SCALAR_ROW(BINARIZE),
@@ -52,6 +53,10 @@ const bnn_variant_row bnn_variant_table[] = {
     ROW(POOL_FLOAT, AVX512, "avx512", "avx512"),
     ROW(POOL_FLOAT, AVX2, "avx2", "avx2"),
     SCALAR_ROW(POOL_FLOAT),
+    ROW(TRANSPOSE, AVX512, "avx512", "avx512"),            /* byte tiles 64, 32, 16 wide (bnn_transpose.c) */
+    ROW(TRANSPOSE, AVX2, "avx2", "avx2"),
+    ROW(TRANSPOSE, NEON, "neon", "neon"),
+    SCALAR_ROW(TRANSPOSE),
     /* plain loops the compiler vectorizes with the base ISA */
     SCALAR_ROW(MAXPOOL),
     SCALAR_ROW(ADD_INT8),

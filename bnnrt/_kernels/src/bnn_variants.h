@@ -16,7 +16,7 @@ extern const char *const bnn_variant_names[BNN_VARIANT_COUNT];
 
 enum { BNN_FAMILY_BCONV2D, BNN_FAMILY_CONV2D_INT8, BNN_FAMILY_CONV2D_FLOAT, BNN_FAMILY_BINARIZE,
        BNN_FAMILY_SIGN_BITS, BNN_FAMILY_QUANTIZE, BNN_FAMILY_POOL_FLOAT, BNN_FAMILY_MAXPOOL,
-       BNN_FAMILY_ADD_INT8, BNN_FAMILY_GLOBAL_AVGPOOL, BNN_FAMILY_COUNT };
+       BNN_FAMILY_ADD_INT8, BNN_FAMILY_GLOBAL_AVGPOOL, BNN_FAMILY_TRANSPOSE, BNN_FAMILY_COUNT };
 /* "bconv2d", "conv2d_int8", ...: the keys of cpu_info()'s "kernels", indexed by family */
 extern const char *const bnn_family_names[BNN_FAMILY_COUNT];
 
