@@ -174,7 +174,7 @@ def _sign_bits(rng):
 
 def _binarize(rng):
     b = GraphBuilder()
-    c = _channels(rng, 1, 70)
+    c = _channels(rng, 1, 140)     # > 64, not a multiple of 8: the pixel path's blocks
     x = b.input("x", _hw(rng) + (c,), "int8")
     t = rng.integers(-130, 131, c)
     t[::5] = _pick(rng, [-32768, 32767])        # thresholds outside int8: constant channels

@@ -117,7 +117,8 @@ class Conv2DInt8:
 
 
 class Binarize:
-    params = [[(32, 32, 16), (56, 56, 64)], ISAS]
+    # (1, 128, 49): a Mixer's token mixing binarizes 49 channels (pixel by pixel)
+    params = [[(32, 32, 16), (56, 56, 64), (1, 128, 49)], ISAS]
     param_names = ["shape", "isa"]
 
     def setup(self, shape, isa):
@@ -131,6 +132,27 @@ class Binarize:
         self.call = self.kernel.bind(x, out, threads=1)
 
     def time_binarize(self, shape, isa):
+        self.call()
+
+
+class Transpose:
+    """A Mixer's token tensor (7x7 patches of 128 channels) to tokens-as-channels and back."""
+    params = [[(7, 7, 128), (1, 128, 49)], ["int8", "bits"], ISAS]
+    param_names = ["shape", "dtype", "isa"]
+
+    def setup(self, shape, dtype, isa):
+        from bnnrt._kernels import _core
+        h, w, c = shape
+        self.kernel = _core.Transpose(shape, dtype, variant=variant_of("transpose", isa))
+        if dtype == "int8":
+            x = rng().integers(-128, 128, (1,) + shape, dtype=np.int8)
+            out = np.empty((1, 1, c, h * w), np.int8)
+        else:
+            x = random_bits((1,) + shape[:2], c)
+            out = np.empty((1, 1, c, (h * w + 7) // 8), np.uint8)
+        self.call = self.kernel.bind(x, out, threads=1)
+
+    def time_transpose(self, shape, dtype, isa):
         self.call()
 
 

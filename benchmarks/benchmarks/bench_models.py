@@ -21,6 +21,21 @@ class BlendNet20:
         return sum(r["binary_macs"] for r in self.model.layers())
 
 
+class Mixer:
+    """The shipped Mixers' shapes (random weights), 28x28x1."""
+    params = [["blend", "binary"], [1, 16]]
+    param_names = ["kind", "batch"]
+
+    def setup(self, kind, batch):
+        from bnnrt import zoo
+        self.model = zoo.mixer(kind, threads=1)
+        self.x = np.random.default_rng(0).standard_normal((batch, 28, 28, 1)).astype(np.float32)
+        self.model.run(self.x)
+
+    def time_run(self, kind, batch):
+        self.model.run(self.x)
+
+
 class Overhead:
     """Executor cost per step: a one-pixel model, so the kernels do ~nothing."""
 

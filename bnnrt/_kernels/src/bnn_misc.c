@@ -168,11 +168,25 @@ static void binarize_neon(const bnn_binarizer *b, const int8_t *x, uint8_t *out,
     }
 
 #ifdef BNN_X86
-BNN_AVX512_BASE static inline uint64_t bits64_avx512(const int8_t *q, const int8_t *lo, const int8_t *hi) {
-    __m512i v = _mm512_loadu_si512(q);
-    return _mm512_cmplt_epi8_mask(v, _mm512_loadu_si512(lo)) | _mm512_cmpgt_epi8_mask(v, _mm512_loadu_si512(hi));
+/* AVX-512: masked loads read a pixel's partial block in place, and with
+ * c <= 64 (a Mixer's tokens) the constants stay in registers */
+BNN_AVX512_BASE static void binarize_pixels_avx512(const bnn_binarizer *b, const int8_t *x, uint8_t *out,
+                                                   size_t p0, size_t p1) {
+    int32_t c = b->c;
+    size_t cb = ((size_t)c + 7) / 8;
+    for (int32_t j = 0; j < c; j += 64) {
+        int32_t n = c - j < 64 ? c - j : 64;
+        __mmask64 live = n == 64 ? ~(__mmask64)0 : ((__mmask64)1 << n) - 1;
+        __m512i lo = _mm512_loadu_si512(b->lo + j), hi = _mm512_loadu_si512(b->hi + j);
+        uint64_t always = b->always[j / 64] & live;
+        size_t nbytes = (size_t)(n + 7) / 8;
+        for (size_t p = p0; p < p1; p++) {
+            __m512i v = _mm512_maskz_loadu_epi8(live, x + p * (size_t)c + j);
+            uint64_t m = ((_mm512_cmplt_epi8_mask(v, lo) | _mm512_cmpgt_epi8_mask(v, hi)) & live) | always;
+            memcpy(out + p * cb + (size_t)j / 8, &m, nbytes);
+        }
+    }
 }
-BINARIZE_PIXELS(binarize_pixels_avx512, BNN_AVX512_BASE, bits64_avx512)
 BINARIZE_PIXELS(binarize_pixels_avx2, BNN_AVX2, bits64_avx2)
 #endif
 #ifdef BNN_ARM
