@@ -949,6 +949,11 @@ def _bnn_seeds():
     from bnnrt.convert._tflite import to_graph
     seeds = {"every_op.bnn": fmt.dumps(every_op_graph(seed=3, h=6, w=5)),
              "blendnet_tiny.bnn": fmt.dumps(zoo.blendnet20(input_shape=(8, 8, 1), threads=1).graph)}
+    # the Mixers' transposes of int8 and bit tensors
+    for kind in ("blend", "binary"):
+        seeds[f"mixer_{kind}_tiny.bnn"] = fmt.dumps(zoo.mixer(kind, input_shape=(8, 12, 1), patch=2, dim=11,
+                                                            token_hidden=9, channel_hidden=13, depth=1,
+                                                            threads=1).graph)
     with open(os.path.join(ROOT, "models", "blendnet20_fmnist.bnn"), "rb") as f:
         seeds["blendnet20_fmnist.bnn"] = f.read()
     # the importer's output as .bnn seeds: float ops (pads, softmax, activations) and tfl_* int8 ops
