@@ -9,8 +9,9 @@
 MODEL is a .bnn file, an LCE .tflite or a PyTorch-exported .onnx file (imported
 on the fly; ``convert`` writes it as .bnn once), or a zoo model (random weights):
 ``zoo:blendnet20[:width]``
-(BlendNet-20, width 1 by default) or ``zoo:resnet20_binary[:width]`` (the
-binary ResNet-20 of the benchmarks, width 4 by default).
+(BlendNet-20, width 1 by default), ``zoo:resnet20_binary[:width]`` (the
+binary ResNet-20 of the benchmarks, width 4 by default), ``zoo:blendmixer`` or
+``zoo:mixer-binary`` (the shipped Mixers' shapes).
 """
 
 from __future__ import annotations
@@ -31,20 +32,27 @@ from .errors import BnnrtError
 from .model import Model, load
 
 
+#: The zoo models (random weights) a MODEL argument may name.
+ZOO_NAMES = "zoo:blendnet20[:width], zoo:resnet20_binary[:width], zoo:blendmixer, zoo:mixer-binary"
+
+
 def open_model(spec: str, threads: int | None = None) -> Model:
     if spec.startswith("zoo:"):
         from . import zoo
         parts = spec.split(":")
-        makers = {"blendnet20": (zoo.blendnet20, 1), "resnet20_binary": (zoo.resnet20_binary, 4)}
-        if parts[1] not in makers or len(parts) > 3:
-            raise BnnrtError(f"unknown zoo model {spec!r}; known: zoo:blendnet20[:width], "
-                             "zoo:resnet20_binary[:width]")
+        makers = {"blendnet20": (zoo.blendnet20, 1), "resnet20_binary": (zoo.resnet20_binary, 4),
+                  "blendmixer": (lambda threads: zoo.mixer("blend", threads=threads), None),
+                  "mixer-binary": (lambda threads: zoo.mixer("binary", threads=threads), None)}
+        if len(parts) < 2 or parts[1] not in makers or len(parts) > 3:
+            raise BnnrtError(f"unknown zoo model {spec!r}; known: {ZOO_NAMES}")
         make, width = makers[parts[1]]
         if len(parts) == 3:
+            if width is None:
+                raise BnnrtError(f"zoo:{parts[1]} has no width (the shipped Mixers' shapes)")
             if not parts[2].isdigit() or int(parts[2]) < 1:
                 raise BnnrtError(f"zoo width must be a positive integer, got {parts[2]!r}")
             width = int(parts[2])
-        return make(width=width, threads=threads)
+        return make(threads=threads) if width is None else make(width=width, threads=threads)
     from .convert import importer_for
     importer = importer_for(spec)
     if importer is not None:           # a .tflite file (any registered suffix) runs, imported on the fly
@@ -327,8 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def model_cmd(name, help_):
         p = sub.add_parser(name, help=help_)
-        p.add_argument("model", help="a .bnn file, an LCE .tflite or an .onnx file, zoo:blendnet20[:width] or "
-                       "zoo:resnet20_binary[:width]")
+        p.add_argument("model", help=f"a .bnn file, an LCE .tflite or an .onnx file, or {ZOO_NAMES}")
         p.add_argument("--threads", type=_positive, default=None, help="threads (default: all cores)")
         return p
 

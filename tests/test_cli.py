@@ -55,6 +55,12 @@ def test_bench_json_on_a_file_and_the_zoo(model_file):
     assert out["threads"] == 1 and out["images_per_s"] > 0
 
 
+def test_the_zoo_mixers_run():
+    for name in ("zoo:blendmixer", "zoo:mixer-binary"):
+        out = json.loads(bnnrt_cli("bench", name, "--runs", "3", "--threads", "1", "--json").stdout)
+        assert out["images_per_s"] > 0
+
+
 def test_bench_prints_latency():
     out = bnnrt_cli("bench", "zoo:blendnet20:2", "--runs", "3").stdout
     assert "median" in out and "images/s" in out
@@ -64,6 +70,8 @@ def test_bench_prints_latency():
     (["info", "/nonexistent.bnn"], "cannot read model file"),
     (["bench", "zoo:resnet"], "unknown zoo model"),
     (["bench", "zoo:blendnet20:0"], "width must be a positive integer"),
+    (["bench", "zoo:blendmixer:2"], "has no width"),
+    (["bench", "zoo:"], "unknown zoo model"),
 ])
 def test_errors_are_one_line_not_tracebacks(args, match):
     proc = bnnrt_cli(*args, check=False)
