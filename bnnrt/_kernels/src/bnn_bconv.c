@@ -49,6 +49,11 @@ struct bnn_bconv {
     int32_t nclass, ncc;
     int64_t *corr;           /* [nclass][groups*8] */
     int32_t *corr32;         /* [nclass][g16*16] (d32, w16) */
+    /* lanes 64 (AVX-512): the input as word planes, see bnn_bconv_planes */
+    int32_t ncol, nsteps, gstep;
+    size_t prb;              /* bytes of one padded row's planes: ncol * rw planes of out_w words */
+    int64_t *soff;           /* [nsteps] byte offset of step s's plane from the output row's first one */
+    uint64_t *wq;            /* [groups / gstep][nsteps][gstep][8], the last block of groups % gstep */
     /* bits output: y = K - c - 2 acc < thr (c: the class's correction) exactly when
      * acc >= athr = floor((K - c - thr') / 2) + 1, thr' the threshold clamped to
      * [-K-1, K+1] (every |y| <= K keeps its side), so the epilogue compares the
@@ -75,11 +80,12 @@ static int64_t acc_threshold(const bnn_bconv *k, int32_t c, int64_t corr) {
 }
 static int border_tables(bnn_bconv *k);
 static int repack_lanes(bnn_bconv *k, const uint8_t *weights);
+static int repack_planes(bnn_bconv *k);
 
 void bnn_bconv_free(bnn_bconv *k) {
     if (!k) return;
     free(k->roff); free(k->w); free(k->tapc); free(k->toff); free(k->wl); free(k->athr); free(k->athr32);
-    free(k->rcls); free(k->ccls); free(k->corr); free(k->corr32);
+    free(k->rcls); free(k->ccls); free(k->corr); free(k->corr32); free(k->soff); free(k->wq);
     bnn_epi_free(&k->e);
     free(k);
 }
@@ -105,11 +111,14 @@ bnn_bconv *bnn_bconv_create(const bnn_conv_geom *g, const uint8_t *weights, cons
     k->g16 = (g->cout + 15) / 16;
     k->rw4 = (k->row_bytes + 3) / 4;
     k->last_mask32 = k->row_bytes % 4 ? (((uint32_t)1 << (8 * (k->row_bytes % 4))) - 1) : ~(uint32_t)0;
-    k->lanes = 64;
-    if (variant == BNN_VARIANT_AVX512) k->lanes = choose_lanes(k, g);
     k->hp = (g->out_h - 1) * g->sh + (g->kh - 1) * g->dh + 1;
     k->wp = (g->out_w - 1) * g->sw + (g->kw - 1) * g->dw + 1;
     k->rs = ((k->wp * k->cb + 8) + 63) / 64 * 64;
+    k->ncol = contiguous ? 1 : g->kw;
+    k->nsteps = k->nrows * k->rw;
+    k->prb = (size_t)k->ncol * k->rw * g->out_w * 8;
+    k->lanes = 64;
+    if (variant == BNN_VARIANT_AVX512) k->lanes = choose_lanes(k, g);
     size_t nlanes = (size_t)k->groups * 8;
     k->roff = (int32_t *)calloc(k->nrows, sizeof(int32_t));
     k->w = (uint64_t *)aligned_alloc(64, ((size_t)k->groups * k->nrows * k->rw * 8 * 8 + 63) / 64 * 64);
@@ -154,6 +163,10 @@ bnn_bconv *bnn_bconv_create(const bnn_conv_geom *g, const uint8_t *weights, cons
         bnn_bconv_free(k);
         return NULL;
     }
+    if (variant == BNN_VARIANT_AVX512 && k->lanes == 64 && repack_planes(k)) {
+        bnn_bconv_free(k);
+        return NULL;
+    }
     if (k->lanes != 64 && repack_lanes(k, weights)) {
         bnn_bconv_free(k);
         return NULL;
@@ -188,6 +201,9 @@ int bnn_bconv_requant32(const bnn_bconv *k) { return k->e.rq32; }
 static int choose_lanes(const bnn_bconv *k, const bnn_conv_geom *g) {
     if (k->cb == 2 && g->sw == 1 && k->K <= 32767 && bnn_switch_enabled(BNN_SWITCH_W16)) return 16;
     if (4 * k->rw4 < 8 * k->rw && bnn_switch_enabled(BNN_SWITCH_D32)) return 32;
+    /* q64 reads word planes (bnn_bconv_planes): a few times the padded rows'
+     * bytes, but wide dilated windows of few channels would multiply them */
+    if (k->prb > 16 * (size_t)k->rs + 4096 && bnn_switch_enabled(BNN_SWITCH_D32)) return 32;
     return 64;
 }
 
@@ -234,16 +250,58 @@ static int repack_lanes(bnn_bconv *k, const uint8_t *weights) {
     return 0;
 }
 
+/* ---- word planes (q64 on AVX-512) --------------------------------------------
+ * A block of P pixels reads word j of each pixel's row r. In the padded
+ * buffer those words lie P different strides apart, so the block needs a
+ * pointer per pixel, more than the registers left beside 24 accumulators
+ * (the compiler spilled them, and accumulators with them). The q64 kernel
+ * therefore first expands every padded row into planes: plane (cx, j) of
+ * padded row y holds, for each output column ox, word j of the row that
+ * starts at tap column cx of ox's window, its bits past the row masked off.
+ * The P pixels of a step are then P consecutive words of one plane, at
+ * constant offsets from one pointer, and the mask is gone from the hot loop.
+ * A step s = (r, j) of a window is a plane of padded row oy*sh + ky*dh:
+ * soff[s] is its offset from row oy*sh's planes. Weights are blocked to
+ * match: [block of gstep groups][s][group][8 lanes]. */
+static int repack_planes(bnn_bconv *k) {
+    const bnn_conv_geom *g = &k->g;
+    const int contiguous = g->dw == 1;
+    /* 6 pixels x 4 groups when the channels are a multiple of 32 (a split in
+     * 3s leaves a group of 1 or 2 whose blocks pay a broadcast per 8 or 16
+     * channels: docs/performance.md); else rows whose width is a multiple
+     * of 8 take 8 pixels x 3 groups, so no pixel falls into a narrow block */
+    k->gstep = k->groups % 4 == 0 ? 4 : g->out_w % 8 == 0 ? 3 : 4;
+    k->soff = (int64_t *)malloc((size_t)k->nsteps * sizeof(int64_t));
+    k->wq = (uint64_t *)aligned_alloc(64, (size_t)k->groups * k->nsteps * 64);
+    if (!k->soff || !k->wq) return -1;
+    for (int r = 0; r < k->nrows; r++) {
+        int ky = contiguous ? r : r / g->kw, cx = contiguous ? 0 : r % g->kw;
+        for (int j = 0; j < k->rw; j++)
+            k->soff[r * k->rw + j] = (int64_t)ky * g->dh * (int64_t)k->prb + ((int64_t)cx * k->rw + j) * g->out_w * 8;
+    }
+    for (int b = 0; b * k->gstep < k->groups; b++) {
+        int grp0 = b * k->gstep, G = k->groups - grp0 < k->gstep ? k->groups - grp0 : k->gstep;
+        uint64_t *dst = k->wq + (size_t)grp0 * k->nsteps * 8;
+        for (int s = 0; s < k->nsteps; s++)
+            for (int q = 0; q < G; q++)
+                memcpy(dst + ((size_t)s * G + q) * 8, k->w + ((size_t)(grp0 + q) * k->nsteps + s) * 8, 64);
+    }
+    return 0;
+}
+
 /* ---- shared pieces -------------------------------------------------------- */
 
 /* Row r of an image's padded buffer. One row at a time, so that the threads
  * share the padding of a single image (batch 1) instead of one of them doing
  * it all while the others wait. With a 1-row kernel at stride sh > 1 only
  * every sh-th row is ever read: the others are left alone. */
-static void pad_row(const bnn_bconv *k, const uint8_t *img, uint8_t *buf, int r) {
+static inline int row_unread(const bnn_bconv *k, int r) {
+    return k->g.kh == 1 && k->g.sh > 1 && r % k->g.sh;
+}
+
+static void pad_row(const bnn_bconv *k, const uint8_t *img, uint8_t *dst /* rs bytes */, int r) {
     const bnn_conv_geom *g = &k->g;
-    if (g->kh == 1 && g->sh > 1 && r % g->sh) return;
-    uint8_t *dst = buf + (size_t)r * k->rs;
+    if (row_unread(k, r)) return;
     memset(dst, 0, (size_t)k->rs);
     int ncols = g->in_w < k->wp - g->pad_left ? g->in_w : k->wp - g->pad_left;
     int iy = r - g->pad_top;
@@ -256,6 +314,20 @@ static void pad_row(const bnn_bconv *k, const uint8_t *img, uint8_t *buf, int r)
  * nothing: one AND per word load, shared by nothing else. */
 static inline uint64_t word_mask(const bnn_bconv *k, int j) {
     return j == k->rw - 1 ? k->last_mask : ~(uint64_t)0;
+}
+
+/* The planes of padded row r (see repack_planes), from the row itself. */
+static void plane_row(const bnn_bconv *k, const uint8_t *row /* rs bytes */, uint8_t *planes, int r) {
+    const bnn_conv_geom *g = &k->g;
+    if (row_unread(k, r)) return;
+    uint64_t *dst = (uint64_t *)(planes + (size_t)r * k->prb);
+    const size_t pstride = (size_t)g->sw * k->cb;
+    for (int cx = 0; cx < k->ncol; cx++)
+        for (int j = 0; j < k->rw; j++) {
+            const uint8_t *src = row + (size_t)cx * g->dw * k->cb + 8 * j;
+            const uint64_t m = word_mask(k, j);
+            for (int ox = 0; ox < g->out_w; ox++) *dst++ = load64(src + ox * pstride) & m;
+        }
 }
 
 /* ---- same-zero borders ------------------------------------------------------
@@ -414,35 +486,29 @@ border_fix_avx512(const bnn_bconv *k, int oy, int ox, int cls, int slow, int grp
     return slow ? pad_taps_fix_avx512(k, oy, ox, grp, y) : y;
 }
 
-/* P pixels x G groups of 8 output channels, accumulators in registers. */
+/* P pixels x G groups of 8 output channels, accumulators in registers; the
+ * pixels' words are consecutive in a plane, the groups' weights in wq. */
 AVX512 static inline __attribute__((always_inline)) void
-block_avx512(const bnn_bconv *k, const uint8_t *buf, int oy, int ox0, int grp0, size_t out_row,
-             void *out, const int8_t *skip, const int P, const int G, const int MASKED) {
-    const bnn_conv_geom *g = &k->g;
+block_avx512(const bnn_bconv *k, const uint8_t *planes, int oy, int ox0, int grp0, size_t out_row,
+             void *out, const int8_t *skip, const int P, const int G) {
     __m512i acc[8][4];
-    const uint8_t *org = buf + (size_t)oy * g->sh * k->rs + (size_t)ox0 * g->sw * k->cb;
-    const size_t pstride = (size_t)g->sw * k->cb;
+    const uint8_t *base = planes + (size_t)oy * k->g.sh * k->prb + (size_t)ox0 * 8;
+    const uint64_t *w = k->wq + (size_t)grp0 * k->nsteps * 8;
 #pragma GCC unroll 8
     for (int p = 0; p < P; p++)
 #pragma GCC unroll 4
         for (int q = 0; q < G; q++) acc[p][q] = _mm512_setzero_si512();
-    const size_t gstride = (size_t)k->nrows * k->rw * 8;
-    for (int r = 0; r < k->nrows; r++) {
-        const uint8_t *row = org + k->roff[r];
-        const uint64_t *w = k->w + ((size_t)grp0 * k->nrows + r) * k->rw * 8;
-        for (int j = 0; j < k->rw; j++) {
-            __m512i wv[4];
-            /* a constant ~0 when rows fill whole words: the broadcast then loads from memory */
-            const uint64_t m = MASKED ? word_mask(k, j) : ~(uint64_t)0;
+    for (int s = 0; s < k->nsteps; s++, w += G * 8) {
+        const uint64_t *a = (const uint64_t *)(base + k->soff[s]);
+        __m512i wv[4];
 #pragma GCC unroll 4
-            for (int q = 0; q < G; q++) wv[q] = _mm512_load_si512(w + q * gstride + j * 8);
+        for (int q = 0; q < G; q++) wv[q] = _mm512_load_si512(w + q * 8);
 #pragma GCC unroll 8
-            for (int p = 0; p < P; p++) {
-                __m512i a = _mm512_set1_epi64((long long)(load64(row + p * pstride + 8 * j) & m));
+        for (int p = 0; p < P; p++) {
+            __m512i x = _mm512_set1_epi64((long long)a[p]);
 #pragma GCC unroll 4
-                for (int q = 0; q < G; q++)
-                    acc[p][q] = _mm512_add_epi64(acc[p][q], _mm512_popcnt_epi64(_mm512_xor_si512(a, wv[q])));
-            }
+            for (int q = 0; q < G; q++)
+                acc[p][q] = _mm512_add_epi64(acc[p][q], _mm512_popcnt_epi64(_mm512_xor_si512(x, wv[q])));
         }
     }
     const __m512i K = _mm512_set1_epi64(k->K);
@@ -505,23 +571,16 @@ block_avx512(const bnn_bconv *k, const uint8_t *buf, int oy, int ox0, int grp0, 
     }
 }
 
-AVX512 static void row_avx512(const bnn_bconv *k, const uint8_t *buf, int oy, size_t out_row,
+AVX512 static void row_avx512(const bnn_bconv *k, const uint8_t *planes, int oy, size_t out_row,
                               void *out, const int8_t *skip) {
-    int ow = k->g.out_w;
-    const int masked = k->last_mask != ~(uint64_t)0;
-    /* Register blocking: P pixels x G groups of 8 channels, P*G <= 24 accumulators
-     * (+ G weights + 1 broadcast of 32 registers). Channel counts that are a
-     * multiple of 32 take 6 pixels x 4 groups: splitting them in 3s leaves a
-     * group of 1 or 2 whose blocks pay a broadcast per 8 or 16 channels
-     * (measured: docs/performance.md). Otherwise rows whose width is a
-     * multiple of 8 take 8 pixels x 3 groups, so no pixel falls into a narrow
-     * remainder block; others 6 x 4. The remainder goes 4, 2, 1 pixels at a time. */
-    const int gstep = k->groups % 4 == 0 ? 4 : ow % 8 == 0 ? 3 : 4;
-    for (int grp = 0; grp < k->groups; grp += gstep) {
-        int G = k->groups - grp < gstep ? k->groups - grp : gstep;
+    const int ow = k->g.out_w;
+    /* P pixels x G groups, P*G <= 24 accumulators (+ G weights + 1 broadcast
+     * of 32 registers); the remainder goes 4, 2, 1 pixels at a time */
+    for (int grp = 0; grp < k->groups; grp += k->gstep) {
+        int G = k->groups - grp < k->gstep ? k->groups - grp : k->gstep;
         int ox = 0;
-#define BNN_STEP(p, G, M) block_avx512(k, buf, oy, ox, grp, out_row, out, skip, p, G, M)
-#define BNN_BLOCKS(P, G) if (masked) { BNN_SPAN(ox, ow, P, BNN_STEP, G, 1) } else { BNN_SPAN(ox, ow, P, BNN_STEP, G, 0) }
+#define BNN_STEP(p, G) block_avx512(k, planes, oy, ox, grp, out_row, out, skip, p, G)
+#define BNN_BLOCKS(P, G) BNN_SPAN(ox, ow, P, BNN_STEP, G)
         BNN_GROUP_SWITCH(G, BNN_BLOCKS, 8, 8, 8, 6)
 #undef BNN_BLOCKS
 #undef BNN_STEP
@@ -873,28 +932,45 @@ static void row_neon(const bnn_bconv *k, const uint8_t *buf, int oy, size_t out_
 
 /* ---- driver ----------------------------------------------------------------- */
 
-/* The work of one call: pad every image, then every output row. Called by
- * each thread of a parallel region (the omp for loops share the work out), or
- * alone on the calling thread. */
+/* Whether the kernel reads word planes (repack_planes) instead of padded rows. */
+static inline int uses_planes(const bnn_bconv *k) {
+    return k->variant == BNN_VARIANT_AVX512 && k->lanes == 64;
+}
+
+/* The work of one call: pad every image (and expand it into planes), then
+ * every output row. Called by each thread of a parallel region (the omp for
+ * loops share the work out), or alone on the calling thread. scratch: per
+ * thread, 4 pixels of channel sums, then a padded row for the planes. */
 static void bconv_work(const bnn_bconv *k, const uint8_t *in, void *out, const int8_t *skip, int n,
                        uint8_t *bufs, size_t buf_bytes, int64_t *scratch, size_t per_thread) {
     const bnn_conv_geom *g = &k->g;
     size_t img_bytes = (size_t)g->in_h * g->in_w * k->cb;
     int rows = n * g->out_h;
-#pragma omp for schedule(static)
-    for (int pr = 0; pr < n * k->hp; pr++)
-        pad_row(k, in + (size_t)(pr / k->hp) * img_bytes, bufs + (size_t)(pr / k->hp) * buf_bytes, pr % k->hp);
 #ifdef _OPENMP
     int tid = omp_get_thread_num();
 #else
     int tid = 0;
 #endif
+    int64_t *mine = scratch + (size_t)tid * per_thread;
+    uint8_t *row = (uint8_t *)(mine + (size_t)k->groups * 8 * 4);
+    const int planes = uses_planes(k);
+#pragma omp for schedule(static)
+    for (int pr = 0; pr < n * k->hp; pr++) {
+        const uint8_t *img = in + (size_t)(pr / k->hp) * img_bytes;
+        uint8_t *buf = bufs + (size_t)(pr / k->hp) * buf_bytes;
+        int r = pr % k->hp;
+        if (planes) {
+            pad_row(k, img, row, r);
+            plane_row(k, row, buf, r);
+        } else {
+            pad_row(k, img, buf + (size_t)r * k->rs, r);
+        }
+    }
 #pragma omp for schedule(static)
     for (int ri = 0; ri < rows; ri++) {
         int i = ri / g->out_h, oy = ri % g->out_h;
         const uint8_t *buf = bufs + (size_t)i * buf_bytes;
         size_t out_row = ((size_t)i * g->out_h + oy) * g->out_w;
-        int64_t *mine = scratch + (size_t)tid * per_thread;
 #ifdef BNN_X86
         if (k->variant == BNN_VARIANT_AVX512) {
             if (k->lanes == 16) row_w16(k, buf, oy, out_row, out, skip);
@@ -912,10 +988,11 @@ static void bconv_work(const bnn_bconv *k, const uint8_t *in, void *out, const i
 }
 
 int bnn_bconv_run(const bnn_bconv *k, const uint8_t *in, void *out, const int8_t *skip, int n, int threads) {
-    size_t buf_bytes = (size_t)k->hp * k->rs;
+    size_t buf_bytes = (size_t)k->hp * (uses_planes(k) ? (k->prb + 63) / 64 * 64 : (size_t)k->rs);
     if (threads < 1) threads = 1;
     uint8_t *bufs = (uint8_t *)aligned_alloc(64, (size_t)n * buf_bytes);   /* rs is a multiple of 64 */
-    size_t per_thread = (size_t)k->groups * 8 * 4;        /* up to 4 pixels of channel sums */
+    /* up to 4 pixels of channel sums, then a padded row (rs: a multiple of 64) */
+    size_t per_thread = (size_t)k->groups * 8 * 4 + (size_t)k->rs / 8;
     int64_t *scratch = (int64_t *)malloc(sizeof(int64_t) * per_thread * threads);
     if (!bufs || !scratch) { free(bufs); free(scratch); return -1; }
     if (threads > 1 && n * k->g.out_h > 1) {
