@@ -50,7 +50,7 @@ struct bnn_bconv {
     int64_t *corr;           /* [nclass][groups*8] */
     int32_t *corr32;         /* [nclass][g16*16] (d32, w16) */
     /* lanes 64 (AVX-512): the input as word planes, see bnn_bconv_planes */
-    int32_t ncol, nsteps, gstep;
+    int32_t ncol, nsteps, gstep, band;   /* band: output rows whose planes are built at a time */
     size_t prb;              /* bytes of one padded row's planes: ncol * rw planes of out_w words */
     int64_t *soff;           /* [nsteps] byte offset of step s's plane from the output row's first one */
     uint64_t *wq;            /* [groups / gstep][nsteps][gstep][8], the last block of groups % gstep */
@@ -66,9 +66,28 @@ struct bnn_bconv {
  * hostile pad of hundreds of pixels): 512 KiB of corrections. */
 enum { BORDER_TABLE_MAX = 1 << 16 };
 
+/* Planes are built a band of output rows at a time, the band's padded rows
+ * within PLANES_BAND bytes (L2-sized, so that the band's planes are still in
+ * the cache when the rows read them); a window whose rows alone would pass
+ * PLANES_MAX (hundreds of dilated rows of a wide image) reads padded rows
+ * instead (d32 on AVX-512, the scalar kernel where AVX2 was asked for). */
+enum { PLANES_BAND = 512 << 10 };
+#define PLANES_MAX ((size_t)64 << 20)
+
 #define load64 bnn_load64
 
 static int choose_lanes(const bnn_bconv *k, const bnn_conv_geom *g);
+
+/* Bytes of one padded row's planes (see repack_planes) */
+static size_t plane_row_bytes(const bnn_conv_geom *g) {
+    size_t cb = ((size_t)g->cin + 7) / 8;
+    if (g->dw == 1) return ((g->kw * cb + 7) / 8) * 8 * (size_t)g->out_w;
+    return (size_t)g->kw * ((cb + 7) / 8) * 8 * (size_t)g->out_w;
+}
+/* Whether the planes of one output row's window stay within PLANES_MAX */
+static int planes_fit(const bnn_conv_geom *g) {
+    return ((size_t)(g->kh - 1) * g->dh + 1) * plane_row_bytes(g) <= PLANES_MAX;
+}
 
 /* The popcount-sum threshold of channel c given y's correction corr (see
  * athr); K + 1 (never) past cout. */
@@ -94,6 +113,7 @@ bnn_bconv *bnn_bconv_create(const bnn_conv_geom *g, const uint8_t *weights, cons
                             int variant) {
     variant = bnn_select(BNN_FAMILY_BCONV2D, variant, 1);
     if (variant < 0) return NULL;
+    if (variant == BNN_VARIANT_AVX2 && !planes_fit(g)) variant = BNN_VARIANT_SCALAR;
     bnn_bconv *k = (bnn_bconv *)calloc(1, sizeof(*k));
     if (!k) return NULL;
     k->g = *g;
@@ -116,7 +136,7 @@ bnn_bconv *bnn_bconv_create(const bnn_conv_geom *g, const uint8_t *weights, cons
     k->rs = ((k->wp * k->cb + 8) + 63) / 64 * 64;
     k->ncol = contiguous ? 1 : g->kw;
     k->nsteps = k->nrows * k->rw;
-    k->prb = (size_t)k->ncol * k->rw * g->out_w * 8;
+    k->prb = plane_row_bytes(g);
     k->lanes = 64;
     if (variant == BNN_VARIANT_AVX512) k->lanes = choose_lanes(k, g);
     size_t nlanes = (size_t)k->groups * 8;
@@ -163,7 +183,7 @@ bnn_bconv *bnn_bconv_create(const bnn_conv_geom *g, const uint8_t *weights, cons
         bnn_bconv_free(k);
         return NULL;
     }
-    if (variant == BNN_VARIANT_AVX512 && k->lanes == 64 && repack_planes(k)) {
+    if ((variant == BNN_VARIANT_AVX2 || (variant == BNN_VARIANT_AVX512 && k->lanes == 64)) && repack_planes(k)) {
         bnn_bconv_free(k);
         return NULL;
     }
@@ -201,10 +221,7 @@ int bnn_bconv_requant32(const bnn_bconv *k) { return k->e.rq32; }
 static int choose_lanes(const bnn_bconv *k, const bnn_conv_geom *g) {
     if (k->cb == 2 && g->sw == 1 && k->K <= 32767 && bnn_switch_enabled(BNN_SWITCH_W16)) return 16;
     if (4 * k->rw4 < 8 * k->rw && bnn_switch_enabled(BNN_SWITCH_D32)) return 32;
-    /* q64 reads word planes (bnn_bconv_planes): a few times the padded rows'
-     * bytes, but wide dilated windows of few channels would multiply them */
-    if (k->prb > 16 * (size_t)k->rs + 4096 && bnn_switch_enabled(BNN_SWITCH_D32)) return 32;
-    return 64;
+    return planes_fit(g) ? 64 : 32;
 }
 
 static int repack_lanes(bnn_bconv *k, const uint8_t *weights) {
@@ -270,15 +287,20 @@ static int repack_planes(bnn_bconv *k) {
      * 3s leaves a group of 1 or 2 whose blocks pay a broadcast per 8 or 16
      * channels: docs/performance.md); else rows whose width is a multiple
      * of 8 take 8 pixels x 3 groups, so no pixel falls into a narrow block */
-    k->gstep = k->groups % 4 == 0 ? 4 : g->out_w % 8 == 0 ? 3 : 4;
+    k->gstep = k->variant == BNN_VARIANT_AVX2 ? 1 : k->groups % 4 == 0 ? 4 : g->out_w % 8 == 0 ? 3 : 4;
+    /* the rows of B output rows: (B - 1) sh + (kh - 1) dh + 1 */
+    int64_t fit = (int64_t)(PLANES_BAND / k->prb) - (int64_t)(g->kh - 1) * g->dh - 1;
+    k->band = fit < 0 ? 1 : fit / g->sh + 1 > g->out_h ? g->out_h : (int32_t)(fit / g->sh + 1);
     k->soff = (int64_t *)malloc((size_t)k->nsteps * sizeof(int64_t));
-    k->wq = (uint64_t *)aligned_alloc(64, (size_t)k->groups * k->nsteps * 64);
-    if (!k->soff || !k->wq) return -1;
+    if (!k->soff) return -1;
     for (int r = 0; r < k->nrows; r++) {
         int ky = contiguous ? r : r / g->kw, cx = contiguous ? 0 : r % g->kw;
         for (int j = 0; j < k->rw; j++)
             k->soff[r * k->rw + j] = (int64_t)ky * g->dh * (int64_t)k->prb + ((int64_t)cx * k->rw + j) * g->out_w * 8;
     }
+    if (k->gstep == 1) return 0;    /* one group at a time: k->w is already in that order */
+    k->wq = (uint64_t *)aligned_alloc(64, (size_t)k->groups * k->nsteps * 64);
+    if (!k->wq) return -1;
     for (int b = 0; b * k->gstep < k->groups; b++) {
         int grp0 = b * k->gstep, G = k->groups - grp0 < k->gstep ? k->groups - grp0 : k->gstep;
         uint64_t *dst = k->wq + (size_t)grp0 * k->nsteps * 8;
@@ -317,10 +339,9 @@ static inline uint64_t word_mask(const bnn_bconv *k, int j) {
 }
 
 /* The planes of padded row r (see repack_planes), from the row itself. */
-static void plane_row(const bnn_bconv *k, const uint8_t *row /* rs bytes */, uint8_t *planes, int r) {
+static void plane_row(const bnn_bconv *k, const uint8_t *row /* rs bytes */, uint64_t *dst /* prb bytes */, int r) {
     const bnn_conv_geom *g = &k->g;
     if (row_unread(k, r)) return;
-    uint64_t *dst = (uint64_t *)(planes + (size_t)r * k->prb);
     const size_t pstride = (size_t)g->sw * k->cb;
     for (int cx = 0; cx < k->ncol; cx++)
         for (int j = 0; j < k->rw; j++) {
@@ -489,10 +510,10 @@ border_fix_avx512(const bnn_bconv *k, int oy, int ox, int cls, int slow, int grp
 /* P pixels x G groups of 8 output channels, accumulators in registers; the
  * pixels' words are consecutive in a plane, the groups' weights in wq. */
 AVX512 static inline __attribute__((always_inline)) void
-block_avx512(const bnn_bconv *k, const uint8_t *planes, int oy, int ox0, int grp0, size_t out_row,
-             void *out, const int8_t *skip, const int P, const int G) {
+block_avx512(const bnn_bconv *k, const uint8_t *planes /* of padded row oy * sh */, int oy, int ox0, int grp0,
+             size_t out_row, void *out, const int8_t *skip, const int P, const int G) {
     __m512i acc[8][4];
-    const uint8_t *base = planes + (size_t)oy * k->g.sh * k->prb + (size_t)ox0 * 8;
+    const uint8_t *base = planes + (size_t)ox0 * 8;
     const uint64_t *w = k->wq + (size_t)grp0 * k->nsteps * 8;
 #pragma GCC unroll 8
     for (int p = 0; p < P; p++)
@@ -764,11 +785,12 @@ AVX512_BITALG static void row_w16(const bnn_bconv *k, const uint8_t *buf, int oy
  * (vpshufb on the low and high nibbles) and summed into byte accumulators,
  * which vpsadbw folds into the 64-bit lanes every 31 words (8 * 31 < 256).
  * Lanes are output channels as in the AVX-512 kernel (4 per register, a group
- * of 8 in two registers); P pixels share each weight load. Bit outputs
- * compare the sums against athr in the registers (as the AVX-512 kernel
- * does); the other epilogues are the scalar ones. */
+ * of 8 in two registers); P pixels, consecutive words of the planes as on
+ * AVX-512, share each weight load. Bit outputs compare the sums against athr
+ * in the registers (as the AVX-512 kernel does); the other epilogues are the
+ * scalar ones. */
 #define AVX2 BNN_AVX2
-enum { AVX2_P = 3 };   /* pixels per weight load: 6 byte accumulators + 2 weights fit 16 registers */
+enum { AVX2_P = 3, AVX2_FLUSH = 31 };   /* 6 byte accumulators + 2 weights + lut, mask + temporaries: 16 registers */
 
 AVX2 static inline __m256i popcnt_bytes(__m256i x, __m256i lut, __m256i low) {
     __m256i lo = _mm256_and_si256(x, low);
@@ -776,73 +798,98 @@ AVX2 static inline __m256i popcnt_bytes(__m256i x, __m256i lut, __m256i low) {
     return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
 }
 
-AVX2 static void row_avx2(const bnn_bconv *k, const uint8_t *buf, int oy, size_t out_row, void *out,
-                          const int8_t *skip, int64_t *y /* scratch [AVX2_P][groups*8] */) {
-    const bnn_conv_geom *g = &k->g;
+/* Steps [s0, s1) of P pixels x one group of 8 channels, s1 - s0 <= AVX2_FLUSH:
+ * the popcount sums in 64-bit lanes (vpsadbw of the byte counts) */
+AVX2 static inline __attribute__((always_inline)) void
+steps_avx2(const bnn_bconv *k, const uint8_t *base, const uint64_t *w, int s0, int s1, __m256i s[AVX2_P][2],
+           const int P) {
     const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
                                          0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
     const __m256i low = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
-    const size_t pstride = (size_t)g->sw * k->cb, nl = (size_t)k->groups * 8;
-    const int bits = k->e.kind == BNN_OUT_BITS;
-    for (int ox0 = 0; ox0 < g->out_w; ox0 += AVX2_P) {
-        int np = g->out_w - ox0 < AVX2_P ? g->out_w - ox0 : AVX2_P;
-        const uint8_t *org = buf + (size_t)oy * g->sh * k->rs + (size_t)ox0 * pstride;
-        int cls[AVX2_P], in_regs[AVX2_P];       /* in_regs: a bit output done in the registers */
-        for (int p = 0; p < np; p++) {
-            cls[p] = border_class(k, oy, ox0 + p);
-            in_regs[p] = bits && !slow_border(k, oy, ox0 + p);
-        }
-        for (int q = 0; q < k->groups; q++) {
-            __m256i s64[AVX2_P][2], sb[AVX2_P][2];
-            for (int p = 0; p < AVX2_P; p++) s64[p][0] = s64[p][1] = sb[p][0] = sb[p][1] = zero;
-            int pending = 0;
-            for (int r = 0; r < k->nrows; r++) {
-                const uint8_t *row = org + k->roff[r];
-                const uint64_t *w = k->w + ((size_t)q * k->nrows + r) * k->rw * 8;
-                for (int j = 0; j < k->rw; j++) {
-                    __m256i w0 = _mm256_load_si256((const __m256i *)(w + 8 * j));
-                    __m256i w1 = _mm256_load_si256((const __m256i *)(w + 8 * j + 4));
-                    const uint64_t m = word_mask(k, j);
-                    for (int p = 0; p < np; p++) {
-                        __m256i a = _mm256_set1_epi64x((long long)(load64(row + p * pstride + 8 * j) & m));
-                        sb[p][0] = _mm256_add_epi8(sb[p][0], popcnt_bytes(_mm256_xor_si256(a, w0), lut, low));
-                        sb[p][1] = _mm256_add_epi8(sb[p][1], popcnt_bytes(_mm256_xor_si256(a, w1), lut, low));
-                    }
-                    if (++pending == 31) {      /* byte counts stay below 256 */
-                        for (int p = 0; p < np; p++)
-                            for (int h = 0; h < 2; h++) {
-                                s64[p][h] = _mm256_add_epi64(s64[p][h], _mm256_sad_epu8(sb[p][h], zero));
-                                sb[p][h] = zero;
-                            }
-                        pending = 0;
-                    }
-                }
-            }
-            for (int p = 0; p < np; p++) {
-                __m256i s0 = _mm256_add_epi64(s64[p][0], _mm256_sad_epu8(sb[p][0], zero));
-                __m256i s1 = _mm256_add_epi64(s64[p][1], _mm256_sad_epu8(sb[p][1], zero));
-                if (in_regs[p]) {       /* bit set iff acc >= athr, i.e. not athr > acc */
-                    const int64_t *t = k->athr + (size_t)cls[p] * nl + q * 8;
-                    __m256i lt0 = _mm256_cmpgt_epi64(_mm256_loadu_si256((const __m256i *)t), s0);
-                    __m256i lt1 = _mm256_cmpgt_epi64(_mm256_loadu_si256((const __m256i *)(t + 4)), s1);
-                    int below = _mm256_movemask_pd(_mm256_castsi256_pd(lt0)) |
-                                _mm256_movemask_pd(_mm256_castsi256_pd(lt1)) << 4;
-                    ((uint8_t *)out)[(out_row + ox0 + p) * k->groups + q] = (uint8_t)~below;
-                    continue;
-                }
-                _mm256_storeu_si256((__m256i *)(y + p * nl + q * 8), s0);
-                _mm256_storeu_si256((__m256i *)(y + p * nl + q * 8 + 4), s1);
-            }
-        }
-        for (int p = 0; p < np; p++) {
-            if (in_regs[p]) continue;
-            int ox = ox0 + p;
-            int64_t *yp = y + p * nl;
-            for (size_t c = 0; c < nl; c++) yp[c] = k->K - 2 * yp[c];
-            border_fix(k, oy, ox, yp);
-            bnn_epi_pixel(&k->e, yp, out_row + ox, out, skip);
+    __m256i sb[AVX2_P][2];
+#pragma GCC unroll 4
+    for (int p = 0; p < P; p++) sb[p][0] = sb[p][1] = zero;
+    for (int st = s0; st < s1; st++) {
+        const uint64_t *a = (const uint64_t *)(base + k->soff[st]);
+        __m256i w0 = _mm256_load_si256((const __m256i *)(w + 8 * st));
+        __m256i w1 = _mm256_load_si256((const __m256i *)(w + 8 * st + 4));
+#pragma GCC unroll 4
+        for (int p = 0; p < P; p++) {
+            __m256i x = _mm256_set1_epi64x((long long)a[p]);
+            sb[p][0] = _mm256_add_epi8(sb[p][0], popcnt_bytes(_mm256_xor_si256(x, w0), lut, low));
+            sb[p][1] = _mm256_add_epi8(sb[p][1], popcnt_bytes(_mm256_xor_si256(x, w1), lut, low));
         }
     }
+#pragma GCC unroll 4
+    for (int p = 0; p < P; p++)
+        for (int h = 0; h < 2; h++) s[p][h] = _mm256_sad_epu8(sb[p][h], zero);
+}
+
+/* All steps: one chunk when they fit (the sums straight from the byte
+ * counts), else chunk by chunk, the running sums kept apart from the chunk's
+ * registers */
+AVX2 static inline __attribute__((always_inline)) void
+block_avx2(const bnn_bconv *k, const uint8_t *base, const uint64_t *w, __m256i s[AVX2_P][2], const int P) {
+    if (k->nsteps <= AVX2_FLUSH) {
+        steps_avx2(k, base, w, 0, k->nsteps, s, P);
+        return;
+    }
+    __m256i total[AVX2_P][2];
+    steps_avx2(k, base, w, 0, AVX2_FLUSH, total, P);
+    for (int s0 = AVX2_FLUSH; s0 < k->nsteps; s0 += AVX2_FLUSH) {
+        steps_avx2(k, base, w, s0, k->nsteps - s0 < AVX2_FLUSH ? k->nsteps : s0 + AVX2_FLUSH, s, P);
+        for (int p = 0; p < P; p++)
+            for (int h = 0; h < 2; h++) total[p][h] = _mm256_add_epi64(total[p][h], s[p][h]);
+    }
+    for (int p = 0; p < P; p++) s[p][0] = total[p][0], s[p][1] = total[p][1];
+}
+
+AVX2 static inline __attribute__((always_inline)) void
+pixels_avx2(const bnn_bconv *k, const uint8_t *planes, int oy, int ox0, size_t out_row, void *out,
+            const int8_t *skip, int64_t *y /* scratch [AVX2_P][groups*8] */, const int P) {
+    const size_t nl = (size_t)k->groups * 8;
+    const uint8_t *base = planes + (size_t)ox0 * 8;
+    const int bits = k->e.kind == BNN_OUT_BITS;
+    int cls[AVX2_P], in_regs[AVX2_P];       /* in_regs: a bit output done in the registers */
+    for (int p = 0; p < P; p++) {
+        cls[p] = border_class(k, oy, ox0 + p);
+        in_regs[p] = bits && !slow_border(k, oy, ox0 + p);
+    }
+    for (int q = 0; q < k->groups; q++) {
+        __m256i s[AVX2_P][2];
+        block_avx2(k, base, k->w + (size_t)q * k->nsteps * 8, s, P);
+#pragma GCC unroll 4
+        for (int p = 0; p < P; p++) {
+            if (in_regs[p]) {       /* bit set iff acc >= athr, i.e. not athr > acc */
+                const int64_t *t = k->athr + (size_t)cls[p] * nl + q * 8;
+                __m256i lt0 = _mm256_cmpgt_epi64(_mm256_loadu_si256((const __m256i *)t), s[p][0]);
+                __m256i lt1 = _mm256_cmpgt_epi64(_mm256_loadu_si256((const __m256i *)(t + 4)), s[p][1]);
+                int below = _mm256_movemask_pd(_mm256_castsi256_pd(lt0)) |
+                            _mm256_movemask_pd(_mm256_castsi256_pd(lt1)) << 4;
+                ((uint8_t *)out)[(out_row + ox0 + p) * k->groups + q] = (uint8_t)~below;
+                continue;
+            }
+            _mm256_storeu_si256((__m256i *)(y + p * nl + q * 8), s[p][0]);
+            _mm256_storeu_si256((__m256i *)(y + p * nl + q * 8 + 4), s[p][1]);
+        }
+    }
+    for (int p = 0; p < P; p++) {
+        if (in_regs[p]) continue;
+        int64_t *yp = y + p * nl;
+        for (size_t c = 0; c < nl; c++) yp[c] = k->K - 2 * yp[c];
+        border_fix(k, oy, ox0 + p, yp);
+        bnn_epi_pixel(&k->e, yp, out_row + ox0 + p, out, skip);
+    }
+}
+
+AVX2 static void row_avx2(const bnn_bconv *k, const uint8_t *planes, int oy, size_t out_row, void *out,
+                          const int8_t *skip, int64_t *y) {
+    int ox = 0;
+#define BNN_STEP(p) pixels_avx2(k, planes, oy, ox, out_row, out, skip, y, p)
+    for (; ox + AVX2_P <= k->g.out_w; ox += AVX2_P) BNN_STEP(AVX2_P);
+    for (; ox + 2 <= k->g.out_w; ox += 2) BNN_STEP(2);
+    for (; ox < k->g.out_w; ox++) BNN_STEP(1);
+#undef BNN_STEP
 }
 #endif
 
@@ -934,51 +981,62 @@ static void row_neon(const bnn_bconv *k, const uint8_t *buf, int oy, size_t out_
 
 /* Whether the kernel reads word planes (repack_planes) instead of padded rows. */
 static inline int uses_planes(const bnn_bconv *k) {
-    return k->variant == BNN_VARIANT_AVX512 && k->lanes == 64;
+    return (k->variant == BNN_VARIANT_AVX512 && k->lanes == 64) || k->variant == BNN_VARIANT_AVX2;
 }
 
-/* The work of one call: pad every image (and expand it into planes), then
- * every output row. Called by each thread of a parallel region (the omp for
- * loops share the work out), or alone on the calling thread. scratch: per
- * thread, 4 pixels of channel sums, then a padded row for the planes. */
+/* The work of one call. Called by each thread of a parallel region (the omp
+ * for loops share the work out), or alone on the calling thread. Plane
+ * kernels go band by band: build the band's planes, then its output rows.
+ * The others pad every image, then do every output row. scratch: per thread,
+ * 4 pixels of channel sums, then a padded row for the planes. */
 static void bconv_work(const bnn_bconv *k, const uint8_t *in, void *out, const int8_t *skip, int n,
                        uint8_t *bufs, size_t buf_bytes, int64_t *scratch, size_t per_thread) {
     const bnn_conv_geom *g = &k->g;
     size_t img_bytes = (size_t)g->in_h * g->in_w * k->cb;
-    int rows = n * g->out_h;
 #ifdef _OPENMP
     int tid = omp_get_thread_num();
 #else
     int tid = 0;
 #endif
     int64_t *mine = scratch + (size_t)tid * per_thread;
-    uint8_t *row = (uint8_t *)(mine + (size_t)k->groups * 8 * 4);
-    const int planes = uses_planes(k);
+    if (uses_planes(k)) {
+        uint8_t *row = (uint8_t *)(mine + (size_t)k->groups * 8 * 4);
+        for (int i = 0; i < n; i++)
+            for (int r0 = 0; r0 < g->out_h; r0 += k->band) {
+                const int r1 = g->out_h - r0 < k->band ? g->out_h : r0 + k->band;
+                const int y0 = r0 * g->sh, y1 = (r1 - 1) * g->sh + (g->kh - 1) * g->dh + 1;
 #pragma omp for schedule(static)
-    for (int pr = 0; pr < n * k->hp; pr++) {
-        const uint8_t *img = in + (size_t)(pr / k->hp) * img_bytes;
-        uint8_t *buf = bufs + (size_t)(pr / k->hp) * buf_bytes;
-        int r = pr % k->hp;
-        if (planes) {
-            pad_row(k, img, row, r);
-            plane_row(k, row, buf, r);
-        } else {
-            pad_row(k, img, buf + (size_t)r * k->rs, r);
-        }
+                for (int y = y0; y < y1; y++) {
+                    pad_row(k, in + (size_t)i * img_bytes, row, y);
+                    plane_row(k, row, (uint64_t *)(bufs + (size_t)(y - y0) * k->prb), y);
+                }
+#pragma omp for schedule(static)
+                for (int oy = r0; oy < r1; oy++) {
+                    const uint8_t *planes = bufs + (size_t)(oy * g->sh - y0) * k->prb;
+                    size_t out_row = ((size_t)i * g->out_h + oy) * g->out_w;
+#ifdef BNN_X86
+                    if (k->variant == BNN_VARIANT_AVX512) row_avx512(k, planes, oy, out_row, out, skip);
+                    else row_avx2(k, planes, oy, out_row, out, skip, mine);
+#endif
+                }
+            }
+        return;
     }
 #pragma omp for schedule(static)
-    for (int ri = 0; ri < rows; ri++) {
+    for (int pr = 0; pr < n * k->hp; pr++)
+        pad_row(k, in + (size_t)(pr / k->hp) * img_bytes, bufs + (size_t)(pr / k->hp) * buf_bytes +
+                (size_t)(pr % k->hp) * k->rs, pr % k->hp);
+#pragma omp for schedule(static)
+    for (int ri = 0; ri < n * g->out_h; ri++) {
         int i = ri / g->out_h, oy = ri % g->out_h;
         const uint8_t *buf = bufs + (size_t)i * buf_bytes;
         size_t out_row = ((size_t)i * g->out_h + oy) * g->out_w;
 #ifdef BNN_X86
         if (k->variant == BNN_VARIANT_AVX512) {
             if (k->lanes == 16) row_w16(k, buf, oy, out_row, out, skip);
-            else if (k->lanes == 32) row_d32(k, buf, oy, out_row, out, skip);
-            else row_avx512(k, buf, oy, out_row, out, skip);
+            else row_d32(k, buf, oy, out_row, out, skip);
             continue;
         }
-        if (k->variant == BNN_VARIANT_AVX2) { row_avx2(k, buf, oy, out_row, out, skip, mine); continue; }
 #endif
 #ifdef BNN_ARM
         if (k->variant == BNN_VARIANT_NEON) { row_neon(k, buf, oy, out_row, out, skip, mine); continue; }
@@ -988,9 +1046,12 @@ static void bconv_work(const bnn_bconv *k, const uint8_t *in, void *out, const i
 }
 
 int bnn_bconv_run(const bnn_bconv *k, const uint8_t *in, void *out, const int8_t *skip, int n, int threads) {
-    size_t buf_bytes = (size_t)k->hp * (uses_planes(k) ? (k->prb + 63) / 64 * 64 : (size_t)k->rs);
+    /* planes: one band's rows; else every image's padded rows (rs is a multiple of 64) */
+    const int planes = uses_planes(k);
+    size_t band_rows = (size_t)(k->band - 1) * k->g.sh + (size_t)(k->g.kh - 1) * k->g.dh + 1;
+    size_t buf_bytes = planes ? (band_rows * k->prb + 63) / 64 * 64 : (size_t)k->hp * k->rs;
     if (threads < 1) threads = 1;
-    uint8_t *bufs = (uint8_t *)aligned_alloc(64, (size_t)n * buf_bytes);   /* rs is a multiple of 64 */
+    uint8_t *bufs = (uint8_t *)aligned_alloc(64, planes ? buf_bytes : (size_t)n * buf_bytes);
     /* up to 4 pixels of channel sums, then a padded row (rs: a multiple of 64) */
     size_t per_thread = (size_t)k->groups * 8 * 4 + (size_t)k->rs / 8;
     int64_t *scratch = (int64_t *)malloc(sizeof(int64_t) * per_thread * threads);
