@@ -46,6 +46,7 @@ struct bnn_bconv {
      * NULL tables (same-one, no padding, or pads so large that the table would pass
      * BORDER_TABLE_MAX): one class, and border pixels take the per-tap loop (slow_border). */
     int32_t *rcls, *ccls;    /* [out_h], [out_w] */
+    int32_t slow_borders;    /* same-zero padding without tables: some pixels take slow_border */
     int32_t nclass, ncc;
     int64_t *corr;           /* [nclass][groups*8] */
     int32_t *corr32;         /* [nclass][g16*16] (d32, w16) */
@@ -347,6 +348,11 @@ static void plane_row(const bnn_bconv *k, const uint8_t *row /* rs bytes */, uin
         for (int j = 0; j < k->rw; j++) {
             const uint8_t *src = row + (size_t)cx * g->dw * k->cb + 8 * j;
             const uint64_t m = word_mask(k, j);
+            if (pstride == 8 && m == ~(uint64_t)0) {     /* 64 channels at stride 1: a copy */
+                memcpy(dst, src, (size_t)g->out_w * 8);
+                dst += g->out_w;
+                continue;
+            }
             for (int ox = 0; ox < g->out_w; ox++) *dst++ = load64(src + ox * pstride) & m;
         }
 }
@@ -440,6 +446,7 @@ static int border_tables(bnn_bconv *k) {
         free(rep_y);
         free(rep_x);
     } else {
+        k->slow_borders = nr || nc;
         k->corr = (int64_t *)aligned_alloc(64, nl * sizeof(int64_t));
         if (!k->corr) return -1;
         memset(k->corr, 0, nl * sizeof(int64_t));
@@ -533,6 +540,25 @@ block_avx512(const bnn_bconv *k, const uint8_t *planes /* of padded row oy * sh 
         }
     }
     const __m512i K = _mm512_set1_epi64(k->K);
+    if (k->e.kind == BNN_OUT_BITS && !k->slow_borders) {
+        /* one compare of the sums (athr) per group; a pixel's G bytes in one
+         * store, made after every load (a byte store may alias them all) */
+        const size_t nl = (size_t)k->groups * 8, ng = (size_t)k->groups;
+        const int64_t *athr = k->athr + grp0 * 8;
+        uint8_t *o = (uint8_t *)out + (out_row + ox0) * ng + grp0;
+        uint32_t m[8];
+#pragma GCC unroll 8
+        for (int p = 0; p < P; p++) {
+            const int64_t *t = athr + (size_t)border_class(k, oy, ox0 + p) * nl;
+            m[p] = 0;
+#pragma GCC unroll 4
+            for (int q = 0; q < G; q++)
+                m[p] |= (uint32_t)_mm512_cmpge_epi64_mask(acc[p][q], _mm512_load_si512(t + q * 8)) << (8 * q);
+        }
+#pragma GCC unroll 8
+        for (int p = 0; p < P; p++) memcpy(o + p * ng, &m[p], G);
+        return;
+    }
     /* float and int8 outputs go through the epilogue 16 channels (two groups)
      * at a time; bits and int32 8 at a time, each group's y as it comes (the
      * same loop with all y first costs the bit output 10%) */
