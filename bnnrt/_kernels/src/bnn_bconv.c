@@ -875,17 +875,28 @@ pixels_avx2(const bnn_bconv *k, const uint8_t *planes, int oy, int ox0, size_t o
             const int8_t *skip, int64_t *y /* scratch [AVX2_P][groups*8] */, const int P) {
     const size_t nl = (size_t)k->groups * 8;
     const uint8_t *base = planes + (size_t)ox0 * 8;
-    const int bits = k->e.kind == BNN_OUT_BITS;
-    int cls[AVX2_P], in_regs[AVX2_P];       /* in_regs: a bit output done in the registers */
+    const int bits = k->e.kind == BNN_OUT_BITS, vec = bnn_epi_avx2_kind(&k->e);
+    /* in_regs: the output done in the registers (bits compare the sums themselves) */
+    int cls[AVX2_P], in_regs[AVX2_P];
     for (int p = 0; p < P; p++) {
         cls[p] = border_class(k, oy, ox0 + p);
-        in_regs[p] = bits && !slow_border(k, oy, ox0 + p);
+        in_regs[p] = (bits || vec) && !slow_border(k, oy, ox0 + p);
     }
+    const __m256i K = _mm256_set1_epi64x(k->K);
     for (int q = 0; q < k->groups; q++) {
         __m256i s[AVX2_P][2];
         block_avx2(k, base, k->w + (size_t)q * k->nsteps * 8, s, P);
 #pragma GCC unroll 4
         for (int p = 0; p < P; p++) {
+            if (in_regs[p] && vec) {    /* y = K - 2 acc, less the border class's correction */
+                const int64_t *c = k->corr + (size_t)cls[p] * nl + q * 8;
+                __m256i y0 = _mm256_sub_epi64(_mm256_sub_epi64(K, _mm256_slli_epi64(s[p][0], 1)),
+                                              _mm256_loadu_si256((const __m256i *)c));
+                __m256i y1 = _mm256_sub_epi64(_mm256_sub_epi64(K, _mm256_slli_epi64(s[p][1], 1)),
+                                              _mm256_loadu_si256((const __m256i *)(c + 4)));
+                bnn_epi8_avx2(&k->e, y0, y1, q * 8, out_row + ox0 + p, out, skip);
+                continue;
+            }
             if (in_regs[p]) {       /* bit set iff acc >= athr, i.e. not athr > acc */
                 const int64_t *t = k->athr + (size_t)cls[p] * nl + q * 8;
                 __m256i lt0 = _mm256_cmpgt_epi64(_mm256_loadu_si256((const __m256i *)t), s[p][0]);

@@ -320,6 +320,47 @@ BNN_AVX512_BASE static inline void bnn_epi_rq32_avx512(const bnn_epi *e, __m512i
 }
 #endif
 
+#ifdef BNN_X86
+/* AVX2 epilogue of 8 channels [c0, c0+8) of one pixel, int32 and float
+ * outputs (the others take bnn_epi_pixel), y in the int64 lanes of two
+ * registers (channels c0..c0+3, c0+4..c0+7), |y| < 2^31. The same operations
+ * in the same order as bnn_epi_pixel: bit-identical results. */
+static inline int bnn_epi_avx2_kind(const bnn_epi *e) {
+    return e->kind == BNN_OUT_INT32 || e->kind == BNN_OUT_FLOAT;
+}
+BNN_AVX2 static inline void bnn_epi8_avx2(const bnn_epi *e, __m256i y0, __m256i y1, int c0, size_t pix,
+                                          void *out, const int8_t *skip) {
+    const int32_t cout = e->cout;
+    const int n = cout - c0 < 8 ? cout - c0 : 8;
+    /* the low dwords of both: channels in order (|y| < 2^31: exact) */
+    __m256i y = _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(y0), _mm256_castsi256_ps(y1), 0x88));
+    y = _mm256_permute4x64_epi64(y, 0xd8);
+    const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    if (e->kind == BNN_OUT_INT32) {     /* (int32)(y + bias): the low 32 bits of both, added */
+        y = _mm256_add_epi32(y, _mm256_loadu_si256((const __m256i *)(e->bias32 + c0)));
+        int32_t *o = (int32_t *)out + pix * cout + c0;
+        if (n == 8) _mm256_storeu_si256((__m256i *)o, y);
+        else _mm256_maskstore_epi32(o, m, y);
+        return;
+    }
+    if (e->y_clamps) {
+        y = _mm256_max_epi32(y, _mm256_set1_epi32(e->y_clamp_lo));
+        y = _mm256_min_epi32(y, _mm256_set1_epi32(e->y_clamp_hi));
+    }
+    __m256 f = _mm256_cvtepi32_ps(y);
+    f = _mm256_add_ps(_mm256_mul_ps(f, _mm256_loadu_ps(e->float_multiplier + c0)), _mm256_loadu_ps(e->float_bias + c0));
+    float *o = (float *)out + pix * cout + c0;
+    if (e->has_skip) {
+        const float *sk = (const float *)(const void *)skip + pix * cout + c0;
+        f = _mm256_add_ps(f, n == 8 ? _mm256_loadu_ps(sk) : _mm256_maskload_ps(sk, m));
+    }
+    /* max(lo, f), min(hi, .): a NaN f is the second operand, so it passes (as in C) */
+    if (e->activation_clamps) f = _mm256_min_ps(_mm256_set1_ps(e->activation_hi), _mm256_max_ps(_mm256_set1_ps(e->activation_lo), f));
+    if (n == 8) _mm256_storeu_ps(o, f);
+    else _mm256_maskstore_ps(o, m, f);
+}
+#endif
+
 #ifdef BNN_ARM
 /* NEON epilogue of one pixel: the int8 requantize (+ skip) path two channels
  * at a time when y + bias fits int32 (proved at plan time: e->fits32), so a
