@@ -300,6 +300,12 @@ static int repack_planes(bnn_bconv *k) {
             k->soff[r * k->rw + j] = (int64_t)ky * g->dh * (int64_t)k->prb + ((int64_t)cx * k->rw + j) * g->out_w * 8;
     }
     if (k->gstep == 1) return 0;    /* one group at a time: k->w is already in that order */
+    /* int32 corrections for the 16-lane epilogues (as repack_lanes makes them) */
+    size_t n16 = (size_t)k->g16 * 16, nl = (size_t)k->groups * 8;
+    k->corr32 = (int32_t *)aligned_alloc(64, (size_t)k->nclass * n16 * sizeof(int32_t));
+    if (!k->corr32) return -1;
+    for (size_t cls = 0; cls < (size_t)k->nclass; cls++)
+        for (size_t c = 0; c < n16; c++) k->corr32[cls * n16 + c] = c < nl ? (int32_t)k->corr[cls * nl + c] : 0;
     k->wq = (uint64_t *)aligned_alloc(64, (size_t)k->groups * k->nsteps * 64);
     if (!k->wq) return -1;
     for (int b = 0; b * k->gstep < k->groups; b++) {
@@ -562,7 +568,8 @@ block_avx512(const bnn_bconv *k, const uint8_t *planes /* of padded row oy * sh 
     /* float and int8 outputs go through the epilogue 16 channels (two groups)
      * at a time; bits and int32 8 at a time, each group's y as it comes (the
      * same loop with all y first costs the bit output 10%) */
-    const int pairs = k->e.kind == BNN_OUT_FLOAT || k->e.fast16 ? G / 2 : 0;
+    const int lanes32 = k->e.kind == BNN_OUT_FLOAT || k->e.kind == BNN_OUT_INT32;
+    const int pairs = lanes32 || k->e.fast16 ? G / 2 : 0;
     if (!pairs) {
 #pragma GCC unroll 8
         for (int p = 0; p < P; p++) {
@@ -589,6 +596,22 @@ block_avx512(const bnn_bconv *k, const uint8_t *planes /* of padded row oy * sh 
     for (int p = 0; p < P; p++) {
         int ox = ox0 + p;
         const int cls = border_class(k, oy, ox), slow = slow_border(k, oy, ox);
+        if (lanes32 && !slow) {     /* y = K - 2 acc in int32 lanes (|y| <= K), less the class's correction */
+            const int32_t *corr = k->corr32 + (size_t)cls * k->g16 * 16;
+#pragma GCC unroll 2
+            for (int h = 0; h < pairs; h++) {
+                const int c0 = (grp0 + 2 * h) * 8;
+                __m512i x = _mm512_permutex2var_epi32(acc[p][2 * h], evens, acc[p][2 * h + 1]);
+                __m512i y = _mm512_sub_epi32(_mm512_set1_epi32(k->K), _mm512_slli_epi32(x, 1));
+                if (cls) y = _mm512_sub_epi32(y, _mm512_loadu_si512(corr + c0));
+                bnn_epi_f32x16_avx512(&k->e, y, c0, out_row + ox, out, skip);
+            }
+            if (G % 2)
+                bnn_epi8_avx512(&k->e, border_fix_avx512(k, oy, ox, cls, 0, grp0 + G - 1,
+                                                         _mm512_sub_epi64(K, _mm512_slli_epi64(acc[p][G - 1], 1))),
+                                (grp0 + G - 1) * 8, out_row + ox, out, skip);
+            continue;
+        }
         if (k->e.rq32 && !cls && !slow) {
 #pragma GCC unroll 2
             for (int h = 0; h < pairs; h++)
@@ -607,7 +630,7 @@ block_avx512(const bnn_bconv *k, const uint8_t *planes /* of padded row oy * sh 
         }
 #pragma GCC unroll 2
         for (int h = 0; h < pairs; h++) {
-            if (k->e.kind == BNN_OUT_FLOAT)
+            if (lanes32)
                 bnn_epi16f_avx512(&k->e, y[2 * h], y[2 * h + 1], (grp0 + 2 * h) * 8, out_row + ox, out, skip);
             else
                 bnn_epi16i8_avx512(&k->e, y[2 * h], y[2 * h + 1], (grp0 + 2 * h) * 8, out_row + ox, out, skip);

@@ -172,18 +172,22 @@ BNN_AVX512_BASE static inline void bnn_epi8_avx512(const bnn_epi *e, __m512i y, 
     }
 }
 
-/* The float epilogue of 16 channels [c0, c0+16) of one pixel, y in the int64
- * lanes of two registers (channels c0..c0+7, c0+8..c0+15): narrowed to one
- * register of int32 first, so the clamp, conversion, multiply, add, skip and
- * activation run once per 16 channels instead of twice per 8. Same operations
- * in the same order as bnn_epi8_avx512: bit-identical results. */
-BNN_AVX512_BASE static inline void bnn_epi16f_avx512(const bnn_epi *e, __m512i y0, __m512i y1, int c0,
-                                                     size_t pix, void *out, const int8_t *skip) {
+/* The float (and int32) epilogue of 16 channels [c0, c0+16) of one pixel,
+ * y in 16 int32 lanes (|y| < 2^31): the clamp, conversion, multiply, add,
+ * skip and activation once per 16 channels instead of twice per 8. Same
+ * operations in the same order as bnn_epi8_avx512: bit-identical results. */
+BNN_AVX512_BASE static inline void bnn_epi_f32x16_avx512(const bnn_epi *e, __m512i y, int c0, size_t pix,
+                                                         void *out, const int8_t *skip) {
     const int32_t cout = e->cout;
     const int n = cout - c0 < 16 ? cout - c0 : 16;
     const __mmask16 m = (__mmask16)((1u << n) - 1);
-    __m512i y = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(y0)),
-                                   _mm512_cvtepi64_epi32(y1), 1);       /* |y| < 2^31: exact */
+    if (e->kind == BNN_OUT_INT32) {     /* (int32)(y + bias): the low 32 bits of both, added */
+        y = _mm512_add_epi32(y, _mm512_loadu_si512(e->bias32 + c0));
+        int32_t *o = (int32_t *)out + pix * cout + c0;
+        if (n == 16) _mm512_storeu_si512(o, y);
+        else _mm512_mask_storeu_epi32(o, m, y);
+        return;
+    }
     if (e->y_clamps) {
         y = _mm512_max_epi32(y, _mm512_set1_epi32(e->y_clamp_lo));
         y = _mm512_min_epi32(y, _mm512_set1_epi32(e->y_clamp_hi));
@@ -198,6 +202,15 @@ BNN_AVX512_BASE static inline void bnn_epi16f_avx512(const bnn_epi *e, __m512i y
     if (e->activation_clamps) f = _mm512_min_ps(_mm512_set1_ps(e->activation_hi), _mm512_max_ps(_mm512_set1_ps(e->activation_lo), f));
     if (n == 16) _mm512_storeu_ps(o, f);
     else _mm512_mask_storeu_ps(o, m, f);
+}
+
+/* The same, y in the int64 lanes of two registers (channels c0..c0+7,
+ * c0+8..c0+15), narrowed first (|y| < 2^31: exact). */
+BNN_AVX512_BASE static inline void bnn_epi16f_avx512(const bnn_epi *e, __m512i y0, __m512i y1, int c0,
+                                                     size_t pix, void *out, const int8_t *skip) {
+    __m512i y = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(y0)),
+                                   _mm512_cvtepi64_epi32(y1), 1);
+    bnn_epi_f32x16_avx512(e, y, c0, pix, out, skip);
 }
 
 /* The int8 epilogue of 16 channels [c0, c0+16) (when e->fast16): per 64-bit
