@@ -169,7 +169,9 @@ def _flatten(rng):
 
 def _sign_bits(rng):
     b = GraphBuilder()
-    return b.build(b.sign_bits(b.input("x", _shape(rng, 1, 70))))
+    # whole 16s of channels without an affine: the pixels' bits as one stream
+    c = 16 * int(rng.integers(1, 5)) if rng.random() < 0.3 else _channels(rng, 1, 70)
+    return b.build(b.sign_bits(b.input("x", _hw(rng) + (c,))))
 
 
 def _binarize(rng):

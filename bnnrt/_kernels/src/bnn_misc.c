@@ -320,6 +320,25 @@ BNN_AVX512_BASE static void sign_bits_avx512(const float *x, uint8_t *out, size_
     const int full = c / 16, rest = c % 16;
     const __mmask16 tail = (__mmask16)((1u << rest) - 1);
     const __m512 zero = _mm512_setzero_ps();
+    if (!mult && rest == 0) {
+        /* no affine, whole 16s: the pixels' bits are one stream, 64 channels
+         * to one 8-byte store (the byte stores would alias every pointer) */
+        const size_t n = pixels * (size_t)full, n4 = n / 4;
+        BNN_PARALLEL_FOR(threads > 1 && pixels > 4096,
+            for (size_t i = 0; i < n4; i++) {
+                const float *v = x + 64 * i;
+                uint64_t m = (uint64_t)_mm512_cmp_ps_mask(_mm512_loadu_ps(v), zero, _CMP_LT_OQ) |
+                             (uint64_t)_mm512_cmp_ps_mask(_mm512_loadu_ps(v + 16), zero, _CMP_LT_OQ) << 16 |
+                             (uint64_t)_mm512_cmp_ps_mask(_mm512_loadu_ps(v + 32), zero, _CMP_LT_OQ) << 32 |
+                             (uint64_t)_mm512_cmp_ps_mask(_mm512_loadu_ps(v + 48), zero, _CMP_LT_OQ) << 48;
+                memcpy(out + 8 * i, &m, 8);
+            });
+        for (size_t i = 4 * n4; i < n; i++) {
+            __mmask16 m = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + 16 * i), zero, _CMP_LT_OQ);
+            memcpy(out + 2 * i, &m, 2);
+        }
+        return;
+    }
     BNN_PARALLEL_FOR(threads > 1 && pixels > 4096,
         for (size_t p = 0; p < pixels; p++) {
             const float *v = x + p * c;
