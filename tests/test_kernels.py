@@ -305,6 +305,53 @@ def test_bconv2d_lane_layout_follows_the_shape(cin, cout, k, s, d, expected, mon
                          pad_value=1, output="int32").layout == "q64"
 
 
+def _all_variants_match(weights, x, output, **geo):
+    """Every bconv2d variant (and AVX-512 layout) this CPU runs against the
+    reference; returns {variant: layout}."""
+    kw = _epilogue(np.random.default_rng(1), output, weights.shape[0], weights.shape[1] * weights.shape[2] * geo["cin"])
+    expected = _ref_bconv(x, weights, output, **geo, **kw)
+    seen = {}
+    for variant in _variants("bconv2d"):
+        kernel = make_bconv(weights, in_hw=x.shape[1:3], variant=variant, output=output, **geo, **kw)
+        out = tight(np.zeros_like(expected))
+        kernel.run(x, out, threads=2)
+        np.testing.assert_array_equal(out, expected, err_msg=f"{variant}/{kernel.layout}")
+        seen[kernel.variant] = kernel.layout
+    return seen
+
+
+@pytest.mark.parametrize("output", ["bits", "float32"])
+@pytest.mark.parametrize("mode,s", [("same-zero", 1), ("same-one", 2)])
+def test_bconv2d_planes_in_several_bands(output, mode, s):
+    """The AVX-512 q64 and AVX2 kernels expand the padded rows into word
+    planes a band of output rows at a time (512 KiB of planes): 512 channels
+    x 3 taps over 300 columns make bands of a few rows, so a 25-row image
+    (two of them) crosses several, a band's first rows rebuilt from the last
+    one's."""
+    rng = np.random.default_rng(7)
+    cin, h, w = 512, 25, 300
+    pads, pad_value = _pads(mode, h, w, 3, s, 1)
+    x = random_bits(rng, (2, h, w), cin)
+    weights = random_bits(rng, (9, 3, 3), cin)
+    _all_variants_match(weights, x, output, cin=cin, strides=(s, s), dilations=(1, 1), pads=pads,
+                        pad_value=pad_value)
+
+
+def test_bconv2d_window_too_tall_for_planes():
+    """A window whose rows alone would make 64 MiB of planes (three taps 3,000
+    rows apart over a 2,000-pixel row) reads padded rows instead: d32 on
+    AVX-512, the scalar kernel where AVX2 was asked for; same results."""
+    rng = np.random.default_rng(8)
+    x = random_bits(rng, (1, 6001, 2000), 8)
+    weights = random_bits(rng, (3, 3, 3), 8)
+    seen = _all_variants_match(weights, x, "int32", cin=8, strides=(1, 1), dilations=(3000, 1),
+                               pads=(0, 0, 0, 0), pad_value=1)
+    if "avx512" in _variants("bconv2d"):
+        assert seen["avx512"] == "d32"
+    if "avx2" in _variants("bconv2d"):
+        assert "avx2" not in seen and "scalar" in seen
+
+
 @pytest.mark.parametrize("cin,cout,k,s,mode,n", [
     (3, 16, 3, 1, "same-one", 1), (1, 1, 3, 2, "valid", 5), (16, 17, 1, 2, "valid", 2),
     (17, 64, 3, 2, "torch", 5), (64, 65, 1, 1, "valid", 1), (65, 3, 3, 1, "same-one", 2),
