@@ -1,10 +1,12 @@
-/* Binary convolution: plan, padded input, scalar and AVX-512 micro-kernels,
- * fused epilogues.
+/* Binary convolution: plan, padded input and word planes, scalar, AVX-512,
+ * AVX2 and NEON micro-kernels, fused epilogues.
  *
  * Data flow (docs/kernels.md):
  *  1. The input image is copied into a zero-filled padded buffer, so border
  *     taps read bit 0 (+1): "same-one" padding is free and no read leaves the
  *     buffer. Each padded row has 8 bytes of slack for the last partial word.
+ *     The AVX-512 q64 and AVX2 kernels expand each padded row further into
+ *     word planes (repack_planes), a band of rows at a time.
  *  2. A "row" is a run of input bytes a window reads contiguously: kw taps of
  *     ceil(cin/8) bytes each when dilation_w == 1 (so 16 channels x 3 taps fill
  *     48 of 64 bits instead of 16), else one tap. Weights are repacked once into
