@@ -11,11 +11,14 @@ then times, with the shipped models/blendnet20_fmnist.bnn on all cores:
 * stream:  ``bnnrt.stream.predict_files`` over the directory (decode pool + model)
 * cli:     ``bnnrt predict MODEL DIR --out FILE.csv`` (a fresh process: start-up
            and model load included)
-* ray:     ``read_images`` -> ``map_batches(bnnrt.ray.Predictor)`` -> count, on a
-           local Ray with as many CPUs, for each actor count of ``--ray`` (Ray's
-           start excluded, the actors' start included; and the same over 64 files,
-           which is mostly the actors' start: the rate once started is the
-           other files over the difference)
+* ray:     ``map_batches(bnnrt.ray.Predictor)`` -> count on a local Ray with as
+           many CPUs, for each actor count of ``--ray``, from three sources:
+           ``read_images`` (Ray decodes), ``read_binary_files`` (bnnrt decodes
+           the bytes, overlapped with inference) and ``read_parquet`` of a
+           file of the same PNGs' bytes (written once beside the directory).
+           Ray's start is excluded, the actors' start included; the same over
+           64 rows is mostly the actors' start: the rate once started is the
+           other images over the difference
 
 The ways take turns, round after round; the ratios are per round, then the
 median over rounds, so that another tenant's burst spoils a round, not a ratio.
@@ -38,7 +41,7 @@ sys.path.insert(0, ROOT)
 
 import bnnrt  # noqa: E402
 from bnnrt import stream  # noqa: E402
-from bnnrt.plan import default_threads  # noqa: E402
+from bnnrt.plan import resolve_threads  # noqa: E402
 
 MODEL = os.path.join(ROOT, "models", "blendnet20_fmnist.bnn")
 
@@ -64,11 +67,28 @@ def timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def run_ray(paths, n: int, actors: int, batch: int, cpus: int) -> None:
+def write_parquet(files, path: str) -> None:
+    """One parquet file of the PNGs' bytes (``path``, ``bytes`` columns)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    data = []
+    for f in files:
+        with open(f, "rb") as fh:
+            data.append(fh.read())
+    pq.write_table(pa.table({"path": files, "bytes": data}), path, row_group_size=1000)
+
+
+def run_ray(source: str, paths, n: int, actors: int, batch: int, cpus: int) -> None:
     import ray
     import bnnrt.ray
-    ds = ray.data.read_images(paths, mode="L", include_paths=True)
-    # the actors share what the read tasks leave: one CPU reads and decodes
+    if source == "images":
+        ds = ray.data.read_images(paths, mode="L", include_paths=True)
+    elif source == "files":
+        ds = ray.data.read_binary_files(paths, include_paths=True)
+    else:
+        ds = ray.data.read_parquet(paths)
+    # the actors share what the read tasks leave: one CPU reads (and, for
+    # read_images, decodes); each actor's bnnrt threads follow its CPUs
     out = ds.map_batches(bnnrt.ray.Predictor, fn_constructor_kwargs={"model": MODEL},
                          concurrency=actors, batch_size=batch, num_cpus=(cpus - 1) / actors)
     total = sum(len(b["label"]) for b in out.iter_batches(batch_size=None))
@@ -83,6 +103,7 @@ def main(argv=None) -> int:
                    "ratios are per round, then the median (a shared machine's noise hits a round)")
     p.add_argument("--dir", default=None, help="where the PNGs go (default: a folder in /tmp)")
     p.add_argument("--ray", default="", help="actor counts to try, e.g. 1,2 (needs bnnrt[ray])")
+    p.add_argument("--ray-batch", type=int, default=1000, help="map_batches' batch_size (rows per actor call)")
     args = p.parse_args(argv)
     folder = args.dir or os.path.join(tempfile.gettempdir(), f"bnnrt-pngs-{args.images}")
     if not os.path.isdir(folder):
@@ -90,7 +111,7 @@ def main(argv=None) -> int:
     files = [path for path, _ in stream.Inputs([folder])]
     n = len(files)
     model = bnnrt.load(MODEL)
-    cpus = default_threads()
+    cpus = resolve_threads()
     print(f"{n} PNGs in {folder}; {os.path.basename(MODEL)}, {model.threads} threads, "
           f"batch {args.batch}, {cpus} CPUs, {args.rounds} rounds")
     pre = model._preprocessor()
@@ -116,14 +137,20 @@ def main(argv=None) -> int:
             "bnnrt predict DIR --out p.csv (new process)": cli}
     if args.ray:
         import ray
+        parquet, parquet64 = folder.rstrip("/") + ".parquet", folder.rstrip("/") + "-64.parquet"
+        if not os.path.exists(parquet):
+            write_parquet(files, parquet)
+            write_parquet(files[:64], parquet64)
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
         ray.data.DataContext.get_current().enable_progress_bars = False
+        sources = {"images": (folder, files[:64]), "files": (folder, files[:64]), "parquet": (parquet, parquet64)}
         for actors in (int(a) for a in args.ray.split(",")):
-            name = f"ray, {actors} actor(s) of {(cpus - 1) / actors:g} CPU"
-            ways[name] = lambda actors=actors: run_ray(folder, n, actors, args.batch, cpus)
-            # the same on the first 64 files: what starting the actors costs
-            ways[name + ", 64 files"] = (
-                lambda actors=actors: run_ray(files[:64], 64, actors, args.batch, cpus))
+            for source, (everything, first) in sources.items():
+                name = f"ray {source}, {actors} actor(s) of {(cpus - 1) / actors:g} CPU"
+                ways[name] = lambda a=actors, s=source, p=everything: run_ray(s, p, n, a, args.ray_batch, cpus)
+                # the same on the first 64 images: what starting the actors costs
+                ways[name + ", 64 files"] = (
+                    lambda a=actors, s=source, p=first: run_ray(s, p, 64, a, args.ray_batch, cpus))
     seconds = {name: [] for name in ways}
     for r in range(args.rounds):
         for name, fn in ways.items():

@@ -38,20 +38,24 @@ class Predictor:
     per actor (default: bnnrt's, which follows the OMP_NUM_THREADS Ray sets to
     the CPUs an actor holds)."""
 
+    #: encoded images are decoded and predicted in chunks of this many, so
+    #: that the next chunk decodes while the model runs on this one
+    CHUNK = 64
+
     def __init__(self, model, top_k: int = 3, threads: int | None = None):
         self.model = model if isinstance(model, Model) else load(model, threads=threads)
         self.top_k = top_k
         self.labels = self.model.labels
+        self._pool = None       # decoding threads, made on the first 'bytes' batch
 
     def __call__(self, batch: dict) -> dict:
         if "image" in batch:
-            pixels = self._pixels(batch["image"])
+            probs = self.model.predict(self._pixels(batch["image"]))
         elif "bytes" in batch:
-            pixels = [self._decode(b, batch, i) for i, b in enumerate(batch["bytes"])]
+            probs = self._predict_encoded(batch)
         else:
             raise InputError(f"bnnrt.ray.Predictor reads an 'image' column (pixel arrays) or a "
                              f"'bytes' column (image files); the batch has {sorted(batch)}")
-        probs = self.model.predict(pixels)
         out = {"path": np.asarray(batch["path"])} if "path" in batch else {}
         out.update({name: np.asarray(values)
                     for name, values in top_k_columns(probs, self.labels, self.top_k).items()})
@@ -64,6 +68,22 @@ class Predictor:
                 images = images[..., None]
             return images
         return list(images)
+
+    def _predict_encoded(self, batch: dict) -> np.ndarray:
+        """Pillow decodes on a thread pool (the model's threads) while the
+        kernels, which release the GIL, run on the chunk before, as
+        ``bnnrt predict`` overlaps them."""
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+            self._pool = ThreadPoolExecutor(self.model.threads, thread_name_prefix="bnnrt-decode")
+        futures = [self._pool.submit(self._decode, b, batch, i) for i, b in enumerate(batch["bytes"])]
+        try:
+            probs = [self.model.predict([f.result() for f in futures[a:a + self.CHUNK]])
+                     for a in range(0, len(futures), self.CHUNK)]
+        finally:
+            for f in futures:
+                f.cancel()
+        return np.concatenate(probs) if probs else np.zeros((0, len(self.labels)), np.float32)
 
     def _decode(self, data: bytes, batch: dict, i: int) -> np.ndarray:
         from PIL import Image, UnidentifiedImageError
