@@ -522,6 +522,16 @@ border_fix_avx512(const bnn_bconv *k, int oy, int ox, int cls, int slow, int grp
     return slow ? pad_taps_fix_avx512(k, oy, ox, grp, y) : y;
 }
 
+/* G groups' bit masks as the G bytes of one integer, little-endian, joined
+ * in the mask registers (kunpck; shifting the masks as integers came out
+ * wrong under GCC 12's -fsanitize=undefined) */
+AVX512 static inline __attribute__((always_inline)) uint32_t group_bytes(const __mmask8 b[4], const int G) {
+    __mmask16 lo = G > 1 ? _mm512_kunpackb(b[1], b[0]) : (__mmask16)b[0];
+    if (G <= 2) return _cvtmask16_u32(lo);
+    __mmask16 hi = G > 3 ? _mm512_kunpackb(b[3], b[2]) : (__mmask16)b[2];
+    return _cvtmask32_u32(_mm512_kunpackw(hi, lo));
+}
+
 /* P pixels x G groups of 8 output channels, accumulators in registers; the
  * pixels' words are consecutive in a plane, the groups' weights in wq. */
 AVX512 static inline __attribute__((always_inline)) void
@@ -558,10 +568,10 @@ block_avx512(const bnn_bconv *k, const uint8_t *planes /* of padded row oy * sh 
 #pragma GCC unroll 8
         for (int p = 0; p < P; p++) {
             const int64_t *t = athr + (size_t)border_class(k, oy, ox0 + p) * nl;
-            m[p] = 0;
+            __mmask8 b[4];
 #pragma GCC unroll 4
-            for (int q = 0; q < G; q++)
-                m[p] |= (uint32_t)_mm512_cmpge_epi64_mask(acc[p][q], _mm512_load_si512(t + q * 8)) << (8 * q);
+            for (int q = 0; q < G; q++) b[q] = _mm512_cmpge_epi64_mask(acc[p][q], _mm512_load_si512(t + q * 8));
+            m[p] = group_bytes(b, G);
         }
 #pragma GCC unroll 8
         for (int p = 0; p < P; p++) memcpy(o + p * ng, &m[p], G);
