@@ -174,6 +174,13 @@ class MeanFloat(FloatOp):
         spec = input_spec(node, ins, 0, ["float32"])
         return [TensorSpec((1, 1, spec.channels), "float32")]
 
+    def kernel(self, node, ins):
+        # the average pool of one window over the whole image (numpy's mean
+        # cost 0.05 ms of a 2.3 ms ResNet-20 in fixed overhead)
+        h, w = ins[0].shape[:2]
+        return _core.Pool(in_hw=(h, w), dtype="float32", average=True, kernel=(h, w), strides=(1, 1),
+                          pads=(0, 0, 0, 0))
+
 
 class PReLU(FloatOp):
     """x where x >= 0, else slope * x, the slope per channel (ReActNet's
