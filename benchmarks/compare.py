@@ -125,11 +125,12 @@ def bnnrt_side(runs):
     return out
 
 
-def bnnrt_conv_chains(runs, isa):
+def bnnrt_conv_chains(runs, isa, resnet=None):
     """One bits -> bits 3x3 conv 56x56x64 -> 64 through Model.run, from chains
     of identical convs as OpenVINO's is measured (sidebyside/openvino_bench.py):
-    (t(5 convs) - t(1 conv)) / 4, per padding value. ``isa`` "avx2" builds the
-    kernels with AVX-512 disabled."""
+    (t(5 convs) - t(1 conv)) / 4, per padding value; with ``resnet`` (the LCE
+    file) that network too. ``isa`` "avx2" builds the kernels with AVX-512
+    disabled."""
     from bnnrt import GraphBuilder, Model
     rng = np.random.default_rng(0)
     h, w_, c = 56, 56, 64
@@ -150,6 +151,9 @@ def bnnrt_conv_chains(runs, isa):
                                                  "pads": [1, 1, 1, 1], "pad_value": pad},
                           {"weights": weights, "multiplier": np.ones(c, np.float32), "bias": np.zeros(c, np.float32)})
                 models[pad, n] = Model(b.build(y), threads=1)
+        if resnet:
+            from bnnrt.convert import from_tflite
+            models["resnet"] = from_tflite(resnet, threads=1)
     finally:
         if saved is None:
             os.environ.pop("BNNRT_DISABLE_SIMD", None)
@@ -160,11 +164,38 @@ def bnnrt_conv_chains(runs, isa):
         diffs = [(median_ms(lambda: models[pad, 5].run(x), runs // 5) -
                   median_ms(lambda: models[pad, 1].run(x), runs // 5)) / 4 for _ in range(5)]
         out[f"pad{pad}"] = {"median_ms": statistics.median(diffs), "binary_macs": h * w_ * c * 9 * c}
+    if resnet:
+        m = models["resnet"]
+        xr = np.random.default_rng(1).standard_normal((1, *m.input_shape)).astype(np.float32)
+        out["graph"] = {"median_ms": median_ms(lambda: m.run(xr), runs),
+                        "binary_macs": sum(r["binary_macs"] for r in m.layers())}
     return out
 
 
-def openvino_side(python, runs, isa, shim_source, work):
-    """OpenVINO's conv (sidebyside/openvino_bench.py) in its venv, on ``isa``."""
+def export_graph(model, x, path):
+    """``model``'s graph, an input and bnnrt's output for it, as an npz that
+    sidebyside/openvino_bench.py rebuilds in OpenVINO (no bnnrt in its venv)."""
+    g = model.graph
+    spec = {"inputs": [[name, list(t.shape)] for name, t in g.inputs.items()], "outputs": list(g.outputs),
+            "nodes": [{"op": n.op, "name": n.name, "inputs": list(n.inputs), "outputs": list(n.outputs),
+                       "attrs": n.attrs, "consts": sorted(n.consts)} for n in g.nodes]}
+    arrays = {f"node{i}/{k}": v for i, n in enumerate(g.nodes) for k, v in n.consts.items()}
+    np.savez(path, **{"graph.json": np.array(json.dumps(spec)), "input": x, "bnnrt_output": model.run(x)}, **arrays)
+
+
+def lce_resnet20(lce_python, work):
+    """The LCE-converted binary ResNet-20 of anchors.md (LCE's venv converts
+    it: sidebyside/lce_bench.py), imported by bnnrt; None without the venv."""
+    path = os.path.join(work, "resnet20b.tflite")
+    if not os.path.exists(path) and side(lce_python, "lce_bench.py",
+                                         ["--runs", "1", "--models", "resnet20b", "--save-dir", work]) is None:
+        return None
+    return path
+
+
+def openvino_side(python, runs, isa, shim_source, work, graph=None):
+    """OpenVINO's conv (sidebyside/openvino_bench.py) in its venv, on ``isa``;
+    with ``graph`` (export_graph's npz) that network too."""
     if not python or not os.path.exists(python):
         return None
     env = dict(os.environ)
@@ -176,8 +207,8 @@ def openvino_side(python, runs, isa, shim_source, work):
         if not os.path.exists(shim):
             subprocess.run(["g++", "-O2", "-shared", "-fPIC", shim_source, "-o", shim], check=True)
         env["LD_PRELOAD"] = shim
-    proc = subprocess.run([python, os.path.join(HERE, "sidebyside", "openvino_bench.py"), "--runs", str(runs)],
-                          capture_output=True, text=True, timeout=600, env=env)
+    proc = subprocess.run([python, os.path.join(HERE, "sidebyside", "openvino_bench.py"), "--runs", str(runs),
+                           *(["--graph", graph] if graph else [])], capture_output=True, text=True, timeout=600, env=env)
     if proc.returncode != 0:
         print(f"openvino_bench.py ({isa}) failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
         return None
@@ -234,14 +265,22 @@ def main():
     rounds = {"ceiling": [], "lce": [], "ort": [], "bnnrt": [],
               **{f"{who}_{isa}": [] for who in ("ov", "bn") for isa in isas}}
     work = tempfile.mkdtemp(prefix="bnnrt-compare-")
+    # target 5's network: the LCE file, run by bnnrt and rebuilt in OpenVINO
+    resnet = lce_resnet20(args.lce_python, work) if os.path.exists(args.ov_python or "") else None
+    graph = None
+    if resnet:
+        from bnnrt.convert import from_tflite
+        graph = os.path.join(work, "resnet20b_graph.npz")
+        m = from_tflite(resnet, threads=1)
+        export_graph(m, np.random.default_rng(2).standard_normal((1, *m.input_shape)).astype(np.float32), graph)
     for i in range(args.rounds):
         if args.rounds > 1:
             print(f"round {i + 1} of {args.rounds}", file=sys.stderr)
         rounds["ceiling"].append(ceiling())
         # target 5: each ISA's pair back to back, the order turned round on odd rounds
         for isa in (isas if i % 2 == 0 else isas[::-1]):
-            pair = [("ov", lambda: openvino_side(args.ov_python, args.runs, isa, args.ov_avx2_shim, work)),
-                    ("bn", lambda: bnnrt_conv_chains(args.runs, isa))]
+            pair = [("ov", lambda: openvino_side(args.ov_python, args.runs, isa, args.ov_avx2_shim, work, graph)),
+                    ("bn", lambda: bnnrt_conv_chains(args.runs, isa, resnet))]
             for who, fn in (pair if i % 2 == 0 else pair[::-1]):
                 rounds[f"{who}_{isa}"].append(fn())
         if args.only_openvino:
@@ -320,6 +359,17 @@ def print_openvino(rounds, isas, ceil):
                                           for o, b in zip(ov_r, bn_r))
                 line += (f"; OpenVINO ({ov_r[0][f'pad{pad}']['exec_type']}) {ov_ms:.4f} ms"
                          + (f" = {macs / ov_ms / 1e6 / c:.0%}" if c else "") + f"; OpenVINO / bnnrt {ratio:.2f}")
+            print(line)
+        if "graph" in bn_r[0]:
+            bn_ms = statistics.median(r["graph"]["median_ms"] for r in bn_r)
+            line = f"   {isa}, binary ResNet-20 (LCE file) end to end: bnnrt {bn_ms:.4f} ms"
+            if measured and all("graph" in r for r in ov_r):
+                ov_ms = statistics.median(r["graph"]["median_ms"] for r in ov_r)
+                ratio = statistics.median(o["graph"]["median_ms"] / b["graph"]["median_ms"] for o, b in zip(ov_r, bn_r))
+                agree = ov_r[0]["graph"]
+                line += (f"; OpenVINO {ov_ms:.4f} ms; OpenVINO / bnnrt {ratio:.2f} (outputs: max difference "
+                         f"{agree['max_diff_over_scale']:.1e} of the scale, top-1 "
+                         f"{'equal' if agree['top1_equal'] else 'DIFFERENT'})")
             print(line)
 
 
