@@ -182,10 +182,11 @@ bnn_bconv *bnn_bconv_create(const bnn_conv_geom *g, const uint8_t *weights, cons
         bnn_bconv_free(k);
         return NULL;
     }
-    /* AVX-512 int8 outputs: requantize the popcount sums (y = K - 2 acc) in
-     * int32 lanes where every sum's result checks out (bnn_epi_reduce);
-     * BNNRT_DISABLE_SIMD=avx512-rq32 keeps the 64-bit products */
-    if (variant == BNN_VARIANT_AVX512 && bnn_switch_enabled(BNN_SWITCH_RQ32) &&
+    /* AVX-512 and AVX2 int8 outputs: requantize the popcount sums (y = K -
+     * 2 acc) in int32 lanes where every sum's result checks out
+     * (bnn_epi_reduce); BNNRT_DISABLE_SIMD=avx512-rq32 keeps AVX-512's 64-bit
+     * products (AVX2 has none: without rq32 it takes the scalar epilogue) */
+    if (((variant == BNN_VARIANT_AVX512 && bnn_switch_enabled(BNN_SWITCH_RQ32)) || variant == BNN_VARIANT_AVX2) &&
         bnn_epi_reduce(&k->e, k->K, -2, k->K)) {
         bnn_bconv_free(k);
         return NULL;
@@ -945,11 +946,13 @@ pixels_avx2(const bnn_bconv *k, const uint8_t *planes, int oy, int ox0, size_t o
     const size_t nl = (size_t)k->groups * 8;
     const uint8_t *base = planes + (size_t)ox0 * 16;     /* two words per column: nibble halves */
     const int bits = k->e.kind == BNN_OUT_BITS, vec = bnn_epi_avx2_kind(&k->e);
+    /* int8 from the sums in int32 lanes: rq32's parameters hold for y = K - 2 acc, class 0 */
+    const int rq = k->e.kind == BNN_OUT_INT8 && k->e.rq32;
     /* in_regs: the output done in the registers (bits compare the sums themselves) */
     int cls[AVX2_P], in_regs[AVX2_P];
     for (int p = 0; p < P; p++) {
         cls[p] = border_class(k, oy, ox0 + p);
-        in_regs[p] = (bits || vec) && !slow_border(k, oy, ox0 + p);
+        in_regs[p] = (bits || vec || (rq && !cls[p])) && !slow_border(k, oy, ox0 + p);
     }
     const __m256i K = _mm256_set1_epi64x(k->K);
     for (int q = 0; q < k->groups; q++) {
@@ -957,6 +960,10 @@ pixels_avx2(const bnn_bconv *k, const uint8_t *planes, int oy, int ox0, size_t o
         block_avx2(k, base, k->wq + (size_t)q * k->nsteps * 16, s, P);
 #pragma GCC unroll 4
         for (int p = 0; p < P; p++) {
+            if (in_regs[p] && rq) {
+                bnn_epi_rq32_avx2(&k->e, s[p][0], s[p][1], q * 8, out_row + ox0 + p, out, skip);
+                continue;
+            }
             if (in_regs[p] && vec) {    /* y = K - 2 acc, less the border class's correction */
                 const int64_t *c = k->corr + (size_t)cls[p] * nl + q * 8;
                 __m256i y0 = _mm256_sub_epi64(_mm256_sub_epi64(K, _mm256_slli_epi64(s[p][0], 1)),

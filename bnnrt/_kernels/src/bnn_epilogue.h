@@ -372,6 +372,39 @@ BNN_AVX2 static inline void bnn_epi8_avx2(const bnn_epi *e, __m256i y0, __m256i 
     if (n == 8) _mm256_storeu_ps(o, f);
     else _mm256_maskstore_ps(o, m, f);
 }
+
+/* The int8 epilogue of 8 channels [c0, c0+8) straight from the counts (when
+ * e->rq32, see bnn_epi_reduce) in the int64 lanes of x0 (channels c0..c0+3)
+ * and x1 (c0+4..c0+7): (x * am + ab) >> as in 8 int32 lanes, the skip's own
+ * requantization, the clamp. Bit-identical by construction, as
+ * bnn_epi_rq32_avx512. */
+BNN_AVX2 static inline void bnn_epi_rq32_avx2(const bnn_epi *e, __m256i x0, __m256i x1, int c0, size_t pix,
+                                             void *out, const int8_t *skip) {
+    const int32_t cout = e->cout;
+    const int n = cout - c0 < 8 ? cout - c0 : 8;
+    __m256i x = _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(x0), _mm256_castsi256_ps(x1), 0x88));
+    x = _mm256_permute4x64_epi64(x, 0xd8);
+    __m256i v = _mm256_mullo_epi32(x, _mm256_loadu_si256((const __m256i *)(e->am + c0)));
+    v = _mm256_srav_epi32(_mm256_add_epi32(v, _mm256_loadu_si256((const __m256i *)(e->ab + c0))),
+                          _mm256_loadu_si256((const __m256i *)(e->as + c0)));
+    int8_t *o = (int8_t *)out + pix * cout + c0;      /* o may be the skip (in place): read it first */
+    if (e->has_skip) {
+        int64_t raw = 0;
+        memcpy(&raw, skip + pix * cout + c0, (size_t)n);
+        __m256i s = _mm256_cvtepi8_epi32(_mm_cvtsi64_si128(raw));
+        if (!e->skip_identity)
+            s = _mm256_sra_epi32(_mm256_add_epi32(_mm256_mullo_epi32(s, _mm256_set1_epi32(e->skm)),
+                                                  _mm256_set1_epi32(e->skb)),
+                                 _mm_cvtsi32_si128(e->sks));
+        v = _mm256_add_epi32(v, s);
+    }
+    v = _mm256_max_epi32(v, _mm256_set1_epi32((int32_t)e->output_clamp_lo));
+    v = _mm256_min_epi32(v, _mm256_set1_epi32((int32_t)e->output_clamp_hi));
+    /* in [-128, 127] now: the saturating packs change nothing; lanes 0-3 and 4-7 sit in the two halves */
+    __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    int64_t bytes = _mm_cvtsi128_si64(_mm_packs_epi16(w, w));
+    memcpy(o, &bytes, (size_t)n);
+}
 #endif
 
 #ifdef BNN_ARM
