@@ -163,12 +163,15 @@ static void pad_image16(const bnn_conv8 *k, const int8_t *img, int16_t *buf) {
 }
 
 /* AVX2: 8 int32 lanes = 8 output channels; each lane sums pairs of taps with
- * vpmaddwd; 4 pixels share each weight load; scalar epilogue. */
+ * vpmaddwd; 4 pixels share each weight load. int8 outputs whose requantized
+ * values fit int32 (e.lanes32) take the epilogue in the registers
+ * (bnn_epi_i8x8_avx2), the others the scalar one. */
 BNN_AVX2 static void row_avx2_8(const bnn_conv8 *k, const int16_t *buf, int oy, size_t out_row,
                                 void *out, const int8_t *skip, int64_t *y /* [4][groups8*8] */) {
     const bnn_conv_geom *g = &k->g;
     enum { P = 4 };
     const size_t pstride = (size_t)g->sw * g->cin, nl = (size_t)k->groups8 * 8;
+    const int vec = k->e.kind == BNN_OUT_INT8 && k->e.lanes32;
     for (int ox0 = 0; ox0 < g->out_w; ox0 += P) {
         int np = g->out_w - ox0 < P ? g->out_w - ox0 : P;
         const int16_t *org = buf + (size_t)oy * g->sh * k->rs16 + (size_t)ox0 * pstride;
@@ -186,6 +189,10 @@ BNN_AVX2 static void row_avx2_8(const bnn_conv8 *k, const int16_t *buf, int oy, 
                     }
                 }
             }
+            if (vec) {
+                for (int p = 0; p < np; p++) bnn_epi_i8x8_avx2(&k->e, acc[p], q * 8, out_row + ox0 + p, out, skip);
+                continue;
+            }
             for (int p = 0; p < np; p++) {
                 __m256i lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(acc[p]));
                 __m256i hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(acc[p], 1));
@@ -193,7 +200,8 @@ BNN_AVX2 static void row_avx2_8(const bnn_conv8 *k, const int16_t *buf, int oy, 
                 _mm256_storeu_si256((__m256i *)(y + p * nl + q * 8 + 4), hi);
             }
         }
-        for (int p = 0; p < np; p++) bnn_epi_pixel(&k->e, y + p * nl, out_row + ox0 + p, out, skip);
+        if (!vec)
+            for (int p = 0; p < np; p++) bnn_epi_pixel(&k->e, y + p * nl, out_row + ox0 + p, out, skip);
     }
 }
 

@@ -373,6 +373,66 @@ BNN_AVX2 static inline void bnn_epi8_avx2(const bnn_epi *e, __m256i y0, __m256i 
     else _mm256_maskstore_ps(o, m, f);
 }
 
+/* x >> s, arithmetic, in 64-bit lanes (AVX2 shifts 64-bit lanes logically
+ * only): ~x >> s is the same floor for negative x, bits flipped back */
+BNN_AVX2 static inline __m256i bnn_srav64_avx2(__m256i x, __m256i s) {
+    const __m256i neg = _mm256_cmpgt_epi64(_mm256_setzero_si256(), x);
+    return _mm256_xor_si256(_mm256_srlv_epi64(_mm256_xor_si256(x, neg), s), neg);
+}
+
+/* The skip's bytes of 8 channels [c0, c0+n) as 8 int32 lanes; read before
+ * the output is written (it may be the skip itself) */
+BNN_AVX2 static inline __m256i bnn_skip8_avx2(const int8_t *sk, int n) {
+    int64_t raw = 0;
+    if (n == 8) memcpy(&raw, sk, 8);        /* a constant size: one load, no call */
+    else memcpy(&raw, sk, (size_t)n);
+    return _mm256_cvtepi8_epi32(_mm_cvtsi64_si128(raw));
+}
+
+/* Clamp 8 int32 lanes to the output range and store n of them as int8 */
+BNN_AVX2 static inline void bnn_store_i8x8_avx2(const bnn_epi *e, __m256i v, int8_t *o, int n) {
+    v = _mm256_max_epi32(v, _mm256_set1_epi32((int32_t)e->output_clamp_lo));
+    v = _mm256_min_epi32(v, _mm256_set1_epi32((int32_t)e->output_clamp_hi));
+    /* in [-128, 127] now: the saturating packs change nothing; lanes 0-3 and 4-7 sit in the two halves */
+    __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    int64_t bytes = _mm_cvtsi128_si64(_mm_packs_epi16(w, w));
+    if (n == 8) memcpy(o, &bytes, 8);
+    else memcpy(o, &bytes, (size_t)n);
+}
+
+/* The int8 epilogue of 8 channels [c0, c0+8) (c0 a multiple of 8) with y in
+ * 8 int32 lanes, when e->lanes32: AVX-512's bnn_epi_i8x16_avx512 in half the
+ * lanes (vpmuldq of the even and of the odd lanes into exact int64
+ * numerators, the shift, a blend back into int32 lanes, the skip, the clamp):
+ * the scalar epilogue's values, bit for bit. */
+BNN_AVX2 static inline void bnn_epi_i8x8_avx2(const bnn_epi *e, __m256i y, int c0, size_t pix, void *out,
+                                             const int8_t *skip) {
+    const int32_t cout = e->cout;
+    const int n = cout - c0 < 8 ? cout - c0 : 8;
+    /* brnd_eo and shift_eo hold each 16 channels' 8 even ones, then the 8 odd */
+    const size_t eo = (size_t)c0 / 16 * 16 + (size_t)(c0 % 16) / 2;
+    const __m256i mult = _mm256_loadu_si256((const __m256i *)(e->multiplier32 + c0));
+    __m256i ev = _mm256_add_epi64(_mm256_mul_epi32(y, mult), _mm256_loadu_si256((const __m256i *)(e->brnd_eo + eo)));
+    __m256i od = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(y, 32), _mm256_srli_epi64(mult, 32)),
+                                  _mm256_loadu_si256((const __m256i *)(e->brnd_eo + eo + 8)));
+    ev = bnn_srav64_avx2(ev, _mm256_loadu_si256((const __m256i *)(e->shift_eo + eo)));
+    od = bnn_srav64_avx2(od, _mm256_loadu_si256((const __m256i *)(e->shift_eo + eo + 8)));
+    __m256i v = _mm256_blend_epi32(ev, _mm256_slli_epi64(od, 32), 0xAA);
+    int8_t *o = (int8_t *)out + pix * cout + c0;
+    if (e->has_skip) {
+        __m256i s = bnn_skip8_avx2(skip + pix * cout + c0, n);
+        if (!e->skip_identity) {    /* the skip's own scale, even and odd lanes as above */
+            const __m256i sm = _mm256_set1_epi64x(e->skip_multiplier), sr = _mm256_set1_epi64x(e->skip_round);
+            const __m256i ss = _mm256_set1_epi64x(e->skip_shift);
+            __m256i se = bnn_srav64_avx2(_mm256_add_epi64(_mm256_mul_epi32(s, sm), sr), ss);
+            __m256i so = bnn_srav64_avx2(_mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(s, 32), sm), sr), ss);
+            s = _mm256_blend_epi32(se, _mm256_slli_epi64(so, 32), 0xAA);
+        }
+        v = _mm256_add_epi32(v, s);
+    }
+    bnn_store_i8x8_avx2(e, v, o, n);
+}
+
 /* The int8 epilogue of 8 channels [c0, c0+8) straight from the counts (when
  * e->rq32, see bnn_epi_reduce) in the int64 lanes of x0 (channels c0..c0+3)
  * and x1 (c0+4..c0+7): (x * am + ab) >> as in 8 int32 lanes, the skip's own
@@ -387,23 +447,16 @@ BNN_AVX2 static inline void bnn_epi_rq32_avx2(const bnn_epi *e, __m256i x0, __m2
     __m256i v = _mm256_mullo_epi32(x, _mm256_loadu_si256((const __m256i *)(e->am + c0)));
     v = _mm256_srav_epi32(_mm256_add_epi32(v, _mm256_loadu_si256((const __m256i *)(e->ab + c0))),
                           _mm256_loadu_si256((const __m256i *)(e->as + c0)));
-    int8_t *o = (int8_t *)out + pix * cout + c0;      /* o may be the skip (in place): read it first */
+    int8_t *o = (int8_t *)out + pix * cout + c0;
     if (e->has_skip) {
-        int64_t raw = 0;
-        memcpy(&raw, skip + pix * cout + c0, (size_t)n);
-        __m256i s = _mm256_cvtepi8_epi32(_mm_cvtsi64_si128(raw));
+        __m256i s = bnn_skip8_avx2(skip + pix * cout + c0, n);
         if (!e->skip_identity)
             s = _mm256_sra_epi32(_mm256_add_epi32(_mm256_mullo_epi32(s, _mm256_set1_epi32(e->skm)),
                                                   _mm256_set1_epi32(e->skb)),
                                  _mm_cvtsi32_si128(e->sks));
         v = _mm256_add_epi32(v, s);
     }
-    v = _mm256_max_epi32(v, _mm256_set1_epi32((int32_t)e->output_clamp_lo));
-    v = _mm256_min_epi32(v, _mm256_set1_epi32((int32_t)e->output_clamp_hi));
-    /* in [-128, 127] now: the saturating packs change nothing; lanes 0-3 and 4-7 sit in the two halves */
-    __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    int64_t bytes = _mm_cvtsi128_si64(_mm_packs_epi16(w, w));
-    memcpy(o, &bytes, (size_t)n);
+    bnn_store_i8x8_avx2(e, v, o, n);
 }
 #endif
 
