@@ -24,7 +24,10 @@ convolution beside bnnrt's on each ISA this CPU has: AVX-512 as installed, and
 AVX2 (bnnrt with BNNRT_DISABLE_SIMD=avx512; OpenVINO with ONEDNN_MAX_CPU_ISA=AVX2
 plus, for its own binary conv node, an LD_PRELOAD shim that hides AVX-512,
 built from ``--ov-avx2-shim`` when given), each against that ISA's popcount
-ceiling measured in the same round.
+ceiling measured in the same round, and the LCE-converted binary ResNet-20 of
+anchors.md end to end (LCE's venv converts it; bnnrt imports the file, and
+sidebyside/openvino_bench.py rebuilds bnnrt's graph in OpenVINO node for node
+and checks its output against bnnrt's).
 """
 
 from __future__ import annotations
@@ -208,7 +211,8 @@ def openvino_side(python, runs, isa, shim_source, work, graph=None):
             subprocess.run(["g++", "-O2", "-shared", "-fPIC", shim_source, "-o", shim], check=True)
         env["LD_PRELOAD"] = shim
     proc = subprocess.run([python, os.path.join(HERE, "sidebyside", "openvino_bench.py"), "--runs", str(runs),
-                           *(["--graph", graph] if graph else [])], capture_output=True, text=True, timeout=600, env=env)
+                           *(["--graph", graph] if graph else [])],
+                          capture_output=True, text=True, timeout=600, env=env)
     if proc.returncode != 0:
         print(f"openvino_bench.py ({isa}) failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
         return None

@@ -118,10 +118,10 @@ def build_graph(spec, consts):
             y = ops.fake_quantize(y, f32(-np.finfo(np.float32).tiny), f32(-np.finfo(np.float32).tiny),
                                   f32(0.0), f32(1.0), 2)
         elif op in ("bconv2d_float", "bconv2d"):
-            t, b, l, r = attrs["pads"]
+            top, bottom, left, right = attrs["pads"]
             y = opset1.binary_convolution(ins[0], u1(unpack_weights(c["weights"], attrs["cin"])),
-                                          attrs["strides"], [t, l], [b, r], attrs["dilations"], "xnor-popcount",
-                                          float(attrs.get("pad_value", 1)))
+                                          attrs["strides"], [top, left], [bottom, right], attrs["dilations"],
+                                          "xnor-popcount", float(attrs.get("pad_value", 1)))
             if op == "bconv2d":
                 if attrs.get("output") != "bits":
                     raise SystemExit(f"openvino_bench.py: bconv2d output {attrs.get('output')!r} not built")
@@ -137,9 +137,9 @@ def build_graph(spec, consts):
         elif op == "conv2d_float":
             if attrs.get("groups", 1) != 1:
                 raise SystemExit("openvino_bench.py: grouped conv2d_float not built")
-            t, b, l, r = attrs["pads"]
-            y = ops.convolution(ins[0], f32(c["weights"].transpose(0, 3, 1, 2)), attrs["strides"], [t, l], [b, r],
-                                attrs["dilations"])
+            top, bottom, left, right = attrs["pads"]
+            y = ops.convolution(ins[0], f32(c["weights"].transpose(0, 3, 1, 2)), attrs["strides"], [top, left],
+                                [bottom, right], attrs["dilations"])
             if "bias" in c:
                 y = ops.add(y, per_channel(c["bias"]))
             y = activation(y, attrs.get("activation", "none"))
