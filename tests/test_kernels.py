@@ -234,11 +234,38 @@ def test_bconv2d_int8_every_count_and_skip(cin, skip, clamp):
     for variant in _variants("bconv2d"):
         kernel = make_bconv(weights, in_hw=x.shape[1:3], has_skip=skip is not None, skip_multiplier=sm,
                                skip_shift=ss, variant=variant, **geo, **kw)
-        if variant == "avx512":
-            assert kernel.requant == "int32"
+        if variant in ("avx512", "avx2"):
+            assert kernel.requant == "int32", variant
         out = tight(np.zeros_like(expected))
         kernel.run(arrays[0], out, *arrays[2:], threads=1)
         np.testing.assert_array_equal(out, expected, err_msg=f"variant {variant}")
+
+
+def test_bconv2d_int8_avx2_falls_back_to_the_scalar_epilogue():
+    """Scales where no int32 parameters check out take AVX2's scalar epilogue,
+    the others the int32 lanes: bit-exact either way, with skips and borders."""
+    if "avx2" not in _variants("bconv2d"):
+        pytest.skip("no AVX2 binary conv on this CPU")
+    rng = np.random.default_rng(6)
+    cin, cout = 64, 21
+    weights = random_bits(rng, (cout, 3, 3), cin)
+    x = random_bits(rng, (2, 5, 8), cin)
+    skip = rng.integers(-128, 128, (2, 5, 8, cout), dtype=np.int8)
+    geo = dict(cin=cin, strides=(1, 1), dilations=(1, 1), pads=(1, 1, 1, 1), pad_value=1, output="int8",
+               bias=rng.integers(-9, 9, cout).astype(np.int32))
+    steep = dict(multiplier=np.full(cout, 2 ** 31 - 1, np.int32), shift=np.full(cout, 10, np.int8))
+    usual = dict(zip(("multiplier", "shift"), quantize_multipliers(np.full(cout, 0.05))))
+    usual["shift"] = usual["shift"].astype(np.int8)
+    sm, ss = quantize_multiplier(0.7)
+    # a scale of 2^21 without a skip: the extreme counts' results do not fit int32
+    for params, has_skip, want in [(usual, True, "int32"), (steep, False, "int64")]:
+        kw = dict(skip_multiplier=sm, skip_shift=ss) if has_skip else {}
+        kernel = make_bconv(weights, in_hw=(5, 8), variant="avx2", has_skip=has_skip, **kw, **geo, **params)
+        assert kernel.requant == want
+        out = np.zeros((2, 5, 8, cout), np.int8)
+        kernel.run(x, out, *((skip,) if has_skip else ()), threads=1)
+        expected = ref_conv(ref.bconv2d, x, weights, skip=skip if has_skip else None, **kw, **geo, **params)
+        np.testing.assert_array_equal(out, expected, err_msg=want)
 
 
 def test_bconv2d_int8_requant_falls_back_to_int64(monkeypatch):

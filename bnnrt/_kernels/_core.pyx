@@ -429,8 +429,9 @@ cdef class BConv2D(_Conv):
     """Binary convolution with a fused epilogue (see bnnrt.reference.bconv2d)."""
     cdef bnn_bconv *k
     cdef readonly str layout    # the AVX-512 lane layout: q64, d32 or w16 (docs/kernels.md)
-    # how an int8 output requantizes on AVX-512 (docs/kernels.md): "int32" from
-    # the popcount sums where exact parameters were found, else "int64" products
+    # how an int8 output requantizes on AVX-512 and AVX2 (docs/kernels.md): "int32"
+    # from the popcount sums where exact parameters were found, else "int64"
+    # (AVX-512's 64-bit products; AVX2's scalar epilogue)
     cdef readonly str requant
 
     def __init__(self, weights, epilogue, *, cin, in_hw, strides, dilations, pads, pad_value=1, variant=None):
