@@ -118,6 +118,24 @@ def test_conv2d_float_kernel_choice(cin, weights_shape, groups, activation, dire
     np.testing.assert_allclose(model.run(x), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
+@pytest.mark.parametrize("width,cin,k,stride", [(16, 5, 3, 1), (32, 3, 3, 1), (32, 12, 1, 2), (20, 4, 3, 1),
+                                               (12, 7, 3, 2), (8, 9, 1, 1)])
+def test_conv2d_float_rows_of_any_width(width, cin, k, stride):
+    """Rows whose pixels the dense kernel blocks in 4s (AVX2: widths a
+    multiple of 4 but not of 5), 5s or 8s, with the channel blocks' tails."""
+    rng = np.random.default_rng(width + cin)
+    shape = (5, width, cin)
+    pads = [k // 2] * 4
+    consts = {"weights": rng.standard_normal((21, k, k, cin)).astype(np.float32),
+              "bias": rng.standard_normal(21).astype(np.float32)}
+    g = _graph("conv2d_float", shape, {"strides": [stride, stride], "pads": pads}, consts)
+    model = bnnrt.Model(g)
+    assert model.layers()[0]["kernel"] != "numpy"
+    x = rng.standard_normal((2,) + shape).astype(np.float32)
+    want = bnnrt.Model(g, resolver="reference").run(x)
+    np.testing.assert_allclose(model.run(x), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
 @pytest.mark.parametrize("op,attrs,consts,match", [
     ("conv2d_float", {"groups": 2}, {"weights": np.zeros((4, 3, 3, 5), np.float32)}, "do not fit"),
     ("conv2d_float", {"activation": "gelu"}, {"weights": np.zeros((4, 1, 1, 5), np.float32)}, "activation"),

@@ -200,6 +200,7 @@ static void fdense_row_scalar(const bnn_fconv *k, const float *in, float *out, l
 
 #define FCONV_DENSE_AT(ATTR, ...) ATTR FCONV_DENSE(__VA_ARGS__)
 FCONV_DENSE_AT(BNN_AVX2_FMA, fdense_a2_2x5, __m256, 8, 2, 5, A2_LOAD, A2_SPLAT, A2_FMA, A2_CLAMP, A2_STORE)
+FCONV_DENSE_AT(BNN_AVX2_FMA, fdense_a2_2x4, __m256, 8, 2, 4, A2_LOAD, A2_SPLAT, A2_FMA, A2_CLAMP, A2_STORE)
 FCONV_DENSE_AT(BNN_AVX2_FMA, fdense_a2_2x1, __m256, 8, 2, 1, A2_LOAD, A2_SPLAT, A2_FMA, A2_CLAMP, A2_STORE)
 FCONV_DENSE_AT(BNN_AVX2_FMA, fdense_a2_1x8, __m256, 8, 1, 8, A2_LOAD, A2_SPLAT, A2_FMA, A2_CLAMP, A2_STORE)
 FCONV_DENSE_AT(BNN_AVX2_FMA, fdense_a2_1x1, __m256, 8, 1, 1, A2_LOAD, A2_SPLAT, A2_FMA, A2_CLAMP, A2_STORE)
@@ -220,8 +221,15 @@ BNN_AVX512_FMA static void fdense_row_avx512_narrow(const bnn_fconv *k, const fl
                     fdense_a5y_1x16, fdense_a5y_1x1, 16)
 }
 BNN_AVX2_FMA static void fdense_row_avx2(const bnn_fconv *k, const float *in, float *out, long r) {
-    FCONV_DENSE_ROW(__m256, 8, A2_SPLAT, fdense_a2_2x5, fdense_a2_2x1, 0, fdense_a2_2x5, fdense_a2_2x1, 5,
-                    fdense_a2_1x8, fdense_a2_1x1, 8)
+    /* rows of a multiple of 4 pixels (16, 32: no multiple of 5) take blocks of
+     * 4, which the 5-pixel blocks would cover with a quarter recomputed */
+    if (k->g.out_w % 4 == 0 && k->g.out_w % 5 != 0) {
+        FCONV_DENSE_ROW(__m256, 8, A2_SPLAT, fdense_a2_2x4, fdense_a2_2x1, 0, fdense_a2_2x4, fdense_a2_2x1, 4,
+                        fdense_a2_1x8, fdense_a2_1x1, 8)
+    } else {
+        FCONV_DENSE_ROW(__m256, 8, A2_SPLAT, fdense_a2_2x5, fdense_a2_2x1, 0, fdense_a2_2x5, fdense_a2_2x1, 5,
+                        fdense_a2_1x8, fdense_a2_1x1, 8)
+    }
 }
 BNN_AVX512_BASE static void fdense_row_avx512(const bnn_fconv *k, const float *in, float *out, long r) {
     FCONV_DENSE_ROW(__m512, 16, A5_SPLAT, fdense_a5_4x6, fdense_a5_4x1, 6, fdense_a5_2x12, fdense_a5_2x1, 12,
