@@ -52,11 +52,12 @@ struct bnn_bconv {
     int32_t nclass, ncc;
     int64_t *corr;           /* [nclass][groups*8] */
     int32_t *corr32;         /* [nclass][g16*16] (d32, w16) */
-    /* lanes 64 (AVX-512): the input as word planes, see bnn_bconv_planes */
+    /* lanes 64 (AVX-512) and AVX2: the input as word planes, see repack_planes */
     int32_t ncol, nsteps, gstep, band;   /* band: output rows whose planes are built at a time */
     size_t prb;              /* bytes of one padded row's planes: ncol * rw planes of out_w words */
     int64_t *soff;           /* [nsteps] byte offset of step s's plane from the output row's first one */
-    uint64_t *wq;            /* [groups / gstep][nsteps][gstep][8], the last block of groups % gstep */
+    uint64_t *wq;            /* [groups / gstep][nsteps][gstep][8], the last block of groups % gstep;
+                              * AVX2: [groups][nsteps][low, high nibbles][8] (nibble_weights) */
     /* bits output: y = K - c - 2 acc < thr (c: the class's correction) exactly when
      * acc >= athr = floor((K - c - thr') / 2) + 1, thr' the threshold clamped to
      * [-K-1, K+1] (every |y| <= K keeps its side), so the epilogue compares the
